@@ -1,0 +1,40 @@
+//! Everything a request handler needs, built once at start-up.
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::PasswordHasher;
+use crate::domain::hashing::HashPool;
+use crate::domain::peers::PeerCache;
+use crate::ops_support::metrics::Metrics;
+use crate::store::Store;
+use std::sync::Arc;
+
+pub struct App {
+    pub cfg: Config,
+    pub clock: Clock,
+    pub store: Store,
+    pub peers: PeerCache,
+    pub metrics: Arc<Metrics>,
+    pub hasher: HashPool,
+}
+
+/// Queue length of the hashing pool per thread: beyond it logins answer "busy".
+const HASH_QUEUE_PER_THREAD: usize = 32;
+
+impl App {
+    pub fn new(cfg: Config, clock: Clock, store: Store) -> Result<App, String> {
+        let s = &cfg.security;
+        let hasher = PasswordHasher::new(s.argon2_m_kib, s.argon2_t, s.argon2_p)
+            .map_err(|e| format!("invalid Argon2 parameters: {e}"))?;
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let peers = PeerCache::new(store.clone()).map_err(|e| format!("cannot read peers: {e}"))?;
+        Ok(App {
+            hasher: HashPool::new(hasher, threads, threads * HASH_QUEUE_PER_THREAD),
+            peers,
+            metrics: Arc::new(Metrics::default()),
+            cfg,
+            clock,
+            store,
+        })
+    }
+}

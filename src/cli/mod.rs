@@ -1,0 +1,119 @@
+//! The command line (spec 9). Exit codes: 0 ok, 1 error, 2 usage.
+
+mod backup;
+mod peer;
+mod run;
+mod tools;
+mod user;
+
+use crate::config::Config;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// An error already worth one line on stderr.
+pub struct Failed(pub String);
+
+impl<E: std::fmt::Display> From<E> for Failed {
+    fn from(e: E) -> Self {
+        Failed(e.to_string())
+    }
+}
+
+pub type CliResult = Result<(), Failed>;
+
+#[derive(Parser)]
+#[command(name = "vnetd", version, about = "ChinaVNet (互联星空) province node: PassPort, authentication, ordering, charging, centre sync")]
+pub struct Cli {
+    /// Config file (else $VNETD_CONFIG, else /etc/vnetd/vnetd.toml if it exists, else built-in defaults)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Run the daemon
+    Run,
+    /// Read and validate the configuration, then exit
+    CheckConfig,
+    /// Exit 0 iff the running daemon answers healthy
+    Healthcheck,
+    /// Manage peers (SPs, the centre, BSS, AAA, 168) and their keys
+    #[command(subcommand)]
+    Peer(peer::PeerCmd),
+    /// Manage PassPort users
+    #[command(subcommand)]
+    User(user::UserCmd),
+    /// Write an online, consistent copy of the database to FILE
+    Backup { file: PathBuf },
+    /// Print the Authenticator of a request: Base64(3DES(SHA1(values concatenated)))
+    Authenticator(tools::AuthenticatorArgs),
+    /// Print the `enc` form of a value (Base64 of 3DES under the key), for Password fields
+    Encrypt(tools::EncryptArgs),
+    /// Service catalogue (not implemented yet: issue 3)
+    #[command(hide = true)]
+    Catalog { #[arg(trailing_var_arg = true, allow_hyphen_values = true)] rest: Vec<String> },
+    /// Roaming services (not implemented yet: issue 4)
+    #[command(hide = true)]
+    Roam { #[arg(trailing_var_arg = true, allow_hyphen_values = true)] rest: Vec<String> },
+    /// Outbox status and retries (not implemented yet: issue 4)
+    #[command(hide = true)]
+    Outbox { #[arg(trailing_var_arg = true, allow_hyphen_values = true)] rest: Vec<String> },
+    /// Reconciliation export (not implemented yet: issue 3)
+    #[command(hide = true)]
+    Recon { #[arg(trailing_var_arg = true, allow_hyphen_values = true)] rest: Vec<String> },
+    /// The centre simulator (not implemented yet: issue 4)
+    #[command(hide = true, name = "centre-sim")]
+    CentreSim { #[arg(trailing_var_arg = true, allow_hyphen_values = true)] rest: Vec<String> },
+}
+
+fn not_yet(what: &str, issue: u32) -> CliResult {
+    Err(Failed(format!("`{what}` is not implemented in this version yet (planned in issue {issue})")))
+}
+
+pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failed> {
+    Config::load(path).map_err(Failed)
+}
+
+/// Open the database named by the config (for operator commands).
+pub fn open_store(cfg: &Config) -> Result<crate::store::Store, Failed> {
+    crate::store::Store::open(&cfg.storage.path).map_err(|e| Failed(format!("cannot open database {}: {e}", cfg.storage.path.display())))
+}
+
+pub fn dispatch(cli: Cli) -> CliResult {
+    let path = cli.config.as_deref();
+    match cli.cmd {
+        Cmd::Run => run::run(load_config(path)?),
+        Cmd::CheckConfig => {
+            let cfg = load_config(path)?;
+            match &cfg.source {
+                Some(p) => println!("configuration {} is valid", p.display()),
+                None => println!("no configuration file; built-in defaults are valid"),
+            }
+            Ok(())
+        }
+        Cmd::Healthcheck => run::healthcheck(&load_config(path)?),
+        Cmd::Peer(c) => peer::run(&load_config(path)?, c),
+        Cmd::User(c) => user::run(&load_config(path)?, c),
+        Cmd::Backup { file } => backup::run(&load_config(path)?, &file),
+        Cmd::Authenticator(a) => tools::authenticator(a),
+        Cmd::Encrypt(a) => tools::encrypt(a),
+        Cmd::Catalog { .. } => not_yet("catalog", 3),
+        Cmd::Recon { .. } => not_yet("recon", 3),
+        Cmd::Roam { .. } => not_yet("roam", 4),
+        Cmd::Outbox { .. } => not_yet("outbox", 4),
+        Cmd::CentreSim { .. } => not_yet("centre-sim", 4),
+    }
+}
+
+/// Print rows tab-separated with a header row (spec 11 listings).
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", header.join("\t"));
+    for r in rows {
+        let cells: Vec<String> = r.iter().map(|c| c.replace(['\t', '\n'], " ")).collect();
+        let _ = writeln!(out, "{}", cells.join("\t"));
+    }
+}

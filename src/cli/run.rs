@@ -1,0 +1,74 @@
+//! `vnetd run` and `vnetd healthcheck`.
+
+use super::{CliResult, Failed};
+use crate::app::App;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::ops_support::logging::{self, LogTarget};
+use std::io::{IsTerminal, Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Log target: as configured, else stderr on a terminal or without a config file, else syslog.
+fn log_target(cfg: &Config) -> LogTarget {
+    match cfg.log.target.as_deref() {
+        Some("syslog") => LogTarget::Syslog,
+        Some(_) => LogTarget::Stderr,
+        None if cfg.source.is_none() || std::io::stderr().is_terminal() => LogTarget::Stderr,
+        None => LogTarget::Syslog,
+    }
+}
+
+pub fn run(cfg: Config) -> CliResult {
+    crate::ops_support::signals::block().map_err(Failed)?;
+    let target = log_target(&cfg);
+    if let Err(e) = logging::switch(target, cfg.level()) {
+        log::warn!("cannot log to syslog ({e}); logging to stderr");
+        let _ = logging::switch(LogTarget::Stderr, cfg.level());
+    }
+    let clock = Clock::from_config(&cfg);
+    if cfg.node.time_offset_s != 0 {
+        log::warn!("node time is shifted by time_offset_s = {} s", cfg.node.time_offset_s);
+    }
+    let store = super::open_store(&cfg)?;
+    let app = Arc::new(App::new(cfg, clock, store.clone()).map_err(Failed)?);
+    let listeners = crate::http::Listeners::start(app.clone()).map_err(Failed)?;
+    log::info!(
+        "vnetd {} serving SOAP on {} and admin on {} (province {}, device {}, database {})",
+        env!("CARGO_PKG_VERSION"),
+        app.cfg.server.listen,
+        app.cfg.server.admin_listen,
+        app.cfg.node.province_id,
+        app.cfg.node.device_no,
+        app.cfg.storage.path.display()
+    );
+    logging::audit("daemon_start", &[("version", env!("CARGO_PKG_VERSION"))]);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let sig = crate::ops_support::signals::wait_for_shutdown();
+    log::info!("{sig} received; shutting down");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    listeners.stop();
+    store.shutdown();
+    logging::audit("daemon_stop", &[("signal", sig.as_str())]);
+    Ok(())
+}
+
+/// GET /healthz on the admin listener; exit 0 iff it answers 200.
+pub fn healthcheck(cfg: &Config) -> CliResult {
+    let addr = cfg.admin_addr();
+    let fail = |why: String| Failed(format!("unhealthy: {why}"));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| fail(format!("cannot connect to {addr}: {e}")))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.set_write_timeout(Some(Duration::from_secs(3)))?;
+    s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .map_err(|e| fail(e.to_string()))?;
+    let mut buf = Vec::new();
+    let _ = s.take(4096).read_to_end(&mut buf);
+    let head = String::from_utf8_lossy(&buf);
+    if head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200") {
+        println!("healthy");
+        Ok(())
+    } else {
+        Err(fail(head.lines().next().unwrap_or("no answer").to_string()))
+    }
+}

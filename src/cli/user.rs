@@ -1,0 +1,282 @@
+//! `vnetd user add|show|import`.
+
+use super::{open_store, print_table, CliResult, Failed};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::PasswordHasher;
+use crate::domain::passport::{self as pp, NewUser, User};
+use crate::ops_support::logging::audit;
+use crate::outbox;
+use crate::store::DbError;
+use clap::Subcommand;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum UserCmd {
+    /// Create a user; prints the VNetUserID
+    Add {
+        #[arg(long = "account-type", value_parser = ["01", "02", "03", "04", "09"])]
+        account_type: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long = "city-code")]
+        city_code: String,
+        #[arg(long = "user-type", default_value = "1", value_parser = ["1", "2"])]
+        user_type: String,
+        /// Monthly credit limit in fen (postpaid)
+        #[arg(long = "credit-limit")]
+        credit_limit: Option<i64>,
+        /// Read the password from standard input (one line)
+        #[arg(long = "password-stdin")]
+        password_stdin: bool,
+    },
+    /// Show a user by VNetUserID or account
+    Show { who: String },
+    /// Import users from CSV (all-or-nothing)
+    Import { file: PathBuf },
+}
+
+pub const CSV_HEADER: &str = "account_type,account,city_code,user_type,credit_limit,balance,alias,binding_access_no";
+
+pub fn run(cfg: &Config, cmd: UserCmd) -> CliResult {
+    match cmd {
+        UserCmd::Add { account_type, account, city_code, user_type, credit_limit, password_stdin } => {
+            let row = [account_type, account, city_code, user_type, credit_limit.map(|c| c.to_string()).unwrap_or_default(), String::new(), String::new(), String::new()];
+            let mut new = parse_row(cfg, &row).map_err(Failed)?;
+            if password_stdin {
+                let pw = super::tools::read_line()?;
+                if pp::weak_password(&pw, &new.account) {
+                    return Err(Failed("password too simple: at least 6 characters, not one repeated character, not the account".into()));
+                }
+                let s = &cfg.security;
+                let h = PasswordHasher::new(s.argon2_m_kib, s.argon2_t, s.argon2_p)?;
+                new.password_phc = Some(h.hash(&pw));
+            }
+            let store = open_store(cfg)?;
+            let clock = Clock::from_config(cfg);
+            let province = cfg.node.province_id.clone();
+            let id = store.write(move |c| {
+                let now = clock.unix();
+                if pp::account_taken(c, &new.account_type, &new.account)? {
+                    return Err(DbError::Other(format!("account {} (type {}) is already held by a user", new.account, new.account_type)));
+                }
+                let u = pp::create(c, &province, &new, now)?;
+                let payload = pp::info_notify_payload(&u, "1", &clock.format_ts(now));
+                outbox::enqueue(c, outbox::CENTRE, "PUserInfoNotify", &outbox::user_key(&u.vnet_user_id), &payload, None, now)?;
+                Ok(u.vnet_user_id)
+            })?;
+            audit("user_open", &[("by", "cli"), ("user", &id)]);
+            println!("{id}");
+        }
+        UserCmd::Show { who } => {
+            let store = open_store(cfg)?;
+            let users = store.read(|c| find(c, &who))?;
+            if users.is_empty() {
+                return Err(Failed(format!("no user {who}")));
+            }
+            let now = Clock::from_config(cfg).unix();
+            let rows: Vec<Vec<String>> = users.iter().map(|u| show_row(u, now)).collect();
+            print_table(
+                &["vnet_user_id", "account_type", "account", "status", "city_code", "user_type", "credit_limit", "balance", "alias", "binding_access_no", "contract_id", "password", "locked"],
+                &rows,
+            );
+        }
+        UserCmd::Import { file } => import(cfg, &file)?,
+    }
+    Ok(())
+}
+
+fn show_row(u: &User, now: i64) -> Vec<String> {
+    vec![
+        u.vnet_user_id.clone(),
+        u.account_type.clone(),
+        u.account.clone(),
+        u.status.clone(),
+        u.city_code.clone(),
+        u.user_type.clone(),
+        u.credit_limit.to_string(),
+        u.balance.to_string(),
+        u.alias.clone(),
+        u.binding_access_no.clone(),
+        u.contract_id.clone(),
+        if u.password_phc.is_some() { "set".into() } else { "none".into() },
+        if u.locked_until > now { "yes".into() } else { "no".into() },
+    ]
+}
+
+/// A 12-digit argument is tried as a VNetUserID first, then as an account of any type.
+fn find(c: &rusqlite::Connection, who: &str) -> Result<Vec<User>, DbError> {
+    if who.len() == 12 && who.bytes().all(|b| b.is_ascii_digit()) {
+        if let Some(u) = pp::by_id(c, who)? {
+            return Ok(vec![u]);
+        }
+    }
+    let mut out = Vec::new();
+    for t in pp::LOOKUP_ORDER {
+        match pp::holder(c, t, who)? {
+            pp::Holder::Live(u) | pp::Holder::Cancelled(u) => out.push(u),
+            pp::Holder::None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Validate one CSV row (fields in CSV_HEADER order).
+fn parse_row(cfg: &Config, f: &[String]) -> Result<NewUser, String> {
+    let [at, account, city, utype, credit, balance, alias, binding] = f else {
+        return Err(format!("expected 8 fields ({CSV_HEADER}), found {}", f.len()));
+    };
+    if !pp::LOOKUP_ORDER.contains(&at.as_str()) {
+        return Err(format!("account_type {at:?} must be one of 01, 02, 03, 04, 09"));
+    }
+    if account.is_empty() || account.chars().count() > 64 {
+        return Err("account must be 1 to 64 characters".into());
+    }
+    if at == "09" && !(account.len() == 11 && account.starts_with('1') && account.bytes().all(|b| b.is_ascii_digit())) {
+        return Err("an account of type 09 must be a mobile number (11 digits starting with 1)".into());
+    }
+    if city.is_empty() || city.len() > 6 || !city.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("city_code {city:?} must be 1 to 6 digits"));
+    }
+    let utype = if utype.is_empty() { "1" } else { utype.as_str() };
+    if utype != "1" && utype != "2" {
+        return Err(format!("user_type {utype:?} must be 1 (postpaid) or 2 (prepaid)"));
+    }
+    let fen = |name: &str, v: &str, default: i64| -> Result<i64, String> {
+        if v.is_empty() {
+            return Ok(default);
+        }
+        match v.parse::<i64>() {
+            Ok(n) if (0..=100_000_000).contains(&n) && v.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+            _ => Err(format!("{name} {v:?} must be an amount in fen, 0 to 100000000")),
+        }
+    };
+    if alias.chars().count() > 64 || binding.chars().count() > 64 {
+        return Err("alias and binding_access_no are at most 64 characters".into());
+    }
+    Ok(NewUser {
+        account_type: at.clone(),
+        account: account.clone(),
+        password_phc: None,
+        city_code: city.clone(),
+        user_type: utype.to_string(),
+        credit_limit: fen("credit_limit", credit, cfg.billing.default_credit_limit_fen)?,
+        balance: fen("balance", balance, 0)?,
+        alias: alias.clone(),
+        binding_access_no: binding.clone(),
+    })
+}
+
+/// Split one CSV line (RFC 4180 quoting within the line).
+fn split_csv(line: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    let mut at_start = true;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            '"' if quoted => quoted = false,
+            '"' if at_start => quoted = true,
+            ',' if !quoted => {
+                out.push(std::mem::take(&mut cur));
+                at_start = true;
+                continue;
+            }
+            c => cur.push(c),
+        }
+        at_start = false;
+    }
+    if quoted {
+        return Err("unterminated quote".into());
+    }
+    out.push(cur);
+    Ok(out)
+}
+
+fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
+    let text = std::fs::read_to_string(file).map_err(|e| Failed(format!("cannot read {}: {e}", file.display())))?;
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, h)) if h.trim_start_matches('\u{feff}').trim() == CSV_HEADER => {}
+        _ => return Err(Failed(format!("{}: line 1 must be the header {CSV_HEADER}", file.display()))),
+    }
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (i, line) in lines {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match split_csv(line).and_then(|f| parse_row(cfg, &f)) {
+            Ok(u) => {
+                if let Some(first) = seen.insert((u.account_type.clone(), u.account.clone()), n) {
+                    errors.push(format!("line {n}: account {} (type {}) repeats line {first}", u.account, u.account_type));
+                } else {
+                    rows.push((n, u));
+                }
+            }
+            Err(e) => errors.push(format!("line {n}: {e}")),
+        }
+    }
+    let store = open_store(cfg)?;
+    let clock = Clock::from_config(cfg);
+    let province = cfg.node.province_id.clone();
+    let total = rows.len();
+    let progress = std::io::stderr().is_terminal();
+    let had_errors = !errors.is_empty();
+    let result = store.write(move |c| {
+        let now = clock.unix();
+        let mut errors = errors;
+        for (n, u) in &rows {
+            if pp::account_taken(c, &u.account_type, &u.account)? {
+                errors.push(format!("line {n}: account {} (type {}) is already held by a user", u.account, u.account_type));
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| e.split(':').next().and_then(|l| l.trim_start_matches("line ").parse::<usize>().ok()).unwrap_or(0));
+            return Err(DbError::Other(errors.join("\n")));
+        }
+        for (i, (_, u)) in rows.iter().enumerate() {
+            let created = pp::create(c, &province, u, now)?;
+            let payload = pp::info_notify_payload(&created, "1", &clock.format_ts(now));
+            outbox::enqueue(c, outbox::CENTRE, "PUserInfoNotify", &outbox::user_key(&created.vnet_user_id), &payload, None, now)?;
+            if progress && (i + 1) % 1000 == 0 {
+                eprint!("\rimported {}/{total}", i + 1);
+            }
+        }
+        if progress {
+            eprintln!("\rimported {total}/{total}");
+        }
+        Ok(total)
+    });
+    match result {
+        Ok(n) => {
+            audit("user_import", &[("file", &file.display().to_string()), ("users", &n.to_string())]);
+            println!("imported {n} users");
+            Ok(())
+        }
+        Err(DbError::Other(msg)) if had_errors || msg.starts_with("line ") => {
+            Err(Failed(format!("{msg}\nnothing imported")))
+        }
+        Err(e) => Err(Failed(format!("import failed, nothing imported: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_split() {
+        assert_eq!(split_csv("a,b,,c").unwrap(), vec!["a", "b", "", "c"]);
+        assert_eq!(split_csv("\"x,y\",\"q\"\"q\"").unwrap(), vec!["x,y", "q\"q"]);
+        assert!(split_csv("\"open").is_err());
+    }
+}

@@ -1,0 +1,349 @@
+//! Configuration (spec section 9): TOML, built-in defaults, unknown keys rejected by name.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/vnetd/vnetd.toml";
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub node: Node,
+    pub server: Server,
+    pub storage: Storage,
+    pub security: Security,
+    pub billing: Billing,
+    pub access: Access,
+    pub sync: Sync,
+    pub log: Log,
+    /// Where the config came from (None = built-in defaults). Not a TOML key.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Node {
+    pub province_id: String,
+    pub device_no: String,
+    pub timezone: String,
+    pub default_city_code: String,
+    pub time_offset_s: i64,
+}
+impl Default for Node {
+    fn default() -> Self {
+        Node {
+            province_id: "35".into(),
+            device_no: "3500000000000101".into(),
+            timezone: "+08:00".into(),
+            default_city_code: "0591".into(),
+            time_offset_s: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub listen: String,
+    pub admin_listen: String,
+    pub max_body_bytes: u64,
+    pub max_connections: u64,
+    pub read_timeout_s: u64,
+    pub legacy_allow: Vec<String>,
+}
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: "127.0.0.1:8080".into(),
+            admin_listen: "127.0.0.1:8081".into(),
+            max_body_bytes: 65536,
+            max_connections: 512,
+            read_timeout_s: 10,
+            legacy_allow: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    pub path: PathBuf,
+}
+impl Default for Storage {
+    fn default() -> Self {
+        Storage { path: PathBuf::from("./vnetd-data/vnetd.db") }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Security {
+    pub clock_tolerance_s: i64,
+    pub lockout_threshold: u32,
+    pub lockout_minutes: i64,
+    pub key_grace_h: i64,
+    pub ticket_ttl_s: i64,
+    pub argon2_m_kib: u32,
+    pub argon2_t: u32,
+    pub argon2_p: u32,
+    pub sso_idle_minutes: i64,
+    pub sso_max_hours: i64,
+    pub idempotency_days: i64,
+}
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            clock_tolerance_s: 300,
+            lockout_threshold: 5,
+            lockout_minutes: 15,
+            key_grace_h: 24,
+            ticket_ttl_s: 60,
+            argon2_m_kib: 19456,
+            argon2_t: 2,
+            argon2_p: 1,
+            sso_idle_minutes: 30,
+            sso_max_hours: 8,
+            idempotency_days: 90,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Billing {
+    pub default_credit_limit_fen: i64,
+    pub recon_window_days: i64,
+    pub recon_tolerance_fen: i64,
+    pub recon_page_size: i64,
+    pub day_close_minute: i64,
+}
+impl Default for Billing {
+    fn default() -> Self {
+        Billing {
+            default_credit_limit_fen: 50000,
+            recon_window_days: 62,
+            recon_tolerance_fen: 0,
+            recon_page_size: 500,
+            day_close_minute: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Access {
+    pub session_stale_h: i64,
+}
+impl Default for Access {
+    fn default() -> Self {
+        Access { session_stale_h: 48 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sync {
+    pub batch_max_records: u32,
+    pub flush_interval_ms: u64,
+    pub retry_max_s: u64,
+    pub dead_letter_after_h: u64,
+    pub centre_timeout_ms: u64,
+    pub clock_sync_minutes: u64,
+    pub clock_alarm_s: i64,
+    pub sync_passwords: bool,
+}
+impl Default for Sync {
+    fn default() -> Self {
+        Sync {
+            batch_max_records: 500,
+            flush_interval_ms: 1000,
+            retry_max_s: 300,
+            dead_letter_after_h: 72,
+            centre_timeout_ms: 3000,
+            clock_sync_minutes: 10,
+            clock_alarm_s: 60,
+            sync_passwords: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// "syslog" or "stderr"; None = decided at start-up (stderr on a terminal or without a
+    /// config file, else syslog).
+    pub target: Option<String>,
+    pub level: String,
+}
+impl Default for Log {
+    fn default() -> Self {
+        Log { target: None, level: "info".into() }
+    }
+}
+
+/// Which file to read: `--config` beats `VNETD_CONFIG`, which beats the default path when it
+/// exists; otherwise built-in defaults.
+pub fn resolve_path(cli: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = cli {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("VNETD_CONFIG").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let default = Path::new(DEFAULT_CONFIG_PATH);
+    default.exists().then(|| default.to_path_buf())
+}
+
+impl Config {
+    /// Load from the resolved path (or defaults) and validate.
+    pub fn load(cli: Option<&Path>) -> Result<Config, String> {
+        let cfg = match resolve_path(cli) {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+                let mut cfg = Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                cfg.source = Some(path);
+                cfg
+            }
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str::<Config>(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        let mut errs = Vec::new();
+        if !digits(&self.node.province_id, 2) {
+            errs.push("node.province_id must be 2 digits".to_string());
+        }
+        if !digits(&self.node.device_no, 16) {
+            errs.push("node.device_no must be 16 digits".into());
+        }
+        if crate::clock::parse_utc_offset(&self.node.timezone).is_none() {
+            errs.push("node.timezone must look like +08:00".into());
+        }
+        let cc = &self.node.default_city_code;
+        if cc.is_empty() || cc.len() > 6 || !cc.bytes().all(|b| b.is_ascii_digit()) {
+            errs.push("node.default_city_code must be 1 to 6 digits".into());
+        }
+        for (key, val) in [("server.listen", &self.server.listen), ("server.admin_listen", &self.server.admin_listen)] {
+            if val.parse::<SocketAddr>().is_err() {
+                errs.push(format!("{key} must be an address like 127.0.0.1:8080"));
+            }
+        }
+        for c in &self.server.legacy_allow {
+            if crate::http::cidr::Cidr::parse(c).is_none() {
+                errs.push(format!("server.legacy_allow: {c:?} is not a CIDR"));
+            }
+        }
+        let positive: [(&str, i64); 15] = [
+            ("server.max_body_bytes", self.server.max_body_bytes as i64),
+            ("server.max_connections", self.server.max_connections as i64),
+            ("server.read_timeout_s", self.server.read_timeout_s as i64),
+            ("security.clock_tolerance_s", self.security.clock_tolerance_s),
+            ("security.lockout_threshold", self.security.lockout_threshold as i64),
+            ("security.lockout_minutes", self.security.lockout_minutes),
+            ("security.ticket_ttl_s", self.security.ticket_ttl_s),
+            ("security.argon2_t", self.security.argon2_t as i64),
+            ("security.argon2_p", self.security.argon2_p as i64),
+            ("security.idempotency_days", self.security.idempotency_days),
+            ("billing.recon_page_size", self.billing.recon_page_size),
+            ("sync.batch_max_records", self.sync.batch_max_records as i64),
+            ("sync.flush_interval_ms", self.sync.flush_interval_ms as i64),
+            ("sync.retry_max_s", self.sync.retry_max_s as i64),
+            ("sync.centre_timeout_ms", self.sync.centre_timeout_ms as i64),
+        ];
+        for (k, v) in positive {
+            if v <= 0 {
+                errs.push(format!("{k} must be greater than 0"));
+            }
+        }
+        if self.security.argon2_m_kib < 8 * self.security.argon2_p {
+            errs.push("security.argon2_m_kib must be at least 8 × argon2_p".into());
+        }
+        for (k, v) in [
+            ("security.key_grace_h", self.security.key_grace_h),
+            ("billing.default_credit_limit_fen", self.billing.default_credit_limit_fen),
+            ("billing.recon_window_days", self.billing.recon_window_days),
+            ("billing.recon_tolerance_fen", self.billing.recon_tolerance_fen),
+            ("access.session_stale_h", self.access.session_stale_h),
+        ] {
+            if v < 0 {
+                errs.push(format!("{k} must not be negative"));
+            }
+        }
+        if !(0..1440).contains(&self.billing.day_close_minute) {
+            errs.push("billing.day_close_minute must be 0..1439".into());
+        }
+        if let Some(t) = &self.log.target {
+            if t != "syslog" && t != "stderr" {
+                errs.push(format!("log.target must be \"syslog\" or \"stderr\", not {t:?}"));
+            }
+        }
+        if self.log.level.parse::<log::LevelFilter>().is_err() {
+            errs.push(format!("log.level {:?} is not one of error, warn, info, debug, trace", self.log.level));
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs.join("; ")) }
+    }
+
+    pub fn level(&self) -> log::LevelFilter {
+        self.log.level.parse().unwrap_or(log::LevelFilter::Info)
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.server.listen.parse().expect("validated")
+    }
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.server.admin_listen.parse().expect("validated")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_spec() {
+        let c = Config::default();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.server.admin_listen, "127.0.0.1:8081");
+        assert_eq!(c.storage.path, PathBuf::from("./vnetd-data/vnetd.db"));
+        assert_eq!(c.security.argon2_m_kib, 19456);
+        assert_eq!(c.billing.day_close_minute, 30);
+        assert!(c.sync.sync_passwords);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::parse("[node]\nprovince_idd = \"35\"\n").unwrap_err();
+        assert!(e.contains("province_idd"), "{e}");
+        let e = Config::parse("[nodes]\n").unwrap_err();
+        assert!(e.contains("nodes"), "{e}");
+    }
+
+    #[test]
+    fn partial_file_keeps_defaults() {
+        let c = Config::parse("[security]\nargon2_m_kib = 64\n").unwrap();
+        assert_eq!(c.security.argon2_m_kib, 64);
+        assert_eq!(c.security.argon2_t, 2);
+        assert_eq!(c.node.province_id, "35");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let c = Config::parse("[node]\nprovince_id = \"3\"\n").unwrap();
+        assert!(c.validate().unwrap_err().contains("node.province_id"));
+        let c = Config::parse("[log]\ntarget = \"file\"\n").unwrap();
+        assert!(c.validate().unwrap_err().contains("log.target"));
+        let e = Config::parse("[server]\nmax_body_bytes = \"big\"\n").unwrap_err();
+        assert!(e.contains("max_body_bytes"), "{e}");
+    }
+}

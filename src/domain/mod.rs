@@ -1,0 +1,4 @@
+//! Business rules. No HTTP or SOAP types here.
+pub mod hashing;
+pub mod passport;
+pub mod peers;

@@ -1,0 +1,221 @@
+//! The provincial PassPort's users (spec 3, 4, 11): accounts, statuses, passwords, lockout,
+//! VNetUserID assignment.
+
+use crate::store::{next_counter, DbResult};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+pub const STATUS_NORMAL: &str = "00";
+pub const STATUS_SUSPENDED: &str = "01";
+pub const STATUS_FROZEN: &str = "02";
+pub const STATUS_CANCELLED: &str = "03";
+
+/// Account types tried for account-only look-ups (spec 11).
+pub const LOOKUP_ORDER: [&str; 5] = ["01", "02", "03", "04", "09"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub vnet_user_id: String,
+    pub account_type: String,
+    pub account: String,
+    pub password_phc: Option<String>,
+    pub city_code: String,
+    pub user_type: String,
+    pub credit_limit: i64,
+    pub balance: i64,
+    pub alias: String,
+    pub binding_access_no: String,
+    pub contract_id: String,
+    pub status: String,
+    pub status_at: i64,
+    pub failed_logins: i64,
+    pub locked_until: i64,
+}
+
+const COLUMNS: &str = "vnet_user_id, account_type, account, password_phc, city_code, user_type, credit_limit, balance, \
+     alias, binding_access_no, contract_id, status, status_at, failed_logins, locked_until";
+
+fn from_row(r: &Row) -> rusqlite::Result<User> {
+    Ok(User {
+        vnet_user_id: r.get(0)?,
+        account_type: r.get(1)?,
+        account: r.get(2)?,
+        password_phc: r.get(3)?,
+        city_code: r.get(4)?,
+        user_type: r.get(5)?,
+        credit_limit: r.get(6)?,
+        balance: r.get(7)?,
+        alias: r.get(8)?,
+        binding_access_no: r.get(9)?,
+        contract_id: r.get(10)?,
+        status: r.get(11)?,
+        status_at: r.get(12)?,
+        failed_logins: r.get(13)?,
+        locked_until: r.get(14)?,
+    })
+}
+
+impl User {
+    pub fn num_flag(&self) -> &'static str {
+        num_flag(&self.account_type)
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.status == STATUS_CANCELLED
+    }
+}
+
+/// NumFlag from the account type (spec 11).
+pub fn num_flag(account_type: &str) -> &'static str {
+    match account_type {
+        "03" => "1",
+        "09" => "2",
+        "04" => "3",
+        _ => "",
+    }
+}
+
+/// Weak: fewer than 6 characters, one character repeated, or equal to the account (spec 11).
+pub fn weak_password(password: &str, account: &str) -> bool {
+    let mut chars = password.chars();
+    let first = chars.clone().next();
+    password.chars().count() < 6 || chars.all(|c| Some(c) == first) || password == account
+}
+
+pub fn by_id(conn: &Connection, id: &str) -> DbResult<Option<User>> {
+    Ok(conn
+        .query_row(&format!("SELECT {COLUMNS} FROM user WHERE vnet_user_id = ?1"), [id], from_row)
+        .optional()?)
+}
+
+/// Who holds an account, for authentication (spec 11).
+#[derive(Debug)]
+pub enum Holder {
+    /// The holder who is not cancelled.
+    Live(User),
+    /// Only cancelled holders exist: the most recently cancelled one.
+    Cancelled(User),
+    /// No local user ever held it.
+    None,
+}
+
+pub fn holder(conn: &Connection, account_type: &str, account: &str) -> DbResult<Holder> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM user WHERE account_type = ?1 AND account = ?2 ORDER BY status = '03', status_at DESC LIMIT 1"
+    ))?;
+    let u = st.query_row(params![account_type, account], from_row).optional()?;
+    Ok(match u {
+        Some(u) if u.is_cancelled() => Holder::Cancelled(u),
+        Some(u) => Holder::Live(u),
+        None => Holder::None,
+    })
+}
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub account_type: String,
+    pub account: String,
+    pub password_phc: Option<String>,
+    pub city_code: String,
+    pub user_type: String,
+    pub credit_limit: i64,
+    pub balance: i64,
+    pub alias: String,
+    pub binding_access_no: String,
+}
+
+/// Is the account held by a user who is not cancelled?
+pub fn account_taken(conn: &Connection, account_type: &str, account: &str) -> DbResult<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM user WHERE account_type = ?1 AND account = ?2 AND status <> '03'",
+            params![account_type, account],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Create a user with the next VNetUserID (ProvinceID + 10-digit sequence, never reused).
+/// The caller has checked that the account is free.
+pub fn create(conn: &Connection, province_id: &str, u: &NewUser, now: i64) -> DbResult<User> {
+    let seq = next_counter(conn, "vnet_user_id")?;
+    if seq > 9_999_999_999 {
+        return Err(crate::store::DbError::Other("VNetUserID sequence exhausted".into()));
+    }
+    let id = format!("{province_id}{seq:010}");
+    conn.execute(
+        "INSERT INTO user(vnet_user_id, account_type, account, password_phc, city_code, user_type, credit_limit, balance,
+                          alias, binding_access_no, status, status_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, '00', ?11, ?11, ?11)",
+        params![id, u.account_type, u.account, u.password_phc, u.city_code, u.user_type, u.credit_limit, u.balance, u.alias, u.binding_access_no, now],
+    )?;
+    Ok(by_id(conn, &id)?.expect("just inserted"))
+}
+
+/// Record a failed login; returns true if this failure locked the account.
+pub fn record_failure(conn: &Connection, id: &str, threshold: u32, lock_s: i64, now: i64) -> DbResult<bool> {
+    let Some(u) = by_id(conn, id)? else { return Ok(false) };
+    // A lock that has ended resets the counter (spec 11).
+    let base = if u.locked_until != 0 && u.locked_until <= now { 0 } else { u.failed_logins };
+    let failed = base + 1;
+    if failed >= threshold as i64 {
+        conn.execute(
+            "UPDATE user SET failed_logins = 0, locked_until = ?2 WHERE vnet_user_id = ?1",
+            params![id, now + lock_s],
+        )?;
+        Ok(true)
+    } else {
+        conn.execute(
+            "UPDATE user SET failed_logins = ?2, locked_until = 0 WHERE vnet_user_id = ?1",
+            params![id, failed],
+        )?;
+        Ok(false)
+    }
+}
+
+pub fn reset_failures(conn: &Connection, id: &str) -> DbResult<()> {
+    conn.execute("UPDATE user SET failed_logins = 0, locked_until = 0 WHERE vnet_user_id = ?1", [id])?;
+    Ok(())
+}
+
+/// The fields of a user that PUserInfoNotify carries (spec 6.2), after the SrcDeviceNo and
+/// ProvinceID the relay adds.
+pub fn info_notify_payload(u: &User, action: &str, change_time: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("ActionType", action.to_string()),
+        ("VNetUserID", u.vnet_user_id.clone()),
+        ("AccountType", u.account_type.clone()),
+        ("Account", u.account.clone()),
+        ("Alias", u.alias.clone()),
+        ("CityCode", u.city_code.clone()),
+        ("UserType", u.user_type.clone()),
+        ("Status", u.status.clone()),
+        ("NumFlag", u.num_flag().to_string()),
+        ("BindingAccessNo", u.binding_access_no.clone()),
+        ("ChangeTime", change_time.to_string()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_passwords() {
+        assert!(weak_password("abc12", "x"));
+        assert!(weak_password("aaaaaaaa", "x"));
+        assert!(weak_password("fz12345678", "fz12345678"));
+        assert!(!weak_password("s3cret-Pass", "fz12345678"));
+        assert!(weak_password("互互互互互互", "x"));
+        assert!(!weak_password("互联星空互联", "x"));
+    }
+
+    #[test]
+    fn num_flags() {
+        assert_eq!(num_flag("03"), "1");
+        assert_eq!(num_flag("09"), "2");
+        assert_eq!(num_flag("04"), "3");
+        assert_eq!(num_flag("01"), "");
+        assert_eq!(num_flag("02"), "");
+    }
+}

@@ -1,0 +1,290 @@
+//! Peers (spec 1, 2.4, 2.6): every system that calls the node or is called by it, with its key
+//! versions. The daemon reads them through a cache refreshed every second, so what the CLI changes
+//! takes effect within 2 seconds without a restart.
+
+use crate::crypto::TdesKey;
+use crate::store::{DbError, DbResult, Store};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+pub const KINDS: [&str; 5] = ["sp", "centre", "bss", "aaa", "p168"];
+pub const DEFAULT_IV: &str = "0102030405060708";
+
+#[derive(Clone)]
+pub struct KeyVersion {
+    pub version: i64,
+    pub key: TdesKey,
+    pub effect_at: i64,
+    /// The previous key stops verifying at this key's effect time (emergency rotation).
+    pub emergency: bool,
+}
+
+impl std::fmt::Debug for KeyVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyVersion {{ version: {}, effect_at: {} }}", self.version, self.effect_at)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub active: bool,
+    pub url: Option<String>,
+    pub return_urls: Vec<String>,
+    /// None: every operation of its service.
+    pub ops: Option<Vec<String>>,
+    pub gb2312: bool,
+    /// Oldest first.
+    pub keys: Vec<KeyVersion>,
+}
+
+impl Peer {
+    /// The keys an inbound message may be signed with at `now`: the newest key in effect, and
+    /// during the grace period after it took effect, the previous one (spec 2.6, 11).
+    pub fn verify_keys(&self, now: i64, grace_s: i64) -> Vec<&KeyVersion> {
+        let in_effect: Vec<&KeyVersion> = self.keys.iter().filter(|k| k.effect_at <= now).collect();
+        let mut out = Vec::with_capacity(2);
+        if let Some(newest) = in_effect.last() {
+            out.push(*newest);
+            if in_effect.len() >= 2 && !newest.emergency && now < newest.effect_at + grace_s {
+                out.push(in_effect[in_effect.len() - 2]);
+            }
+        }
+        out
+    }
+
+    /// The key for outbound messages: the newest in effect.
+    pub fn current_key(&self, now: i64) -> Option<&KeyVersion> {
+        self.keys.iter().filter(|k| k.effect_at <= now).last()
+    }
+
+    pub fn may_call(&self, op: &str) -> bool {
+        self.ops.as_ref().is_none_or(|ops| ops.iter().any(|o| o == op))
+    }
+}
+
+/// Is `id` well formed for `kind` (SPID 8 digits, DeviceNo 16)?
+pub fn valid_id(kind: &str, id: &str) -> bool {
+    let n = if kind == "sp" { 8 } else { 16 };
+    id.len() == n && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+pub fn load_all(conn: &Connection) -> DbResult<HashMap<String, Arc<Peer>>> {
+    let mut keys: HashMap<String, Vec<KeyVersion>> = HashMap::new();
+    let mut st = conn.prepare("SELECT peer_id, version, key_hex, iv_hex, effect_at, emergency FROM peer_key ORDER BY peer_id, effect_at, version")?;
+    let rows = st.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?, r.get::<_, bool>(5)?))
+    })?;
+    for row in rows {
+        let (peer, version, key_hex, iv_hex, effect_at, emergency) = row?;
+        match TdesKey::from_hex(&key_hex, &iv_hex) {
+            Ok(key) => keys.entry(peer).or_default().push(KeyVersion { version, key, effect_at, emergency }),
+            Err(_) => log::error!("peer {peer} key version {version} is malformed in the database; ignored"),
+        }
+    }
+    let mut st = conn.prepare("SELECT id, kind, name, status, url, return_urls, ops, encoding FROM peer")?;
+    let rows = st.query_map([], |r| {
+        Ok(Peer {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            name: r.get(2)?,
+            active: r.get::<_, String>(3)? == "active",
+            url: r.get(4)?,
+            return_urls: r.get::<_, String>(5)?.lines().map(str::to_string).filter(|s| !s.is_empty()).collect(),
+            ops: r.get::<_, Option<String>>(6)?.map(|s| s.split(',').map(|o| o.trim().to_string()).collect()),
+            gb2312: r.get::<_, String>(7)? == "gb2312",
+            keys: Vec::new(),
+        })
+    })?;
+    let mut out = HashMap::new();
+    for p in rows {
+        let mut p = p?;
+        p.keys = keys.remove(&p.id).unwrap_or_default();
+        out.insert(p.id.clone(), Arc::new(p));
+    }
+    Ok(out)
+}
+
+/// A read-through cache of the peer table, refreshed at most every `REFRESH`.
+pub struct PeerCache {
+    store: Store,
+    state: RwLock<(Instant, Arc<HashMap<String, Arc<Peer>>>)>,
+}
+
+const REFRESH: Duration = Duration::from_millis(1000);
+
+impl PeerCache {
+    pub fn new(store: Store) -> DbResult<PeerCache> {
+        let all = store.read(load_all)?;
+        Ok(PeerCache { store, state: RwLock::new((Instant::now(), Arc::new(all))) })
+    }
+
+    fn snapshot(&self) -> Arc<HashMap<String, Arc<Peer>>> {
+        {
+            let g = self.state.read().unwrap_or_else(|e| e.into_inner());
+            if g.0.elapsed() < REFRESH {
+                return g.1.clone();
+            }
+        }
+        let mut g = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if g.0.elapsed() >= REFRESH {
+            match self.store.read(load_all) {
+                Ok(all) => *g = (Instant::now(), Arc::new(all)),
+                // Keep serving the last good table; try again at the next refresh.
+                Err(e) => {
+                    log::error!("cannot reload peers: {e}");
+                    g.0 = Instant::now();
+                }
+            }
+        }
+        g.1.clone()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Peer>> {
+        self.snapshot().get(id).cloned()
+    }
+
+    /// The (single) centre peer, if any.
+    pub fn centre(&self) -> Option<Arc<Peer>> {
+        self.snapshot().values().find(|p| p.kind == "centre" && p.active).cloned()
+    }
+
+    /// Drop the cache so the next look-up reads the database (after the daemon's own changes).
+    pub fn invalidate(&self) {
+        let mut g = self.state.write().unwrap_or_else(|e| e.into_inner());
+        g.0 = Instant::now() - REFRESH * 2;
+    }
+}
+
+/// What `peer add` takes.
+pub struct NewPeer {
+    pub id: String,
+    pub kind: String,
+    pub key_hex: String,
+    pub iv_hex: String,
+    pub name: String,
+    pub url: Option<String>,
+    pub return_urls: Vec<String>,
+    pub ops: Option<Vec<String>>,
+    pub encoding: String,
+}
+
+pub fn validate_new(p: &NewPeer) -> Result<(), String> {
+    if !KINDS.contains(&p.kind.as_str()) {
+        return Err(format!("kind must be one of {}", KINDS.join(", ")));
+    }
+    if !valid_id(&p.kind, &p.id) {
+        return Err(format!("id of a peer of kind {} must be {} digits", p.kind, if p.kind == "sp" { 8 } else { 16 }));
+    }
+    TdesKey::from_hex(&p.key_hex, &p.iv_hex).map_err(|_| "key must be 48 hex digits and iv 16 hex digits".to_string())?;
+    if p.encoding != "utf-8" && p.encoding != "gb2312" {
+        return Err("encoding must be utf-8 or gb2312".into());
+    }
+    if let Some(u) = &p.url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err("url must start with http:// or https://".into());
+        }
+    }
+    for r in &p.return_urls {
+        if !(r.starts_with("http://") || r.starts_with("https://")) {
+            return Err(format!("return-url prefix {r:?} must start with http:// or https://"));
+        }
+    }
+    Ok(())
+}
+
+pub fn add(store: &Store, p: NewPeer, now: i64) -> DbResult<()> {
+    validate_new(&p).map_err(DbError::Other)?;
+    store.write(move |c| {
+        let exists: Option<String> = c.query_row("SELECT id FROM peer WHERE id = ?1", [&p.id], |r| r.get(0)).optional()?;
+        if exists.is_some() {
+            return Err(DbError::Other(format!("peer {} already exists (use peer set-key to change its key)", p.id)));
+        }
+        c.execute(
+            "INSERT INTO peer(id, kind, name, status, url, return_urls, ops, encoding, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'active', ?4, ?5, ?6, ?7, ?8, ?8)",
+            params![p.id, p.kind, p.name, p.url, p.return_urls.join("\n"), p.ops.map(|o| o.join(",")), p.encoding, now],
+        )?;
+        c.execute(
+            "INSERT INTO peer_key(peer_id, version, key_hex, iv_hex, effect_at, emergency, created_at) VALUES (?1, 1, ?2, ?3, ?4, 0, ?4)",
+            params![p.id, p.key_hex.to_ascii_lowercase(), p.iv_hex.to_ascii_lowercase(), now],
+        )?;
+        Ok(())
+    })
+}
+
+/// Add a key version. `iv_hex` None keeps the current IV. Returns the new version number, or
+/// None when the key, IV and effect time equal the newest version's (a no-op).
+pub fn add_key(
+    conn: &Connection,
+    peer_id: &str,
+    key_hex: &str,
+    iv_hex: Option<&str>,
+    effect_at: i64,
+    emergency: bool,
+    now: i64,
+) -> DbResult<Option<i64>> {
+    let newest: Option<(i64, String, String, i64)> = conn
+        .query_row(
+            "SELECT version, key_hex, iv_hex, effect_at FROM peer_key WHERE peer_id = ?1 ORDER BY version DESC LIMIT 1",
+            [peer_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((version, cur_key, cur_iv, cur_effect)) = newest else {
+        return Err(DbError::Other(format!("peer {peer_id} does not exist")));
+    };
+    let key_hex = key_hex.to_ascii_lowercase();
+    let iv_hex = iv_hex.map(str::to_ascii_lowercase).unwrap_or(cur_iv.clone());
+    TdesKey::from_hex(&key_hex, &iv_hex).map_err(|_| DbError::Other("key must be 48 hex digits and iv 16 hex digits".into()))?;
+    if key_hex == cur_key && iv_hex == cur_iv && effect_at == cur_effect {
+        return Ok(None);
+    }
+    conn.execute(
+        "INSERT INTO peer_key(peer_id, version, key_hex, iv_hex, effect_at, emergency, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![peer_id, version + 1, key_hex, iv_hex, effect_at, emergency, now],
+    )?;
+    conn.execute("UPDATE peer SET updated_at = ?2 WHERE id = ?1", params![peer_id, now])?;
+    Ok(Some(version + 1))
+}
+
+pub fn disable(store: &Store, id: String, now: i64) -> DbResult<()> {
+    store.write(move |c| {
+        let n = c.execute("UPDATE peer SET status = 'disabled', updated_at = ?2 WHERE id = ?1", params![id, now])?;
+        if n == 0 {
+            return Err(DbError::Other(format!("peer {id} does not exist")));
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(version: i64, effect_at: i64, emergency: bool) -> KeyVersion {
+        KeyVersion { version, key: TdesKey::from_hex(&"ab".repeat(24), DEFAULT_IV).unwrap(), effect_at, emergency }
+    }
+
+    fn peer(keys: Vec<KeyVersion>) -> Peer {
+        Peer { id: "35000001".into(), kind: "sp".into(), name: String::new(), active: true, url: None, return_urls: vec![], ops: None, gb2312: false, keys }
+    }
+
+    #[test]
+    fn grace_period_rules() {
+        let p = peer(vec![kv(1, 0, false), kv(2, 1000, false), kv(3, 5000, false)]);
+        let v = |now| p.verify_keys(now, 100).iter().map(|k| k.version).collect::<Vec<_>>();
+        assert_eq!(v(500), vec![1]);
+        assert_eq!(v(1000), vec![2, 1]);
+        assert_eq!(v(1099), vec![2, 1]);
+        assert_eq!(v(1100), vec![2]);
+        assert_eq!(p.current_key(4999).unwrap().version, 2);
+        let e = peer(vec![kv(1, 0, false), kv(2, 1000, true)]);
+        assert_eq!(e.verify_keys(1000, 100).len(), 1);
+        assert_eq!(e.verify_keys(999, 100)[0].version, 1);
+    }
+}

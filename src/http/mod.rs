@@ -1,0 +1,162 @@
+//! HTTP listeners: the SOAP listener (one path per service, `?wsdl`) and the admin listener
+//! (`/healthz`, `/readyz`, `/metrics`). tiny_http is our patched copy (vendor/tiny_http): socket
+//! deadlines, header limits, bounded draining, a connection cap with 503, no accept-thread death.
+
+pub mod admin;
+pub mod cidr;
+
+use crate::app::App;
+use crate::ops::pipeline::{self, Reply};
+use crate::ops::Service;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tiny_http::{Header, Method, Request, Response, Server};
+
+/// Worker threads taking requests off the SOAP listener.
+pub const SOAP_WORKERS: usize = 64;
+
+pub fn limits(app: &App) -> tiny_http::Limits {
+    let t = Duration::from_secs(app.cfg.server.read_timeout_s);
+    tiny_http::Limits {
+        max_connections: app.cfg.server.max_connections as usize,
+        read_timeout: t,
+        write_timeout: t,
+        ..tiny_http::Limits::default()
+    }
+}
+
+pub struct Listeners {
+    pub soap: Arc<Server>,
+    pub admin: Arc<Server>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Listeners {
+    pub fn start(app: Arc<App>) -> Result<Listeners, String> {
+        let soap_addr = app.cfg.listen_addr();
+        let admin_addr = app.cfg.admin_addr();
+        let soap = Arc::new(
+            Server::http_with_limits(soap_addr, limits(&app)).map_err(|e| format!("cannot listen on {soap_addr}: {e}"))?,
+        );
+        let admin_limits = tiny_http::Limits { max_connections: 32, ..limits(&app) };
+        let admin = Arc::new(
+            Server::http_with_limits(admin_addr, admin_limits).map_err(|e| format!("cannot listen on {admin_addr}: {e}"))?,
+        );
+        let stopping = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for i in 0..SOAP_WORKERS {
+            let (app, server, stopping) = (app.clone(), soap.clone(), stopping.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("soap-{i}"))
+                    .spawn(move || serve(&server, &stopping, |rq| handle_soap(&app, rq)))
+                    .map_err(|e| format!("cannot start worker: {e}"))?,
+            );
+        }
+        for i in 0..2 {
+            let (app, server, stopping, soap) = (app.clone(), admin.clone(), stopping.clone(), soap.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("admin-{i}"))
+                    .spawn(move || serve(&server, &stopping, |rq| admin::handle(&app, &soap, rq)))
+                    .map_err(|e| format!("cannot start worker: {e}"))?,
+            );
+        }
+        Ok(Listeners { soap, admin, threads, stopping })
+    }
+
+    pub fn soap_addr(&self) -> Option<std::net::SocketAddr> {
+        self.soap.server_addr().to_ip()
+    }
+
+    /// Stop taking requests and wait for the ones in progress.
+    pub fn stop(self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for _ in 0..self.threads.len() {
+            self.soap.unblock();
+            self.admin.unblock();
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(server: &Server, stopping: &AtomicBool, handle: impl Fn(Request)) {
+    while !stopping.load(Ordering::SeqCst) {
+        match server.recv() {
+            Ok(rq) => {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(rq))).is_err() {
+                    log::error!("a request handler panicked; the request was dropped");
+                }
+            }
+            Err(e) => {
+                log::error!("listener error: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        // `unblock` makes recv return an error-free None-equivalent; the loop re-checks the flag.
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header")
+}
+
+pub fn respond(rq: Request, status: u16, content_type: &str, body: Vec<u8>) {
+    let resp = Response::from_data(body)
+        .with_status_code(status)
+        .with_header(header("Content-Type", content_type))
+        .with_header(header("Cache-Control", "no-store"));
+    if let Err(e) = rq.respond(resp) {
+        log::debug!("cannot write response: {e}");
+    }
+}
+
+fn text(rq: Request, status: u16, msg: &str) {
+    respond(rq, status, "text/plain; charset=utf-8", msg.as_bytes().to_vec());
+}
+
+fn handle_soap(app: &App, mut rq: Request) {
+    let url = rq.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let service = Service::ALL.into_iter().find(|s| s.path() == path);
+    let Some(service) = service else {
+        return text(rq, 404, "not found\n");
+    };
+    match rq.method() {
+        Method::Get if query.eq_ignore_ascii_case("wsdl") => {
+            let host = rq
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Host"))
+                .map(|h| h.value.as_str().to_string())
+                .filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)))
+                .unwrap_or_else(|| app.cfg.server.listen.clone());
+            let doc = crate::soap::wsdl::wsdl(service, &format!("http://{host}{path}"));
+            respond(rq, 200, "text/xml; charset=UTF-8", doc.into_bytes());
+        }
+        Method::Post => {
+            let max = app.cfg.server.max_body_bytes;
+            if rq.body_length().is_some_and(|n| n as u64 > max) {
+                return text(rq, 413, "request body too large\n");
+            }
+            let mut body = Vec::with_capacity(rq.body_length().unwrap_or(4096).min(max as usize));
+            match rq.as_reader().take(max + 1).read_to_end(&mut body) {
+                Ok(_) if body.len() as u64 > max => return text(rq, 413, "request body too large\n"),
+                Ok(_) => {}
+                Err(e) => {
+                    log::debug!("cannot read request body: {e}");
+                    return text(rq, 408, "request body not received in time\n");
+                }
+            }
+            let ct = rq.headers().iter().find(|h| h.field.equiv("Content-Type")).map(|h| h.value.as_str().to_string());
+            let Reply { status, content_type, body } = pipeline::dispatch(app, service, &body, ct.as_deref());
+            respond(rq, status, &content_type, body);
+        }
+        _ => text(rq, 405, "use POST for SOAP, GET ?wsdl for the WSDL\n"),
+    }
+}

@@ -1,0 +1,250 @@
+//! The one generic path every SOAP request takes (spec 2.4, 11): envelope → operation → caller →
+//! Authenticator → TimeStamp → field syntax → `enc` fields → idempotency → handler → response.
+
+use super::{codes, Call, Field, Op, Resp, Service, Ty};
+use crate::app::App;
+use crate::crypto::{self, EncError};
+use crate::soap::envelope::{self, SoapVersion};
+use crate::soap::writer::{self, FaultCode, Value};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// An HTTP answer.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+fn fault_reply(version: SoapVersion, code: FaultCode, reason: &str) -> Reply {
+    Reply {
+        status: 500,
+        content_type: writer::content_type(version, "UTF-8"),
+        body: writer::fault(version, code, reason).into_bytes(),
+    }
+}
+
+/// Handle one POSTed SOAP request for `service`.
+pub fn dispatch(app: &App, service: Service, body: &[u8], content_type: Option<&str>) -> Reply {
+    let started = Instant::now();
+    // Until the envelope says otherwise, answer in the version the Content-Type suggests.
+    let guess = if content_type.is_some_and(|c| c.to_ascii_lowercase().contains("soap+xml")) { SoapVersion::V12 } else { SoapVersion::V11 };
+    let xml = match envelope::decode_body(body, content_type) {
+        Ok(x) => x,
+        Err(e) => return refused(app, service, guess, &e.to_string()),
+    };
+    let env = match envelope::parse(&xml) {
+        Ok(e) => e,
+        Err(e) => return refused(app, service, guess, &e.to_string()),
+    };
+    let Some(op) = super::table::find(service, &env.op.name) else {
+        return refused(app, service, env.version, "unknown operation");
+    };
+    let values = collect(op, &env.op);
+    let (resp, caller) = process(app, op, values);
+    app.metrics.record_request(service.name(), op.name, resp.result, started.elapsed().as_secs_f64());
+    let gb = caller.as_ref().is_some_and(|p| p.gb2312);
+    let charset = if gb { "gb2312" } else { "UTF-8" };
+    let doc = render(op, env.version, &resp, charset);
+    Reply { status: 200, content_type: writer::content_type(env.version, charset), body: writer::encode_for(&doc, gb) }
+}
+
+fn refused(app: &App, service: Service, version: SoapVersion, reason: &str) -> Reply {
+    app.metrics.inc_counter("vnetd_soap_faults_total", "SOAP requests refused with a Client fault", &[("service", service.name())], 1);
+    log::debug!("{}: refused request: {reason}", service.name());
+    fault_reply(version, FaultCode::Client, reason)
+}
+
+/// Field values by declared name (first occurrence wins; unknown elements are ignored).
+fn collect(op: &'static Op, elem: &envelope::Elem) -> HashMap<&'static str, String> {
+    let mut out = HashMap::with_capacity(op.request.len());
+    for f in op.request {
+        if let Some(c) = elem.child(f.name) {
+            out.insert(f.name, c.text.clone());
+        }
+    }
+    out
+}
+
+/// Render a response with every listed element in order.
+pub fn render(op: &Op, version: SoapVersion, resp: &Resp, charset: &str) -> String {
+    let mut fields: Vec<(&str, Value, &str)> = Vec::with_capacity(op.response.len() + 2);
+    fields.push(("Result", Value::Text(resp.result.to_string()), ""));
+    fields.push(("ErrDescription", Value::Text(resp.desc.clone()), ""));
+    for name in op.response {
+        match op.list(name) {
+            Some(l) => {
+                let items = match resp.values.get(*name) {
+                    Some(Value::List(items)) => items.clone(),
+                    _ => Vec::new(),
+                };
+                fields.push((name, Value::List(items), l.item));
+            }
+            None => {
+                let v = match resp.values.get(*name) {
+                    Some(Value::Text(t)) => t.clone(),
+                    _ => String::new(),
+                };
+                fields.push((name, Value::Text(v), ""));
+            }
+        }
+    }
+    writer::response(version, &op.service.namespace(), op.name, &fields, charset)
+}
+
+/// Envelope checks, syntax, `enc` fields, idempotency look-up, then the handler.
+pub fn process(app: &App, op: &'static Op, values: HashMap<&'static str, String>) -> (Resp, Option<Arc<crate::domain::peers::Peer>>) {
+    let now = app.clock.unix();
+    let mut call = Call { op, caller: None, values, plain: HashMap::new(), fingerprint: String::new() };
+    let mut verify_key = None;
+    if op.authenticated {
+        let id_field = op.request[0].name;
+        let peer = match app.peers.get(call.get(id_field)) {
+            Some(p) if p.active => p,
+            _ => return (Resp::code(codes::CALLER_UNKNOWN), None),
+        };
+        if peer.kind != op.service.caller_kind() || !peer.may_call(op.name) {
+            return (Resp::code(codes::NOT_AUTHORIZED), Some(peer));
+        }
+        let signed: Vec<&str> = op.request.iter().filter(|f| f.name != "Authenticator").map(|f| call.get(f.name)).collect();
+        let given = call.get("Authenticator");
+        let grace = app.cfg.security.key_grace_h * 3600;
+        verify_key = peer
+            .verify_keys(now, grace)
+            .into_iter()
+            .find(|k| crypto::verify_authenticator(&k.key, &signed, given))
+            .map(|k| k.key.clone());
+        if verify_key.is_none() {
+            return (Resp::code(codes::BAD_AUTHENTICATOR), Some(peer));
+        }
+        let ts_ok = app.clock.parse_ts(call.get("TimeStamp")).is_some_and(|ts| (ts - now).abs() <= app.cfg.security.clock_tolerance_s);
+        if !ts_ok {
+            return (Resp::code(codes::BAD_TIMESTAMP), Some(peer));
+        }
+        call.caller = Some(peer);
+    }
+    let caller = call.caller.clone();
+    // Field syntax in the listed order; the first failure wins.
+    for f in op.request {
+        if op.authenticated && (f.name == op.request[0].name || f.name == "TimeStamp" || f.name == "Authenticator") {
+            continue;
+        }
+        let v = call.get(f.name);
+        let bad = if v.is_empty() { f.required } else { !valid(f, v) };
+        if bad {
+            return (Resp::code(codes::param_code(f.name)), caller);
+        }
+    }
+    for f in op.request.iter().filter(|f| f.ty == Ty::Enc) {
+        let Some(v) = call.opt(f.name) else { continue };
+        let Some(key) = verify_key.as_ref() else { continue };
+        match crypto::decrypt_enc_field(key, v) {
+            Ok(p) => {
+                call.plain.insert(f.name, p);
+            }
+            Err(EncError::Empty) => return (Resp::code(codes::DECRYPT_EMPTY), caller),
+            Err(_) => return (Resp::code(codes::DECRYPT_FAILED), caller),
+        }
+    }
+    if let Some(check) = op.check {
+        if let Some(code) = check(&call, &app.clock) {
+            return (Resp::code(code), caller);
+        }
+    }
+    if op.idempotent {
+        call.fingerprint = fingerprint(op, &call.values);
+        match lookup_idempotent(app, &call) {
+            Ok(Some(stored)) => return (stored, caller),
+            Ok(None) => {}
+            Err(e) => return (Resp::db(&e), caller),
+        }
+    }
+    let resp = (op.handler)(app, &call);
+    (resp, caller)
+}
+
+/// Does a non-empty value have the field's syntax?
+pub fn valid(f: &Field, v: &str) -> bool {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    match f.ty {
+        Ty::N(k) => v.len() == k && digits(v),
+        Ty::Digits(k) => v.len() <= k && digits(v),
+        Ty::S(k) => v.chars().count() <= k,
+        Ty::Int => v.parse::<i32>().is_ok() && !v.starts_with('+'),
+        Ty::Fen => digits(v) && v.len() <= 9 && v.parse::<i64>().is_ok_and(|n| n <= 100_000_000),
+        Ty::Ts => v.len() == 19 && crate::clock::Clock::manual(time::UtcOffset::UTC, 0).parse_ts(v).is_some(),
+        Ty::Date8 => v.len() == 8 && digits(v) && time::Date::parse(v, time::macros::format_description!("[year][month][day]")).is_ok(),
+        Ty::Month6 => v.len() == 6 && digits(v) && (1..=12).contains(&v[4..].parse::<u8>().unwrap_or(0)),
+        Ty::Flag => v == "0" || v == "1",
+        Ty::Enc => v.len() <= 4096,
+        Ty::TxId => v.len() <= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+        Ty::OneOf(set) => set.contains(&v),
+        Ty::Phone => v.len() == 11 && v.starts_with('1') && digits(v),
+        Ty::Ip => v.parse::<std::net::IpAddr>().is_ok(),
+        Ty::Hex(k) => v.len() == k && v.bytes().all(|b| b.is_ascii_hexdigit()),
+    }
+}
+
+/// SHA-1 over every field but TimeStamp and Authenticator (spec 11).
+fn fingerprint(op: &Op, values: &HashMap<&'static str, String>) -> String {
+    let mut s = String::new();
+    for f in op.request.iter().filter(|f| f.name != "TimeStamp" && f.name != "Authenticator") {
+        s.push_str(f.name);
+        s.push('\u{1f}');
+        s.push_str(values.get(f.name).map(String::as_str).unwrap_or(""));
+        s.push('\u{1e}');
+    }
+    crypto::sha1_b64(s.as_bytes())
+}
+
+fn stored_response(conn: &Connection, call_caller: &str, op: &str, txid: &str, fp: &str) -> rusqlite::Result<Option<Resp>> {
+    let row: Option<(String, String)> = conn
+        .query_row(
+            "SELECT fingerprint, response FROM idempotency WHERE caller = ?1 AND operation = ?2 AND txid = ?3",
+            params![call_caller, op, txid],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(row.map(|(stored_fp, json)| {
+        if stored_fp != fp {
+            return Resp::code(codes::BAD_TRANSACTION_ID);
+        }
+        serde_json::from_str::<Resp>(&json).unwrap_or_else(|e| {
+            log::error!("stored idempotent response is unreadable: {e}");
+            Resp::code(codes::SYSTEM_ERROR)
+        })
+    }))
+}
+
+fn lookup_idempotent(app: &App, call: &Call) -> crate::store::DbResult<Option<Resp>> {
+    let (caller, op, txid, fp) = (call.caller_id(), call.op.name, call.get("TransactionID"), call.fingerprint.as_str());
+    app.store.read(|c| Ok(stored_response(c, caller, op, txid, fp)?))
+}
+
+/// Run the state change `f` of an idempotent operation in the writer, together with the
+/// idempotency record: the authoritative repeat check happens in the same transaction, so
+/// concurrent repeats cause one effect, and a stored response exists iff its effect committed.
+pub fn write_idempotent<F>(app: &App, call: &Call, f: F) -> Resp
+where
+    F: FnOnce(&Connection) -> crate::store::DbResult<Resp> + Send + 'static,
+{
+    let (caller, op, txid, fp) = (call.caller_id().to_string(), call.op.name, call.get("TransactionID").to_string(), call.fingerprint.clone());
+    let now = app.clock.unix();
+    let r = app.store.write(move |c| {
+        if let Some(stored) = stored_response(c, &caller, op, &txid, &fp)? {
+            return Ok(stored);
+        }
+        let resp = f(c)?;
+        if resp.storable() {
+            let json = serde_json::to_string(&resp).map_err(|e| crate::store::DbError::Other(e.to_string()))?;
+            c.execute(
+                "INSERT INTO idempotency(caller, operation, txid, fingerprint, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![caller, op, txid, fp, json, now],
+            )?;
+        }
+        Ok(resp)
+    });
+    r.unwrap_or_else(|e| Resp::db(&e))
+}

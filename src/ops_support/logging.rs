@@ -1,0 +1,913 @@
+//! The daemon's logger: one `log::Log` implementation, installed once, that can be re-routed.
+//!
+//! * From process start until the configuration has been read, records go to stderr as
+//!   `<RFC 3339 UTC time> <LEVEL> <target>: <message>` ([`init_stderr`]).
+//! * Once the config is read, [`switch`] re-routes the same logger to syslog (local Unix socket,
+//!   RFC 3164 framing via the `syslog` crate, process name `vnetd`, facility `daemon`) or keeps
+//!   stderr. If syslog cannot be opened, `switch` returns `Err` and nothing changes, so the caller
+//!   can stay on stderr.
+//! * Audit events (logins, lockouts, key changes, status changes, password resets, admin
+//!   commands) are their own stream: records with target [`AUDIT_TARGET`] go to a second syslog
+//!   connection with facility `authpriv` (or, on stderr, appear as `... INFO audit: ...`).
+//!   Ordinary records never go to the audit stream. Audit records are emitted whatever the
+//!   configured level, unless the level is `off`. Use [`audit`] to write them.
+//!
+//! Syslog delivery: the `syslog` crate keeps one connected socket and loses every later message
+//! once the syslog daemon recreates its socket (rsyslog/journald restart). Here, any send error
+//! causes a reconnect and one retry of that message; if that fails too, the message is dropped
+//! (counted in [`dropped_messages`]) and the next message tries to reconnect again. Sends have a
+//! short timeout; after a timeout (syslog is alive but not reading) the stream drops messages for
+//! a short back-off instead of making every caller wait. After a drop, the next delivered message
+//! is followed by a warning saying how many were lost.
+//!
+//! Every message is kept on one line: control characters (newline, carriage return, ...) are
+//! escaped as `\n`, `\r`, `\u{..}`, so text from peers cannot forge extra log lines.
+//!
+//! **Secrets**: this module cannot know what is secret. Callers must never pass passwords,
+//! password hashes, keys, IVs, Authenticators, tickets or session tokens in a log message or
+//! in an audit field; log an identifier (peer id, account, key version) instead.
+
+use std::fmt::Write as _;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use syslog::{Facility, Formatter3164, LogFormat, LoggerBackend, Severity};
+
+/// The `log` target that marks a record as an audit event.
+pub const AUDIT_TARGET: &str = "audit";
+
+/// The process name written into every syslog line.
+pub const PROCESS_NAME: &str = "vnetd";
+
+/// Local syslog sockets tried by [`switch`], in order (the same list as the `syslog` crate).
+pub const DEFAULT_SYSLOG_PATHS: [&str; 3] = ["/dev/log", "/var/run/syslog", "/var/run/log"];
+
+/// Longest message body sent to syslog (rsyslog's default maximum message size is 8 KiB).
+const MAX_SYSLOG_MESSAGE_BYTES: usize = 8 * 1024;
+const TRUNCATED_MARKER: &str = "...[truncated]";
+/// How long one send to syslog may block when the daemon's queue is full.
+const SEND_TIMEOUT: Duration = Duration::from_millis(100);
+/// After a send timed out, drop messages for this long instead of waiting again.
+const STALL_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Where ordinary (non-audit) log records go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Stderr,
+    Syslog,
+}
+
+static LOGGER: Router = Router::new();
+
+/// Installs the global logger writing to stderr at `level`.
+///
+/// Call once at process start. A second call does not panic: it only re-routes to stderr with
+/// the new level (the same as `switch(LogTarget::Stderr, level)`). If some other logger is
+/// already installed, a one-line note is written to stderr and nothing else happens.
+pub fn init_stderr(level: LevelFilter) {
+    match install() {
+        Ok(()) => {
+            LOGGER.use_stderr(level);
+            log::set_max_level(max_level_for(level));
+        }
+        Err(reason) => {
+            let _ = writeln!(io::stderr(), "{PROCESS_NAME}: {reason}");
+        }
+    }
+}
+
+/// Re-routes the installed logger (installing it if [`init_stderr`] was not called).
+///
+/// `LogTarget::Syslog` uses the first existing path of [`DEFAULT_SYSLOG_PATHS`]. On `Err`
+/// (no syslog socket, connection refused, permission denied, ...) nothing has changed.
+pub fn switch(target: LogTarget, level: LevelFilter) -> Result<(), String> {
+    match target {
+        LogTarget::Stderr => {
+            install()?;
+            LOGGER.use_stderr(level);
+            log::set_max_level(max_level_for(level));
+            Ok(())
+        }
+        LogTarget::Syslog => {
+            let path = DEFAULT_SYSLOG_PATHS
+                .iter()
+                .map(Path::new)
+                .find(|p| p.exists())
+                .ok_or_else(|| {
+                    format!(
+                        "no local syslog socket found (tried {})",
+                        DEFAULT_SYSLOG_PATHS.join(", ")
+                    )
+                })?;
+            switch_to_syslog_at(path, level)
+        }
+    }
+}
+
+/// Routes the logger to the syslog socket at `path` (both the `daemon` and the `authpriv`
+/// stream). Both connections are opened before anything changes; on `Err` nothing has changed.
+pub fn switch_to_syslog_at(path: &Path, level: LevelFilter) -> Result<(), String> {
+    let route = Route::open_syslog(path, SEND_TIMEOUT, STALL_BACKOFF)?;
+    install()?;
+    LOGGER.set_route(route, level);
+    log::set_max_level(max_level_for(level));
+    Ok(())
+}
+
+/// Writes one audit event: `event=<event> k=v k=v`, at info level with target [`AUDIT_TARGET`].
+///
+/// Values (and the event) are quoted when they are empty or contain spaces, quotes, `=`,
+/// backslashes or control characters; inside quotes `\` and `"` are backslash-escaped and
+/// control characters are written as `\n`, `\r`, `\t`, `\u{..}`. Never pass a secret.
+/// Emitted whatever the configured level, unless it is `off`.
+pub fn audit(event: &str, fields: &[(&str, &str)]) {
+    let line = audit_line(event, fields);
+    // Straight to the logger: the level gate for audit records is the logger's own.
+    log::logger().log(
+        &Record::builder()
+            .args(format_args!("{line}"))
+            .level(Level::Info)
+            .target(AUDIT_TARGET)
+            .module_path_static(Some(module_path!()))
+            .file_static(Some(file!()))
+            .line(Some(line!()))
+            .build(),
+    );
+}
+
+/// Messages dropped so far because syslog could not take them (for a metric).
+pub fn dropped_messages() -> u64 {
+    LOGGER.dropped.load(Ordering::Relaxed)
+}
+
+/// The audit line for `event` and `fields` (see [`audit`]).
+pub fn audit_line(event: &str, fields: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(16 + event.len() + fields.len() * 24);
+    out.push_str("event=");
+    push_value(&mut out, event);
+    for (key, value) in fields {
+        out.push(' ');
+        push_key(&mut out, key);
+        out.push('=');
+        push_value(&mut out, value);
+    }
+    out
+}
+
+fn install() -> Result<(), String> {
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            log::set_logger(&LOGGER)
+                .map_err(|_| "cannot install the logger: another logger is already installed".to_string())
+        })
+        .clone()
+}
+
+/// The `log` crate's global filter: audit records are info, so let info through whenever
+/// logging is on; the logger filters ordinary records against the configured level itself.
+fn max_level_for(level: LevelFilter) -> LevelFilter {
+    if level == LevelFilter::Off {
+        LevelFilter::Off
+    } else {
+        level.max(LevelFilter::Info)
+    }
+}
+
+fn level_from_usize(n: usize) -> LevelFilter {
+    match n {
+        0 => LevelFilter::Off,
+        1 => LevelFilter::Error,
+        2 => LevelFilter::Warn,
+        3 => LevelFilter::Info,
+        4 => LevelFilter::Debug,
+        _ => LevelFilter::Trace,
+    }
+}
+
+fn severity_for(level: Level) -> Severity {
+    match level {
+        Level::Error => Severity::LOG_ERR,
+        Level::Warn => Severity::LOG_WARNING,
+        Level::Info => Severity::LOG_INFO,
+        Level::Debug | Level::Trace => Severity::LOG_DEBUG,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The logger proper. The global instance is [`LOGGER`]; tests build their own.
+struct Router {
+    level: AtomicUsize,
+    route: RwLock<Route>,
+    stderr: StderrOut,
+    dropped: AtomicU64,
+}
+
+enum Route {
+    Stderr,
+    Syslog(Box<SyslogStreams>),
+}
+
+/// Two connections to the same socket: ordinary records (`daemon`) and audit (`authpriv`).
+struct SyslogStreams {
+    daemon: Mutex<SyslogStream>,
+    audit: Mutex<SyslogStream>,
+}
+
+enum StderrOut {
+    Process,
+    #[cfg(test)]
+    Capture(Mutex<Vec<String>>),
+}
+
+impl Router {
+    const fn new() -> Self {
+        Router {
+            level: AtomicUsize::new(LevelFilter::Info as usize),
+            route: RwLock::new(Route::Stderr),
+            stderr: StderrOut::Process,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    fn level(&self) -> LevelFilter {
+        level_from_usize(self.level.load(Ordering::Relaxed))
+    }
+
+    fn use_stderr(&self, level: LevelFilter) {
+        self.set_route(Route::Stderr, level);
+    }
+
+    fn set_route(&self, route: Route, level: LevelFilter) {
+        let mut current = self.route.write().unwrap_or_else(PoisonError::into_inner);
+        *current = route;
+        self.level.store(level as usize, Ordering::Relaxed);
+    }
+
+    fn accepts(&self, level: Level, target: &str) -> bool {
+        let configured = self.level();
+        configured != LevelFilter::Off && (target == AUDIT_TARGET || level <= configured)
+    }
+
+    fn write_stderr(&self, line: String) {
+        match &self.stderr {
+            StderrOut::Process => {
+                let _ = io::stderr().lock().write_all(line.as_bytes());
+            }
+            #[cfg(test)]
+            StderrOut::Capture(lines) => lock(lines).push(line),
+        }
+    }
+}
+
+impl Log for Router {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        self.accepts(metadata.level(), metadata.target())
+    }
+
+    fn log(&self, record: &Record) {
+        let target = record.target();
+        if !self.accepts(record.level(), target) {
+            return;
+        }
+        let is_audit = target == AUDIT_TARGET;
+        // Format before taking any lock: a Display impl that logs must not deadlock us.
+        let mut message = String::new();
+        let _ = write!(message, "{}", record.args());
+        let message = one_line(message);
+
+        let route = self.route.read().unwrap_or_else(PoisonError::into_inner);
+        match &*route {
+            Route::Stderr => {
+                let line = format!("{} {} {}: {}\n", now_rfc3339(), record.level(), target, message);
+                drop(route);
+                self.write_stderr(line);
+            }
+            Route::Syslog(streams) => {
+                let (stream, text) = if is_audit {
+                    (&streams.audit, message)
+                } else {
+                    (&streams.daemon, format!("{target}: {message}"))
+                };
+                let text = truncate_for_syslog(text);
+                let delivered = lock(stream).send(severity_for(record.level()), &text);
+                if !delivered {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn flush(&self) {
+        let route = self.route.read().unwrap_or_else(PoisonError::into_inner);
+        match &*route {
+            Route::Stderr => {
+                let _ = io::stderr().flush();
+            }
+            Route::Syslog(streams) => {
+                for stream in [&streams.daemon, &streams.audit] {
+                    if let Some(conn) = lock(stream).conn.as_mut() {
+                        let _ = conn.backend.flush();
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Route {
+    fn open_syslog(path: &Path, send_timeout: Duration, stall_backoff: Duration) -> Result<Route, String> {
+        let daemon = SyslogStream::open(path, Facility::LOG_DAEMON, send_timeout, stall_backoff)?;
+        let audit = SyslogStream::open(path, Facility::LOG_AUTHPRIV, send_timeout, stall_backoff)?;
+        Ok(Route::Syslog(Box::new(SyslogStreams {
+            daemon: Mutex::new(daemon),
+            audit: Mutex::new(audit),
+        })))
+    }
+}
+
+type SyslogConn = syslog::Logger<LoggerBackend, Formatter3164>;
+
+/// One syslog connection (one facility) that reconnects after errors.
+struct SyslogStream {
+    path: PathBuf,
+    facility: Facility,
+    send_timeout: Duration,
+    stall_backoff: Duration,
+    /// `None` after a failed reconnect: the next message tries again.
+    conn: Option<SyslogConn>,
+    /// Set after a send timed out: until then messages are dropped without waiting.
+    stalled_until: Option<Instant>,
+    /// Messages dropped since the last one delivered.
+    dropped: u64,
+}
+
+enum SendError {
+    /// The socket is alive but full: reconnecting would not help.
+    Timeout,
+    Failed,
+}
+
+impl SyslogStream {
+    fn open(path: &Path, facility: Facility, send_timeout: Duration, stall_backoff: Duration) -> Result<Self, String> {
+        let conn = connect(path, facility, send_timeout)?;
+        Ok(SyslogStream {
+            path: path.to_path_buf(),
+            facility,
+            send_timeout,
+            stall_backoff,
+            conn: Some(conn),
+            stalled_until: None,
+            dropped: 0,
+        })
+    }
+
+    /// Sends one message; on error reconnects and retries once. Returns whether it was delivered.
+    fn send(&mut self, severity: Severity, text: &str) -> bool {
+        if let Some(until) = self.stalled_until {
+            if Instant::now() < until {
+                self.dropped += 1;
+                return false;
+            }
+            self.stalled_until = None;
+        }
+        if let Some(conn) = self.conn.as_mut() {
+            match send_on(conn, severity, text) {
+                Ok(()) => {
+                    self.delivered();
+                    return true;
+                }
+                Err(SendError::Timeout) => return self.stalled(),
+                Err(SendError::Failed) => self.conn = None,
+            }
+        }
+        // Reconnect (the syslog daemon may have recreated its socket) and retry once.
+        let Ok(mut conn) = connect(&self.path, self.facility, self.send_timeout) else {
+            self.dropped += 1;
+            return false;
+        };
+        match send_on(&mut conn, severity, text) {
+            Ok(()) => {
+                self.conn = Some(conn);
+                self.delivered();
+                true
+            }
+            Err(SendError::Timeout) => {
+                self.conn = Some(conn);
+                self.stalled()
+            }
+            Err(SendError::Failed) => {
+                self.dropped += 1;
+                false
+            }
+        }
+    }
+
+    fn stalled(&mut self) -> bool {
+        self.stalled_until = Some(Instant::now() + self.stall_backoff);
+        self.dropped += 1;
+        false
+    }
+
+    /// After a delivery, reports (best effort, no retry) how many messages were lost before it.
+    fn delivered(&mut self) {
+        if self.dropped == 0 {
+            return;
+        }
+        let notice = format!(
+            "{}: {} message(s) dropped while syslog was unavailable",
+            module_path!(),
+            self.dropped
+        );
+        self.dropped = 0;
+        if let Some(conn) = self.conn.as_mut() {
+            if send_on(conn, Severity::LOG_WARNING, &notice).is_err() {
+                self.conn = None;
+            }
+        }
+    }
+}
+
+fn send_on(conn: &mut SyslogConn, severity: Severity, text: &str) -> Result<(), SendError> {
+    conn.formatter
+        .format(&mut conn.backend, severity, text)
+        .map_err(|e| match e {
+            syslog::Error::Write(ref io) | syslog::Error::Io(ref io)
+                if matches!(io.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+            {
+                SendError::Timeout
+            }
+            _ => SendError::Failed,
+        })
+}
+
+/// Connects to a local syslog socket: datagram first, stream if the socket is a stream socket
+/// (as the `syslog` crate does). Sends get `send_timeout` so a stuck syslog cannot hold callers.
+fn connect(path: &Path, facility: Facility, send_timeout: Duration) -> Result<SyslogConn, String> {
+    let formatter = Formatter3164 {
+        facility,
+        hostname: None,
+        process: PROCESS_NAME.to_string(),
+        pid: std::process::id(),
+    };
+    let fail = |e: io::Error| format!("cannot connect to syslog socket {}: {e}", path.display());
+    let dgram = UnixDatagram::unbound().and_then(|sock| sock.connect(path).map(|()| sock));
+    let backend = match dgram {
+        Ok(sock) => {
+            sock.set_write_timeout(Some(send_timeout)).map_err(fail)?;
+            LoggerBackend::Unix(sock)
+        }
+        Err(dgram_err) => match UnixStream::connect(path) {
+            Ok(sock) => {
+                sock.set_write_timeout(Some(send_timeout)).map_err(fail)?;
+                LoggerBackend::UnixStream(BufWriter::new(sock))
+            }
+            Err(_) => return Err(fail(dgram_err)),
+        },
+    };
+    Ok(syslog::Logger::new(backend, formatter))
+}
+
+fn now_rfc3339() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&format)
+        .unwrap_or_else(|_| format!("{}", now.unix_timestamp()))
+}
+
+/// Escapes control characters (except tab) so one record stays one line.
+fn one_line(message: String) -> String {
+    if !message.chars().any(|c| c.is_control() && c != '\t') {
+        return message;
+    }
+    let mut out = String::with_capacity(message.len() + 8);
+    for c in message.chars() {
+        match c {
+            '\t' => out.push('\t'),
+            c if c.is_control() => push_control(&mut out, c),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn push_control(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c => {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+    }
+}
+
+fn truncate_for_syslog(mut text: String) -> String {
+    if text.len() <= MAX_SYSLOG_MESSAGE_BYTES {
+        return text;
+    }
+    let mut end = MAX_SYSLOG_MESSAGE_BYTES - TRUNCATED_MARKER.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(TRUNCATED_MARKER);
+    text
+}
+
+fn push_key(out: &mut String, key: &str) {
+    debug_assert!(!key.is_empty(), "audit field key must not be empty");
+    for c in key.chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+            out.push(c);
+        } else {
+            out.push('_');
+        }
+    }
+}
+
+fn push_value(out: &mut String, value: &str) {
+    let needs_quotes = value.is_empty()
+        || value
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\' | '='));
+    if !needs_quotes {
+        out.push_str(value);
+        return;
+    }
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => push_control(out, c),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    fn test_router(stderr: StderrOut) -> Router {
+        Router {
+            stderr,
+            ..Router::new()
+        }
+    }
+
+    fn to_syslog(router: &Router, path: &Path, level: LevelFilter) {
+        to_syslog_with(router, path, level, SEND_TIMEOUT, STALL_BACKOFF);
+    }
+
+    fn to_syslog_with(router: &Router, path: &Path, level: LevelFilter, timeout: Duration, backoff: Duration) {
+        let route = Route::open_syslog(path, timeout, backoff).expect("open syslog");
+        router.set_route(route, level);
+    }
+
+    fn bind(path: &Path) -> UnixDatagram {
+        let sock = UnixDatagram::bind(path).expect("bind test syslog socket");
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        sock
+    }
+
+    fn recv(sock: &UnixDatagram) -> String {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = sock.recv(&mut buf).expect("expected a syslog datagram");
+        String::from_utf8(buf[..n].to_vec()).unwrap()
+    }
+
+    fn assert_nothing_more(sock: &UnixDatagram) {
+        sock.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 1024];
+        match sock.recv(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => panic!(
+                "expected no datagram, got {:?}",
+                other.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+            ),
+        }
+        sock.set_nonblocking(false).unwrap();
+    }
+
+    fn emit(router: &Router, level: Level, target: &str, message: &str) {
+        router.log(
+            &Record::builder()
+                .args(format_args!("{message}"))
+                .level(level)
+                .target(target)
+                .build(),
+        );
+    }
+
+    /// Splits `<PRI>Mmm dd hh:mm:ss vnetd[pid]: text` and checks the RFC 3164 header.
+    fn parse(datagram: &str) -> (u32, String) {
+        assert!(datagram.starts_with('<'), "{datagram}");
+        let close = datagram.find('>').unwrap();
+        let pri: u32 = datagram[1..close].parse().unwrap();
+        let rest = &datagram[close + 1..];
+        // "Jan 05 12:34:56 " is 16 bytes.
+        let stamp = &rest[..16];
+        let b = stamp.as_bytes();
+        assert!(b[0].is_ascii_uppercase() && b[3] == b' ' && b[6] == b' ', "timestamp {stamp:?}");
+        assert!(b[9] == b':' && b[12] == b':' && b[15] == b' ', "timestamp {stamp:?}");
+        let tag = format!("{PROCESS_NAME}[{}]: ", std::process::id());
+        let body = rest[16..]
+            .strip_prefix(&tag)
+            .unwrap_or_else(|| panic!("missing tag {tag:?} in {datagram:?}"));
+        (pri, body.to_string())
+    }
+
+    #[test]
+    fn syslog_priorities_and_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let sock = bind(&path);
+        let router = test_router(StderrOut::Process);
+        to_syslog(&router, &path, LevelFilter::Info);
+
+        emit(&router, Level::Info, "vnetd::outbox", "relay started");
+        assert_eq!(parse(&recv(&sock)), (30, "vnetd::outbox: relay started".to_string()));
+        emit(&router, Level::Warn, "vnetd::x", "slow peer");
+        assert_eq!(parse(&recv(&sock)), (28, "vnetd::x: slow peer".to_string()));
+        emit(&router, Level::Error, "vnetd::x", "disk full");
+        assert_eq!(parse(&recv(&sock)), (27, "vnetd::x: disk full".to_string()));
+
+        let line = audit_line("login", &[("account", "alice"), ("result", "ok")]);
+        emit(&router, Level::Info, AUDIT_TARGET, &line);
+        assert_eq!(parse(&recv(&sock)), (86, "event=login account=alice result=ok".to_string()));
+        emit(&router, Level::Warn, AUDIT_TARGET, "event=lockout account=bob");
+        assert_eq!(parse(&recv(&sock)), (84, "event=lockout account=bob".to_string()));
+
+        // One record, one line.
+        emit(&router, Level::Info, "vnetd::x", "a\nforged line\r\u{1b}[31m");
+        assert_eq!(parse(&recv(&sock)).1, "vnetd::x: a\\nforged line\\r\\u{1b}[31m");
+        assert_nothing_more(&sock);
+        assert_eq!(router.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn audit_goes_only_to_authpriv_and_ordinary_only_to_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let sock = bind(&path);
+        let router = test_router(StderrOut::Process);
+        to_syslog(&router, &path, LevelFilter::Trace);
+
+        emit(&router, Level::Info, "vnetd::soap", "ordinary");
+        emit(&router, Level::Info, AUDIT_TARGET, "event=reset account=carol");
+        emit(&router, Level::Debug, "vnetd::soap", "detail");
+        emit(&router, Level::Info, "audit_like", "not audit");
+        let got: Vec<(u32, String)> = (0..4).map(|_| parse(&recv(&sock))).collect();
+        assert_nothing_more(&sock);
+        assert_eq!(
+            got,
+            vec![
+                (30, "vnetd::soap: ordinary".to_string()),
+                (86, "event=reset account=carol".to_string()),
+                (31, "vnetd::soap: detail".to_string()),
+                (30, "audit_like: not audit".to_string()),
+            ]
+        );
+        // Audit records carry facility authpriv (10) and nothing else does.
+        for (pri, body) in &got {
+            assert_eq!(pri / 8 == 10, body.starts_with("event="), "{pri} {body}");
+        }
+    }
+
+    #[test]
+    fn reconnects_after_syslog_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let router = test_router(StderrOut::Process);
+
+        let first = bind(&path);
+        to_syslog(&router, &path, LevelFilter::Info);
+        emit(&router, Level::Info, "t", "before restart");
+        emit(&router, Level::Info, AUDIT_TARGET, "event=a");
+        assert_eq!(parse(&recv(&first)), (30, "t: before restart".to_string()));
+        assert_eq!(parse(&recv(&first)), (86, "event=a".to_string()));
+
+        // Syslog restarts: its socket is closed, removed and bound anew at the same path.
+        drop(first);
+        std::fs::remove_file(&path).unwrap();
+        let second = bind(&path);
+        emit(&router, Level::Info, "t", "after restart");
+        emit(&router, Level::Info, AUDIT_TARGET, "event=b");
+        emit(&router, Level::Info, "t", "and later");
+        assert_eq!(parse(&recv(&second)), (30, "t: after restart".to_string()));
+        assert_eq!(parse(&recv(&second)), (86, "event=b".to_string()));
+        assert_eq!(parse(&recv(&second)), (30, "t: and later".to_string()));
+        assert_nothing_more(&second);
+        assert_eq!(router.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn drops_while_syslog_is_down_then_reconnects_and_reports_the_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let router = test_router(StderrOut::Process);
+        let first = bind(&path);
+        to_syslog(&router, &path, LevelFilter::Info);
+        drop(first);
+        std::fs::remove_file(&path).unwrap();
+
+        let started = Instant::now();
+        emit(&router, Level::Info, "t", "lost 1");
+        emit(&router, Level::Error, "t", "lost 2");
+        assert!(started.elapsed() < Duration::from_secs(1), "must not block while syslog is down");
+        assert_eq!(router.dropped.load(Ordering::Relaxed), 2);
+
+        let second = bind(&path);
+        emit(&router, Level::Info, "t", "back");
+        assert_eq!(parse(&recv(&second)), (30, "t: back".to_string()));
+        let (pri, notice) = parse(&recv(&second));
+        assert_eq!(pri, 28);
+        assert!(notice.ends_with(": 2 message(s) dropped while syslog was unavailable"), "{notice}");
+        emit(&router, Level::Info, "t", "steady");
+        assert_eq!(parse(&recv(&second)), (30, "t: steady".to_string()));
+        assert_nothing_more(&second);
+    }
+
+    #[test]
+    fn a_stuck_syslog_does_not_hold_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let sock = bind(&path);
+        let router = test_router(StderrOut::Process);
+        let timeout = Duration::from_millis(20);
+        to_syslog_with(&router, &path, LevelFilter::Info, timeout, Duration::from_millis(200));
+
+        // Nobody reads `sock`: its queue fills up, then sends time out.
+        let body = "x".repeat(4000);
+        let started = Instant::now();
+        let mut slowest = Duration::ZERO;
+        for _ in 0..2000 {
+            let t = Instant::now();
+            emit(&router, Level::Info, "t", &body);
+            slowest = slowest.max(t.elapsed());
+        }
+        let dropped = router.dropped.load(Ordering::Relaxed);
+        assert!(dropped > 0, "the queue never filled");
+        // One timeout per back-off window at most, never one per message.
+        assert!(slowest < timeout * 10, "a single call blocked {slowest:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+
+        // Drain, wait out the back-off, and delivery resumes with a loss report.
+        sock.set_nonblocking(true).unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut received = 0u64;
+        while sock.recv(&mut buf).is_ok() {
+            received += 1;
+        }
+        assert_eq!(received + dropped, 2000);
+        sock.set_nonblocking(false).unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+        emit(&router, Level::Info, "t", "recovered");
+        assert_eq!(parse(&recv(&sock)), (30, "t: recovered".to_string()));
+        let (_, notice) = parse(&recv(&sock));
+        assert!(notice.ends_with(&format!(": {dropped} message(s) dropped while syslog was unavailable")), "{notice}");
+    }
+
+    #[test]
+    fn level_filtering() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let sock = bind(&path);
+        let router = test_router(StderrOut::Process);
+
+        to_syslog(&router, &path, LevelFilter::Warn);
+        emit(&router, Level::Info, "t", "info hidden");
+        emit(&router, Level::Debug, "t", "debug hidden");
+        emit(&router, Level::Warn, "t", "warn shown");
+        emit(&router, Level::Info, AUDIT_TARGET, "event=shown_anyway");
+        assert_eq!(parse(&recv(&sock)), (28, "t: warn shown".to_string()));
+        assert_eq!(parse(&recv(&sock)), (86, "event=shown_anyway".to_string()));
+        assert_nothing_more(&sock);
+        assert!(!router.enabled(&Metadata::builder().level(Level::Info).target("t").build()));
+        assert!(router.enabled(&Metadata::builder().level(Level::Info).target(AUDIT_TARGET).build()));
+
+        to_syslog(&router, &path, LevelFilter::Off);
+        emit(&router, Level::Error, "t", "off");
+        emit(&router, Level::Info, AUDIT_TARGET, "event=off");
+        assert_nothing_more(&sock);
+        assert!(!router.enabled(&Metadata::builder().level(Level::Error).target(AUDIT_TARGET).build()));
+
+        assert_eq!(max_level_for(LevelFilter::Off), LevelFilter::Off);
+        assert_eq!(max_level_for(LevelFilter::Error), LevelFilter::Info);
+        assert_eq!(max_level_for(LevelFilter::Debug), LevelFilter::Debug);
+    }
+
+    fn captured(router: &Router) -> Vec<String> {
+        match &router.stderr {
+            StderrOut::Capture(lines) => std::mem::take(&mut *lock(lines)),
+            StderrOut::Process => unreachable!(),
+        }
+    }
+
+    /// `2024-01-05T12:34:56.789Z LEVEL target: message\n` -> (LEVEL target: message)
+    fn strip_time(line: &str) -> &str {
+        let b = line.as_bytes();
+        assert!(b.len() > 25, "{line:?}");
+        for (i, c) in b[..24].iter().enumerate() {
+            let ok = match i {
+                4 | 7 => *c == b'-',
+                10 => *c == b'T',
+                13 | 16 => *c == b':',
+                19 => *c == b'.',
+                23 => *c == b'Z',
+                _ => c.is_ascii_digit(),
+            };
+            assert!(ok, "bad RFC 3339 time in {line:?}");
+        }
+        assert_eq!(b[24], b' ');
+        line[25..].strip_suffix('\n').expect("line ends with a newline")
+    }
+
+    #[test]
+    fn stderr_format_audit_prefix_and_levels() {
+        let router = test_router(StderrOut::Capture(Mutex::new(Vec::new())));
+        router.use_stderr(LevelFilter::Error);
+        emit(&router, Level::Error, "vnetd::store", "write failed");
+        emit(&router, Level::Warn, "vnetd::store", "hidden");
+        emit(&router, Level::Info, AUDIT_TARGET, &audit_line("key_change", &[("peer", "sp01")]));
+        emit(&router, Level::Error, "vnetd::store", "two\nlines");
+        let lines = captured(&router);
+        let rest: Vec<&str> = lines.iter().map(|l| strip_time(l)).collect();
+        assert_eq!(
+            rest,
+            vec![
+                "ERROR vnetd::store: write failed",
+                "INFO audit: event=key_change peer=sp01",
+                "ERROR vnetd::store: two\\nlines",
+            ]
+        );
+
+        router.use_stderr(LevelFilter::Off);
+        emit(&router, Level::Error, "t", "x");
+        emit(&router, Level::Info, AUDIT_TARGET, "event=x");
+        assert!(captured(&router).is_empty());
+    }
+
+    #[test]
+    fn audit_line_quotes_and_escapes() {
+        assert_eq!(audit_line("login", &[]), "event=login");
+        assert_eq!(
+            audit_line(
+                "login_failed",
+                &[
+                    ("account", "alice"),
+                    ("reason", "bad password"),
+                    ("q", "a\"b\\c"),
+                    ("eq", "a=b"),
+                    ("nl", "x\ny"),
+                    ("empty", ""),
+                    ("bad key", "v"),
+                    ("cn", "张三"),
+                ]
+            ),
+            "event=login_failed account=alice reason=\"bad password\" q=\"a\\\"b\\\\c\" \
+             eq=\"a=b\" nl=\"x\\ny\" empty=\"\" bad_key=v cn=张三"
+        );
+        assert_eq!(audit_line("admin command", &[]), "event=\"admin command\"");
+    }
+
+    #[test]
+    fn long_messages_are_truncated_on_a_char_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let sock = bind(&path);
+        let router = test_router(StderrOut::Process);
+        to_syslog(&router, &path, LevelFilter::Info);
+        let long = "é".repeat(10_000); // 20 000 bytes
+        emit(&router, Level::Info, "t", &long);
+        let (_, body) = parse(&recv(&sock));
+        assert!(body.len() <= MAX_SYSLOG_MESSAGE_BYTES, "{}", body.len());
+        assert!(body.len() > MAX_SYSLOG_MESSAGE_BYTES - 20);
+        assert!(body.starts_with("t: éé"));
+        assert!(body.ends_with(TRUNCATED_MARKER));
+    }
+
+    #[test]
+    fn switch_to_missing_socket_fails_clearly_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-such.sock");
+        let err = switch_to_syslog_at(&path, LevelFilter::Info).unwrap_err();
+        assert!(err.contains("cannot connect to syslog socket"), "{err}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+    }
+}

@@ -1,0 +1,4 @@
+//! Operational support: logging, metrics, signals and systemd.
+pub mod logging;
+pub mod metrics;
+pub mod signals;

@@ -1,0 +1,32 @@
+//! Signals are handled by one thread with `sigwait`: the signals are blocked in every thread
+//! (the mask is set before any thread starts and inherited), so none interrupts a request.
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+
+fn set() -> SigSet {
+    let mut s = SigSet::empty();
+    s.add(Signal::SIGTERM);
+    s.add(Signal::SIGINT);
+    s.add(Signal::SIGHUP);
+    s
+}
+
+/// Block the shutdown signals in the calling thread (call before spawning threads).
+pub fn block() -> Result<(), String> {
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set()), None).map_err(|e| format!("cannot block signals: {e}"))
+}
+
+/// Wait for SIGTERM or SIGINT. SIGHUP is logged and ignored (config is read at start-up only).
+pub fn wait_for_shutdown() -> Signal {
+    let s = set();
+    loop {
+        match s.wait() {
+            Ok(Signal::SIGHUP) => log::info!("SIGHUP received; configuration changes need a restart"),
+            Ok(sig) => return sig,
+            Err(e) => {
+                log::error!("sigwait failed: {e}");
+                return Signal::SIGTERM;
+            }
+        }
+    }
+}

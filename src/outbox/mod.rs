@@ -1,0 +1,35 @@
+//! The durable outbox (spec 6, 7.1): messages for the centre and SPs are written in the same
+//! transaction as the change that causes them. The relay that delivers them is built on this
+//! table (issue 4); until then rows wait, visible in the database.
+
+use crate::store::DbResult;
+use rusqlite::{params, Connection};
+
+pub const CENTRE: &str = "centre";
+
+/// Queue a message. `payload` holds the operation's fields in order, without SrcDeviceNo,
+/// ProvinceID, TimeStamp and Authenticator (added at each delivery attempt). Secret fields must
+/// already be encrypted under the destination's key, whose version is `key_version`.
+pub fn enqueue(
+    conn: &Connection,
+    destination: &str,
+    operation: &str,
+    order_key: &str,
+    payload: &[(&str, String)],
+    key_version: Option<i64>,
+    now: i64,
+) -> DbResult<i64> {
+    let json = serde_json::to_string(&payload.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>())
+        .map_err(|e| crate::store::DbError::Other(e.to_string()))?;
+    conn.execute(
+        "INSERT INTO outbox(destination, operation, order_key, payload, key_version, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![destination, operation, order_key, json, key_version, now],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Ordering key of PassPort messages: per user.
+pub fn user_key(vnet_user_id: &str) -> String {
+    format!("user:{vnet_user_id}")
+}

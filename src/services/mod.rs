@@ -1,0 +1,3 @@
+//! Service modules: the business calls behind each declared operation.
+pub mod passport;
+pub mod province_for_vnet;

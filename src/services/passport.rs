@@ -1,0 +1,430 @@
+//! PassPort operations of ProvinceForSP, ProvinceForBSS and ProvinceForVNet (spec 4.1, 4.3, 4.4):
+//! fields in, domain call, fields out.
+
+use crate::app::App;
+use crate::domain::passport::{self as pp, Holder, NewUser, User};
+use crate::ops::codes::*;
+use crate::ops::pipeline::write_idempotent;
+use crate::ops::{Call, Resp};
+use crate::ops_support::logging::audit;
+use crate::outbox;
+use crate::store::DbError;
+
+fn own_province(app: &App) -> &str {
+    &app.cfg.node.province_id
+}
+
+fn profile(app: &App, u: &User) -> Resp {
+    Resp::ok()
+        .with("VNetUserID", &u.vnet_user_id)
+        .with("AccountType", &u.account_type)
+        .with("Account", &u.account)
+        .with("Alias", &u.alias)
+        .with("ProvinceID", own_province(app))
+        .with("CityCode", &u.city_code)
+        .with("UserType", &u.user_type)
+        .with("Status", &u.status)
+        .with("NumFlag", u.num_flag())
+        .with("ContractID", &u.contract_id)
+}
+
+fn count_login(app: &App, result: &str) {
+    app.metrics.inc_counter("vnetd_logins_total", "Password logins by outcome", &[("result", result)], 1);
+}
+
+/// The auth rules (spec 4, 11): account exists, not locked, password correct, status 00.
+/// On failure the Resp to answer; failures are audited and count toward lockout.
+pub fn authenticate(app: &App, channel: &str, account_type: &str, account: &str, password: &str) -> Result<User, Resp> {
+    let now = app.clock.unix();
+    let holder = match app.store.read(|c| pp::holder(c, account_type, account)) {
+        Ok(h) => h,
+        Err(e) => return Err(Resp::db(&e)),
+    };
+    let user = match holder {
+        Holder::Live(u) => u,
+        Holder::Cancelled(u) => {
+            audit("login_refused", &[("channel", channel), ("user", &u.vnet_user_id), ("reason", "cancelled")]);
+            count_login(app, "refused");
+            return Err(Resp::code(USER_ABNORMAL));
+        }
+        // Roaming to the centre arrives with the centre integration (issue 4).
+        Holder::None => {
+            audit("login_failed", &[("channel", channel), ("reason", "unknown_account")]);
+            count_login(app, "unknown");
+            return Err(Resp::code(ACCOUNT_UNKNOWN));
+        }
+    };
+    if user.locked_until > now {
+        audit("login_refused", &[("channel", channel), ("user", &user.vnet_user_id), ("reason", "locked")]);
+        count_login(app, "locked");
+        return Err(Resp::err(USER_ABNORMAL, "locked"));
+    }
+    let correct = match &user.password_phc {
+        None => false,
+        Some(phc) => match app.hasher.verify(phc.clone(), password.to_string()) {
+            Ok(ok) => ok,
+            Err(_) => {
+                app.metrics.inc_counter("vnetd_hash_busy_total", "Logins refused because the hashing pool was full", &[], 1);
+                return Err(Resp::err(SYSTEM_ERROR, "busy, try again"));
+            }
+        },
+    };
+    if !correct {
+        let (id, threshold, lock_s) = (user.vnet_user_id.clone(), app.cfg.security.lockout_threshold, app.cfg.security.lockout_minutes * 60);
+        let locked = match app.store.write(move |c| pp::record_failure(c, &id, threshold, lock_s, now)) {
+            Ok(l) => l,
+            Err(e) => return Err(Resp::db(&e)),
+        };
+        audit("login_failed", &[("channel", channel), ("user", &user.vnet_user_id), ("reason", "password")]);
+        count_login(app, "failed");
+        if locked {
+            audit("lockout", &[("user", &user.vnet_user_id), ("minutes", &app.cfg.security.lockout_minutes.to_string())]);
+            app.metrics.inc_counter("vnetd_lockouts_total", "Accounts locked after repeated failures", &[], 1);
+        }
+        return Err(Resp::code(AUTH_FAILED));
+    }
+    if user.failed_logins != 0 || user.locked_until != 0 {
+        let id = user.vnet_user_id.clone();
+        if let Err(e) = app.store.write(move |c| pp::reset_failures(c, &id)) {
+            return Err(Resp::db(&e));
+        }
+    }
+    if user.status != pp::STATUS_NORMAL {
+        audit("login_refused", &[("channel", channel), ("user", &user.vnet_user_id), ("reason", "status")]);
+        count_login(app, "refused");
+        return Err(Resp::code(USER_ABNORMAL));
+    }
+    audit("login", &[("channel", channel), ("user", &user.vnet_user_id)]);
+    count_login(app, "ok");
+    Ok(user)
+}
+
+/// The use rules for a ServiceID named in an authentication (spec 4). The service catalogue
+/// arrives with issue 3; until then no service is known, so any ServiceID answers -20004.
+fn check_service(call: &Call) -> Option<Resp> {
+    call.opt("ServiceID").map(|_| Resp::err(SERVICE_UNKNOWN, "service unknown"))
+}
+
+fn auth_resp(app: &App, u: &User) -> Resp {
+    Resp::ok()
+        .with("VNetUserID", &u.vnet_user_id)
+        .with("ProvinceID", own_province(app))
+        .with("CityCode", &u.city_code)
+        .with("UserType", &u.user_type)
+        .with("Status", &u.status)
+}
+
+pub fn user_auth(app: &App, call: &Call) -> Resp {
+    let channel = format!("sp:{}", call.caller_id());
+    let password = call.plain("Password").unwrap_or("");
+    match authenticate(app, &channel, call.get("AccountType"), call.get("Account"), password) {
+        Err(r) => r,
+        Ok(u) => check_service(call).unwrap_or_else(|| auth_resp(app, &u)),
+    }
+}
+
+pub fn phone_num_auth(app: &App, call: &Call) -> Resp {
+    let channel = format!("sp:{}", call.caller_id());
+    let password = call.plain("Password").unwrap_or("");
+    match authenticate(app, &channel, "09", call.get("PhoneNum"), password) {
+        Err(r) => r,
+        Ok(u) => check_service(call).unwrap_or_else(|| auth_resp(app, &u).with("NumFlag", u.num_flag())),
+    }
+}
+
+pub fn get_userinfo(app: &App, call: &Call) -> Resp {
+    match app.store.read(|c| pp::by_id(c, call.get("VNetUserID"))) {
+        Ok(Some(u)) => profile(app, &u),
+        Ok(None) => Resp::code(NO_MATCH),
+        Err(e) => Resp::db(&e),
+    }
+}
+
+pub fn user_info_query(app: &App, call: &Call) -> Resp {
+    match app.store.read(|c| pp::holder(c, call.get("AccountType"), call.get("Account"))) {
+        Ok(Holder::Live(u)) | Ok(Holder::Cancelled(u)) => Resp::ok()
+            .with("VNetUserID", &u.vnet_user_id)
+            .with("ProvinceID", own_province(app))
+            .with("CityCode", &u.city_code)
+            .with("Status", &u.status)
+            .with("UserType", &u.user_type)
+            .with("ContractID", &u.contract_id)
+            .with("NumFlag", u.num_flag()),
+        Ok(Holder::None) => Resp::code(NO_MATCH),
+        Err(e) => Resp::db(&e),
+    }
+}
+
+pub fn get_time(app: &App, _call: &Call) -> Resp {
+    Resp::ok().with("ServerTime", app.clock.now_ts())
+}
+
+/// Queue PUserInfoNotify (6.2) for `u`.
+fn queue_info_notify(conn: &rusqlite::Connection, clock: &crate::clock::Clock, u: &User, action: &str, now: i64) -> Result<(), DbError> {
+    let payload = pp::info_notify_payload(u, action, &clock.format_ts(now));
+    outbox::enqueue(conn, outbox::CENTRE, "PUserInfoNotify", &outbox::user_key(&u.vnet_user_id), &payload, None, now)?;
+    Ok(())
+}
+
+/// Hash a password on the bounded pool.
+fn hash(app: &App, password: &str) -> Result<String, Resp> {
+    app.hasher.hash(password.to_string()).map_err(|_| Resp::err(SYSTEM_ERROR, "busy, try again"))
+}
+
+/// AccountType 09 accounts are mobile numbers (validation stage 2).
+pub fn check_user_open(call: &Call, _clock: &crate::clock::Clock) -> Option<i32> {
+    let a = call.get("Account");
+    let phone = a.len() == 11 && a.starts_with('1') && a.bytes().all(|b| b.is_ascii_digit());
+    (call.get("AccountType") == "09" && !phone).then_some(param_code("Account"))
+}
+
+pub fn user_open(app: &App, call: &Call) -> Resp {
+    let (at, account) = (call.get("AccountType").to_string(), call.get("Account").to_string());
+    match app.store.read(|c| pp::account_taken(c, &at, &account)) {
+        Ok(true) => return write_idempotent(app, call, |_| Ok(Resp::code(ACCOUNT_EXISTS))),
+        Ok(false) => {}
+        Err(e) => return Resp::db(&e),
+    }
+    let phc = match call.plain("Password") {
+        Some(p) if pp::weak_password(p, &account) => {
+            return write_idempotent(app, call, |_| Ok(Resp::code(PASSWORD_TOO_SIMPLE)));
+        }
+        Some(p) => match hash(app, p) {
+            Ok(h) => Some(h),
+            Err(r) => return r,
+        },
+        None => None,
+    };
+    let new = NewUser {
+        account_type: at,
+        account,
+        password_phc: phc,
+        city_code: call.get("CityCode").to_string(),
+        user_type: call.get("UserType").to_string(),
+        credit_limit: call.opt("CreditLimit").and_then(|v| v.parse().ok()).unwrap_or(app.cfg.billing.default_credit_limit_fen),
+        balance: call.opt("Balance").and_then(|v| v.parse().ok()).unwrap_or(0),
+        alias: call.get("Alias").to_string(),
+        binding_access_no: call.get("BindingAccessNo").to_string(),
+    };
+    let (province, clock, now) = (app.cfg.node.province_id.clone(), app.clock.clone(), app.clock.unix());
+    let caller = call.caller_id().to_string();
+    let resp = write_idempotent(app, call, move |c| {
+        if pp::account_taken(c, &new.account_type, &new.account)? {
+            return Ok(Resp::code(ACCOUNT_EXISTS));
+        }
+        let u = pp::create(c, &province, &new, now)?;
+        queue_info_notify(c, &clock, &u, "1", now)?;
+        Ok(Resp::ok().with("VNetUserID", &u.vnet_user_id))
+    });
+    if resp.result == OK {
+        if let Some(crate::soap::Value::Text(id)) = resp.values.get("VNetUserID") {
+            audit("user_open", &[("by", &caller), ("user", id)]);
+        }
+    }
+    resp
+}
+
+/// Load a user for a BSS change: unknown -20504, cancelled -20502.
+fn changeable(conn: &rusqlite::Connection, id: &str) -> Result<Result<User, Resp>, DbError> {
+    Ok(match pp::by_id(conn, id)? {
+        None => Err(Resp::code(ACCOUNT_UNKNOWN)),
+        Some(u) if u.is_cancelled() => Err(Resp::code(USER_ABNORMAL)),
+        Some(u) => Ok(u),
+    })
+}
+
+pub fn user_modify(app: &App, call: &Call) -> Resp {
+    let id = call.get("VNetUserID").to_string();
+    let field = |n: &str| call.opt(n).map(str::to_string);
+    let (city, utype, alias, binding) = (field("CityCode"), field("UserType"), field("Alias"), field("BindingAccessNo"));
+    let credit: Option<i64> = call.opt("CreditLimit").and_then(|v| v.parse().ok());
+    let balance: Option<i64> = call.opt("Balance").and_then(|v| v.parse().ok());
+    let (clock, now) = (app.clock.clone(), app.clock.unix());
+    write_idempotent(app, call, move |c| {
+        let mut u = match changeable(c, &id)? {
+            Ok(u) => u,
+            Err(r) => return Ok(r),
+        };
+        let before = u.clone();
+        if let Some(v) = city { u.city_code = v; }
+        if let Some(v) = utype { u.user_type = v; }
+        if let Some(v) = alias { u.alias = v; }
+        if let Some(v) = binding { u.binding_access_no = v; }
+        if let Some(v) = credit { u.credit_limit = v; }
+        if let Some(v) = balance { u.balance = v; }
+        if u != before {
+            c.execute(
+                "UPDATE user SET city_code = ?2, user_type = ?3, alias = ?4, binding_access_no = ?5, credit_limit = ?6,
+                 balance = ?7, updated_at = ?8 WHERE vnet_user_id = ?1",
+                rusqlite::params![u.vnet_user_id, u.city_code, u.user_type, u.alias, u.binding_access_no, u.credit_limit, u.balance, now],
+            )?;
+            queue_info_notify(c, &clock, &u, "2", now)?;
+        }
+        Ok(Resp::ok())
+    })
+}
+
+pub fn user_status_change(app: &App, call: &Call) -> Resp {
+    let id = call.get("VNetUserID").to_string();
+    let status = call.get("Status").to_string();
+    let (clock, now) = (app.clock.clone(), app.clock.unix());
+    let resp = write_idempotent(app, call, {
+        let (id, status) = (id.clone(), status.clone());
+        move |c| {
+            let mut u = match changeable(c, &id)? {
+                Ok(u) => u,
+                Err(r) => return Ok(r),
+            };
+            if u.status != status {
+                c.execute(
+                    "UPDATE user SET status = ?2, status_at = ?3, updated_at = ?3 WHERE vnet_user_id = ?1",
+                    rusqlite::params![id, status, now],
+                )?;
+                u.status = status;
+                queue_info_notify(c, &clock, &u, "3", now)?;
+            }
+            Ok(Resp::ok())
+        }
+    });
+    if resp.result == OK {
+        let reason = call.get("Reason");
+        audit("status_change", &[("by", call.caller_id()), ("user", &id), ("status", &status), ("reason", reason)]);
+    }
+    resp
+}
+
+pub fn password_reset(app: &App, call: &Call) -> Resp {
+    let id = call.get("VNetUserID").to_string();
+    let user = match app.store.read(|c| changeable(c, &id)) {
+        Ok(Ok(u)) => u,
+        Ok(Err(r)) => return write_idempotent(app, call, move |_| Ok(r)),
+        Err(e) => return Resp::db(&e),
+    };
+    let password = call.plain("NewPassword").unwrap_or("");
+    if pp::weak_password(password, &user.account) {
+        return write_idempotent(app, call, |_| Ok(Resp::code(PASSWORD_TOO_SIMPLE)));
+    }
+    let phc = match hash(app, password) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    // The outbound PasswordReset (6.4) carries the password only encrypted under the centre key;
+    // without a centre peer nothing is queued.
+    let now = app.clock.unix();
+    let to_centre = app.peers.centre().and_then(|centre| {
+        centre.current_key(now).map(|k| (k.key.encrypt_b64(password.as_bytes()), k.version))
+    });
+    let txid = call.get("TransactionID").to_string();
+    let resp = write_idempotent(app, call, {
+        let id = id.clone();
+        move |c| {
+            let u = match changeable(c, &id)? {
+                Ok(u) => u,
+                Err(r) => return Ok(r),
+            };
+            c.execute(
+                "UPDATE user SET password_phc = ?2, failed_logins = 0, locked_until = 0, updated_at = ?3 WHERE vnet_user_id = ?1",
+                rusqlite::params![id, phc, now],
+            )?;
+            if let Some((enc, version)) = to_centre {
+                let payload = [("VNetUserID", u.vnet_user_id.clone()), ("NewPassword", enc), ("TransactionID", txid)];
+                outbox::enqueue(c, outbox::CENTRE, "PasswordReset", &outbox::user_key(&id), &payload, Some(version), now)?;
+            }
+            Ok(Resp::ok())
+        }
+    });
+    if resp.result == OK {
+        audit("password_reset", &[("by", call.caller_id()), ("user", &id)]);
+    }
+    resp
+}
+
+pub fn mphone_registry(app: &App, call: &Call) -> Resp {
+    let phone = call.get("PhoneNum").to_string();
+    let existing = |h: Holder| match h {
+        Holder::Live(u) => Some(u.vnet_user_id),
+        _ => None,
+    };
+    match app.store.read(|c| pp::holder(c, "09", &phone)) {
+        Ok(h) => {
+            if let Some(id) = existing(h) {
+                return Resp::ok().with("UserID", id);
+            }
+        }
+        Err(e) => return Resp::db(&e),
+    }
+    let phc = match call.plain("Password") {
+        Some(p) if pp::weak_password(p, &phone) => return Resp::code(PASSWORD_TOO_SIMPLE),
+        Some(p) => match hash(app, p) {
+            Ok(h) => Some(h),
+            Err(r) => return r,
+        },
+        None => None,
+    };
+    let new = NewUser {
+        account_type: "09".into(),
+        account: phone.clone(),
+        password_phc: phc,
+        city_code: call.opt("CityCode").unwrap_or(&app.cfg.node.default_city_code).to_string(),
+        user_type: "1".into(),
+        credit_limit: app.cfg.billing.default_credit_limit_fen,
+        balance: 0,
+        alias: String::new(),
+        binding_access_no: String::new(),
+    };
+    let (province, clock, now) = (app.cfg.node.province_id.clone(), app.clock.clone(), app.clock.unix());
+    let r = app.store.write(move |c| {
+        if let Holder::Live(u) = pp::holder(c, "09", &new.account)? {
+            return Ok((u.vnet_user_id, false));
+        }
+        let u = pp::create(c, &province, &new, now)?;
+        queue_info_notify(c, &clock, &u, "1", now)?;
+        Ok((u.vnet_user_id, true))
+    });
+    match r {
+        Ok((id, created)) => {
+            if created {
+                audit("user_open", &[("by", call.caller_id()), ("user", &id), ("via", "MPhoneRegistry")]);
+            }
+            Resp::ok().with("UserID", id)
+        }
+        Err(e) => Resp::db(&e),
+    }
+}
+
+pub fn p_user_status_notify(app: &App, call: &Call) -> Resp {
+    let id = call.get("VNetUserID").to_string();
+    let status = call.get("Status").to_string();
+    let Some(at) = app.clock.parse_ts(call.get("StatusTime")) else {
+        return Resp::code(param_code("StatusTime"));
+    };
+    let now = app.clock.unix();
+    let r = app.store.write({
+        let (id, status) = (id.clone(), status.clone());
+        move |c| {
+            let u = match pp::by_id(c, &id)? {
+                None => return Ok((Resp::code(ACCOUNT_UNKNOWN), false)),
+                Some(u) if u.is_cancelled() => return Ok((Resp::code(USER_ABNORMAL), false)),
+                Some(u) => u,
+            };
+            // Older than the last change, or a 00 that would lift a local suspension: no change.
+            let applies = at > u.status_at && u.status != status && (status != pp::STATUS_NORMAL || u.status == pp::STATUS_FROZEN);
+            if applies {
+                c.execute(
+                    "UPDATE user SET status = ?2, status_at = ?3, updated_at = ?4 WHERE vnet_user_id = ?1",
+                    rusqlite::params![id, status, at, now],
+                )?;
+            }
+            Ok((Resp::ok(), applies))
+        }
+    });
+    match r {
+        Ok((resp, applied)) => {
+            if applied {
+                audit("status_change", &[("by", call.caller_id()), ("user", &id), ("status", &status), ("source", "centre")]);
+            }
+            resp
+        }
+        Err(e) => Resp::db(&e),
+    }
+}

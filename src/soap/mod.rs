@@ -1,0 +1,7 @@
+//! The SOAP layer: reading requests, writing responses and faults, WSDL.
+pub mod envelope;
+pub mod wsdl;
+pub mod writer;
+
+pub use envelope::{Elem, Envelope, ReadError, SoapVersion};
+pub use writer::{FaultCode, Value};

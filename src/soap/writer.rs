@@ -1,0 +1,164 @@
+//! Writing SOAP responses and faults (spec 2.1, 11): document/literal wrapped, fields qualified in
+//! the service's namespace, every listed element present in order.
+
+use super::envelope::{SoapVersion, SOAP11_NS, SOAP12_NS};
+
+/// Escape text for element content.
+pub fn escape(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            // Characters XML 1.0 cannot carry are dropped rather than breaking the document.
+            c if (c as u32) < 0x20 && c != '\t' && c != '\n' && c != '\r' => {}
+            c => out.push(c),
+        }
+    }
+}
+
+/// A value in a response: text, or a list of items (each an ordered list of fields).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    Text(String),
+    List(Vec<Vec<(String, String)>>),
+}
+
+/// Build a response document. `fields` are in the declared order; `list_item` gives the item
+/// element name of each list field.
+pub fn response(
+    version: SoapVersion,
+    ns: &str,
+    op: &str,
+    fields: &[(&str, Value, &str)],
+    charset: &str,
+) -> String {
+    let mut out = String::with_capacity(512);
+    let (env_ns, prefix) = match version {
+        SoapVersion::V11 => (SOAP11_NS, "soap"),
+        SoapVersion::V12 => (SOAP12_NS, "env"),
+    };
+    out.push_str(&format!("<?xml version=\"1.0\" encoding=\"{charset}\"?>"));
+    out.push_str(&format!("<{prefix}:Envelope xmlns:{prefix}=\"{env_ns}\"><{prefix}:Body>"));
+    out.push_str(&format!("<{op}Response xmlns=\"{ns}\">"));
+    for (name, value, item) in fields {
+        match value {
+            Value::Text(t) => {
+                out.push('<');
+                out.push_str(name);
+                out.push('>');
+                escape(&mut out, t);
+                out.push_str("</");
+                out.push_str(name);
+                out.push('>');
+            }
+            Value::List(items) => {
+                out.push_str(&format!("<{name}>"));
+                for it in items {
+                    out.push_str(&format!("<{item}>"));
+                    for (k, v) in it {
+                        out.push_str(&format!("<{k}>"));
+                        escape(&mut out, v);
+                        out.push_str(&format!("</{k}>"));
+                    }
+                    out.push_str(&format!("</{item}>"));
+                }
+                out.push_str(&format!("</{name}>"));
+            }
+        }
+    }
+    out.push_str(&format!("</{op}Response></{prefix}:Body></{prefix}:Envelope>"));
+    out
+}
+
+/// Who caused a fault.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FaultCode {
+    Client,
+    Server,
+}
+
+/// A SOAP fault document (HTTP 500). `reason` must never carry internals.
+pub fn fault(version: SoapVersion, code: FaultCode, reason: &str) -> String {
+    let mut r = String::new();
+    escape(&mut r, reason);
+    match version {
+        SoapVersion::V11 => {
+            let c = match code {
+                FaultCode::Client => "soap:Client",
+                FaultCode::Server => "soap:Server",
+            };
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope xmlns:soap=\"{SOAP11_NS}\"><soap:Body><soap:Fault><faultcode>{c}</faultcode><faultstring>{r}</faultstring></soap:Fault></soap:Body></soap:Envelope>"
+            )
+        }
+        SoapVersion::V12 => {
+            let c = match code {
+                FaultCode::Client => "env:Sender",
+                FaultCode::Server => "env:Receiver",
+            };
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><env:Envelope xmlns:env=\"{SOAP12_NS}\"><env:Body><env:Fault><env:Code><env:Value>{c}</env:Value></env:Code><env:Reason><env:Text xml:lang=\"en\">{r}</env:Text></env:Reason></env:Fault></env:Body></env:Envelope>"
+            )
+        }
+    }
+}
+
+/// Content-Type of a response.
+pub fn content_type(version: SoapVersion, charset: &str) -> String {
+    match version {
+        SoapVersion::V11 => format!("text/xml; charset={charset}"),
+        SoapVersion::V12 => format!("application/soap+xml; charset={charset}"),
+    }
+}
+
+/// Encode a response for a peer: UTF-8, or GBK bytes declared `gb2312` with characters GBK
+/// cannot encode written as character references (spec 11).
+pub fn encode_for(doc: &str, gb2312: bool) -> Vec<u8> {
+    if !gb2312 {
+        return doc.as_bytes().to_vec();
+    }
+    let (bytes, _, _) = encoding_rs::GBK.encode(doc);
+    bytes.into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_shape() {
+        let doc = response(
+            SoapVersion::V11,
+            "urn:ns",
+            "GetTime",
+            &[
+                ("Result", Value::Text("0".into()), ""),
+                ("ErrDescription", Value::Text("".into()), ""),
+                ("Orders", Value::List(vec![vec![("OrderID".into(), "a<b".into())]]), "Order"),
+            ],
+            "UTF-8",
+        );
+        assert!(doc.contains("<GetTimeResponse xmlns=\"urn:ns\"><Result>0</Result><ErrDescription></ErrDescription><Orders><Order><OrderID>a&lt;b</OrderID></Order></Orders></GetTimeResponse>"), "{doc}");
+        let parsed = crate::soap::envelope::parse(&doc).unwrap();
+        assert_eq!(parsed.op.name, "GetTimeResponse");
+    }
+
+    #[test]
+    fn gbk_with_char_refs() {
+        let doc = "<a>互联€😀</a>";
+        let b = encode_for(doc, true);
+        let back = encoding_rs::GBK.decode(&b).0;
+        assert_eq!(back, "<a>互联€&#128512;</a>");
+    }
+
+    #[test]
+    fn faults() {
+        let f = fault(SoapVersion::V11, FaultCode::Client, "DOCTYPE is not allowed");
+        assert!(f.contains("<faultcode>soap:Client</faultcode>"));
+        let f = fault(SoapVersion::V12, FaultCode::Server, "x");
+        assert!(f.contains("env:Receiver"));
+    }
+}
