@@ -1,20 +1,7 @@
 //! vnetd — the ChinaVNet (互联星空) province node. CLI parsing and dispatch only.
 
-mod app;
-mod cli;
-mod clock;
-mod config;
-mod crypto;
-mod domain;
-mod http;
-mod ops;
-mod ops_support;
-mod outbox;
-mod services;
-mod soap;
-mod store;
-
 use clap::Parser;
+use vnetd::{cli, ops_support};
 
 fn main() {
     ops_support::logging::init_stderr(log::LevelFilter::Info);

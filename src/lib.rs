@@ -1,0 +1,16 @@
+//! vnetd — the ChinaVNet (互联星空) province node, as a library so integration tests and the
+//! benchmark can use its codecs; the daemon and CLI live in the `vnetd` binary.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod http;
+pub mod ops;
+pub mod ops_support;
+pub mod outbox;
+pub mod services;
+pub mod soap;
+pub mod store;

@@ -1,0 +1,333 @@
+//! Test harness: spawns the real `vnetd` binary with a temp config on free ports, speaks SOAP over
+//! HTTP to it, and kills it on drop.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use vnetd::crypto::{self, TdesKey};
+use vnetd::soap::envelope::{self, Elem};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_vnetd");
+pub const SP_ID: &str = "35000001";
+pub const BSS_ID: &str = "3500000000000201";
+pub const CENTRE_ID: &str = "3500000000000001";
+pub const SP_KEY: &str = "0123456789abcdeffedcba987654321089abcdef01234567";
+pub const CENTRE_KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90112233445566778a";
+pub const BSS_KEY: &str = "00112233445566778899aabbccddeeff0011223344556677";
+pub const IV: &str = "0102030405060708";
+pub const SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn key(hex: &str) -> TdesKey {
+    TdesKey::from_hex(hex, IV).unwrap()
+}
+
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub cfg: PathBuf,
+    pub port: u16,
+    pub admin_port: u16,
+    pub db: PathBuf,
+    /// Seconds the node clock is shifted by (`[node] time_offset_s`).
+    pub offset_s: i64,
+    extra: String,
+}
+
+impl Daemon {
+    /// A daemon with small Argon2 parameters and the given extra TOML (whole sections).
+    pub fn start_with(extra: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = Daemon {
+            child: None,
+            cfg: dir.path().join("vnetd.toml"),
+            db: dir.path().join("data/vnetd.db"),
+            dir,
+            port: free_port(),
+            admin_port: free_port(),
+            offset_s: 0,
+            extra: extra.to_string(),
+        };
+        d.write_config();
+        d.spawn();
+        d
+    }
+
+    pub fn start() -> Daemon {
+        Daemon::start_with("")
+    }
+
+    /// The standard peers: an SP, a BSS and (optionally) the centre.
+    pub fn with_peers(centre: bool) -> Daemon {
+        let d = Daemon::start();
+        d.add_standard_peers(centre);
+        d
+    }
+
+    pub fn add_standard_peers(&self, centre: bool) {
+        self.ok(&["peer", "add", "--id", SP_ID, "--kind", "sp", "--key", SP_KEY, "--return-url", "http://sp.example/"]);
+        self.ok(&["peer", "add", "--id", BSS_ID, "--kind", "bss", "--key", BSS_KEY]);
+        if centre {
+            self.ok(&["peer", "add", "--id", CENTRE_ID, "--kind", "centre", "--key", CENTRE_KEY]);
+        }
+        // The daemon's peer cache refreshes every second.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+
+    fn write_config(&self) {
+        let node_extra = if self.extra.contains("[node]") { String::new() } else { format!("[node]\ntime_offset_s = {}\n", self.offset_s) };
+        let security_extra = if self.extra.contains("[security]") { String::new() } else { "[security]\nargon2_m_kib = 64\nargon2_t = 1\n".into() };
+        let text = format!(
+            "{node_extra}[server]\nlisten = \"127.0.0.1:{}\"\nadmin_listen = \"127.0.0.1:{}\"\n[storage]\npath = \"{}\"\n{security_extra}[log]\ntarget = \"stderr\"\nlevel = \"warn\"\n{}\n",
+            self.port,
+            self.admin_port,
+            self.db.display(),
+            self.extra
+        );
+        std::fs::write(&self.cfg, text).unwrap();
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("vnetd.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["--config", self.cfg.to_str().unwrap(), "run"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_healthy();
+    }
+
+    pub fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!("vnetd exited early ({st}); log:\n{}", self.log());
+                }
+            }
+            let out = self.cli(&["healthcheck"]);
+            if out.status.success() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "vnetd did not become healthy; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("vnetd.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL the daemon.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stop (SIGTERM) and start again, with the node clock shifted to `offset_s`.
+    pub fn restart_with_offset(&mut self, offset_s: i64) {
+        self.stop();
+        self.offset_s = offset_s;
+        self.write_config();
+        self.spawn();
+    }
+
+    pub fn restart(&mut self) {
+        let o = self.offset_s;
+        self.restart_with_offset(o);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Run a CLI command against this daemon's config.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN).arg("--config").arg(&self.cfg).args(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    pub fn cli_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut c = Command::new(BIN)
+            .arg("--config")
+            .arg(&self.cfg)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    }
+
+    /// Run a CLI command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(out.status.success(), "vnetd {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn path(service: &str) -> String {
+        format!("/{service}/services/{service}")
+    }
+
+    /// Node time now, as a `ts`.
+    pub fn now_ts(&self) -> String {
+        ts(self.offset_s)
+    }
+
+    /// POST a raw body; returns (status, headers, body bytes).
+    pub fn post_raw(&self, service: &str, content_type: &str, body: &[u8]) -> Http {
+        http(&self.addr(), "POST", &Daemon::path(service), &[("Content-Type", content_type)], body)
+    }
+
+    /// Call an authenticated operation. `fields` are in the operation's order without TimeStamp
+    /// and Authenticator; both are added (TimeStamp = node now).
+    pub fn call(&self, service: &str, op: &str, key_hex: &str, fields: &[(&str, &str)]) -> Resp {
+        let ts = self.now_ts();
+        self.call_at(service, op, key_hex, fields, &ts)
+    }
+
+    pub fn call_at(&self, service: &str, op: &str, key_hex: &str, fields: &[(&str, &str)], ts: &str) -> Resp {
+        let mut all: Vec<(&str, String)> = fields.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        all.push(("TimeStamp", ts.to_string()));
+        let values: Vec<&str> = all.iter().map(|(_, v)| v.as_str()).collect();
+        let auth = crypto::authenticator(&key(key_hex), &values);
+        all.push(("Authenticator", auth));
+        self.call_raw(service, op, &all)
+    }
+
+    /// Send exactly these fields.
+    pub fn call_raw(&self, service: &str, op: &str, fields: &[(&str, String)]) -> Resp {
+        let body = envelope_of(op, fields);
+        let r = self.post_raw(service, "text/xml; charset=utf-8", body.as_bytes());
+        assert_eq!(r.status, 200, "HTTP {} for {op}: {}", r.status, r.text());
+        Resp::parse(&r.text())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Node time shifted by `offset_s`, in the default +08:00 zone.
+pub fn ts(offset_s: i64) -> String {
+    let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(offset_s);
+    let now = now.to_offset(time::UtcOffset::from_hms(8, 0, 0).unwrap());
+    now.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")).unwrap()
+}
+
+pub fn enc(key_hex: &str, plain: &str) -> String {
+    key(key_hex).encrypt_b64(plain.as_bytes())
+}
+
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::new();
+    vnetd::soap::writer::escape(&mut out, s);
+    out
+}
+
+pub fn envelope_of(op: &str, fields: &[(&str, String)]) -> String {
+    let mut body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope xmlns:soap=\"{SOAP11}\"><soap:Body><{op}>");
+    for (k, v) in fields {
+        body.push_str(&format!("<{k}>{}</{k}>", xml_escape(v)));
+    }
+    body.push_str(&format!("</{op}></soap:Body></soap:Envelope>"));
+    body
+}
+
+/// A parsed SOAP response.
+#[derive(Debug)]
+pub struct Resp {
+    pub op: Elem,
+    pub fields: HashMap<String, String>,
+    /// Element names in document order.
+    pub order: Vec<String>,
+}
+
+impl Resp {
+    pub fn parse(xml: &str) -> Resp {
+        let env = envelope::parse(xml).unwrap_or_else(|e| panic!("bad response {e}: {xml}"));
+        let fields = env.op.children.iter().map(|c| (c.name.clone(), c.text.clone())).collect();
+        let order = env.op.children.iter().map(|c| c.name.clone()).collect();
+        Resp { op: env.op, fields, order }
+    }
+    pub fn result(&self) -> i32 {
+        self.fields["Result"].parse().unwrap()
+    }
+    pub fn get(&self, name: &str) -> &str {
+        self.fields.get(name).map(String::as_str).unwrap_or_else(|| panic!("no {name} in {:?}", self.fields))
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Http {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Http {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 client (Connection: close).
+pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Http {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    parse_http(&buf)
+}
+
+pub fn parse_http(buf: &[u8]) -> Http {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(buf)));
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    Http { status, headers, body: buf[end + 4..].to_vec() }
+}
