@@ -93,12 +93,13 @@ fn serve(server: &Server, stopping: &AtomicBool, handle: impl Fn(Request)) {
                     log::error!("a request handler panicked; the request was dropped");
                 }
             }
+            // `unblock` (shutdown) also lands here; the loop then sees the flag.
+            Err(_) if stopping.load(Ordering::SeqCst) => break,
             Err(e) => {
                 log::error!("listener error: {e}");
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        // `unblock` makes recv return an error-free None-equivalent; the loop re-checks the flag.
     }
 }
 

@@ -58,7 +58,7 @@ struct StoreInner {
     readers_cv: Condvar,
 }
 
-const READERS: usize = 4;
+const READERS: usize = 8;
 
 fn open_conn(path: &Path, flags: OpenFlags) -> DbResult<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
