@@ -241,7 +241,9 @@ pub fn add_key(
     let key_hex = key_hex.to_ascii_lowercase();
     let iv_hex = iv_hex.map(str::to_ascii_lowercase).unwrap_or(cur_iv.clone());
     TdesKey::from_hex(&key_hex, &iv_hex).map_err(|_| DbError::Other("key must be 48 hex digits and iv 16 hex digits".into()))?;
-    if key_hex == cur_key && iv_hex == cur_iv && effect_at == cur_effect {
+    // The newest key again, at its own effect time or "now" while it is already in effect (a
+    // resent KeyUpdate, a repeated set-key): a no-op, so the previous key keeps its grace period.
+    if key_hex == cur_key && iv_hex == cur_iv && (effect_at == cur_effect || (effect_at == now && cur_effect <= now)) {
         return Ok(None);
     }
     conn.execute(

@@ -137,6 +137,12 @@ pub fn process(app: &App, op: &'static Op, values: HashMap<&'static str, String>
             return (Resp::code(codes::param_code(f.name)), caller);
         }
     }
+    // Stage-2 checks that need only the request and the clock are syntax: before `enc` fields (spec 11).
+    if let Some(check) = op.check {
+        if let Some(code) = check(&call, &app.clock) {
+            return (Resp::code(code), caller);
+        }
+    }
     for f in op.request.iter().filter(|f| f.ty == Ty::Enc) {
         let Some(v) = call.opt(f.name) else { continue };
         let Some(key) = verify_key.as_ref() else { continue };
@@ -146,11 +152,6 @@ pub fn process(app: &App, op: &'static Op, values: HashMap<&'static str, String>
             }
             Err(EncError::Empty) => return (Resp::code(codes::DECRYPT_EMPTY), caller),
             Err(_) => return (Resp::code(codes::DECRYPT_FAILED), caller),
-        }
-    }
-    if let Some(check) = op.check {
-        if let Some(code) = check(&call, &app.clock) {
-            return (Resp::code(code), caller);
         }
     }
     if op.idempotent {

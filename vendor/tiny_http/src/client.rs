@@ -137,7 +137,7 @@ impl ClientConnection {
         // (see `Drop for Request`), the rest of the stream is not a request: close.
         self.next_header_source.wait_turn();
         if self.state.must_close() {
-            let err = IoError::new(ErrorKind::Other, "previous request body left unread");
+            let err = IoError::other("previous request body left unread");
             return Err(ReadError::ReadIoError(err));
         }
 
@@ -337,7 +337,11 @@ impl Iterator for ClientConnection {
 
             match lowercase {
                 Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
+                Some(ref val) if val.contains("upgrade") => {
+                    self.no_more_requests = true;
+                    // vnetd: no more request phases: per-read timeouts on the raw stream
+                    self.state.set_raw_stream();
+                }
                 Some(ref val)
                     if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
                 {

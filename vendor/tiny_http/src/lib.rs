@@ -145,7 +145,7 @@ pub struct Server {
 /// vnetd: limits protecting the server from slow, idle, oversized or too many clients.
 ///
 /// Used by [`Server::http_with_limits`] and [`Server::from_listener_with_limits`]; every other
-/// constructor uses `Limits::default()`. All values must be non-zero.
+/// constructor uses `Limits::default()`. All values but `max_drain_bytes` must be non-zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// At most this many connections are served at once (accepted and not yet closed). One
@@ -156,7 +156,9 @@ pub struct Limits {
     /// the first byte of a request (from accept, or from the end of the previous request on a
     /// keep-alive connection), the rest of the request line and headers (from their first
     /// byte), and the request body (from its first read). A phase over time closes the
-    /// connection (after a `408` if a request had started).
+    /// connection: silently when idle, after a `408` for a late head or small (<= 1 KiB) body
+    /// (read by tiny_http itself); a handler reading a larger body gets a `TimedOut` error.
+    /// An upgraded connection (`Connection: upgrade`) gets `read_timeout` per read instead.
     pub read_timeout: Duration,
     /// Timeout of each write to the socket; a write over it closes the connection.
     pub write_timeout: Duration,
@@ -167,7 +169,8 @@ pub struct Limits {
     /// Most bytes in the request line and headers together (more: 431).
     pub max_header_bytes: usize,
     /// When a request is dropped with its body unread, at most this many body bytes are read
-    /// and discarded to reuse the connection; a longer body closes the connection instead.
+    /// and discarded to reuse the connection; a longer body closes the connection instead
+    /// (0: always close when a body is left unread).
     pub max_drain_bytes: usize,
 }
 
@@ -308,10 +311,7 @@ impl Server {
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         // vnetd: TLS support (the ssl features) is removed from this copy
         if ssl_config.is_some() {
-            return Err(
-                "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                    .into(),
-            );
+            return Err("SSL is not supported by this (vnetd-patched) copy of tiny-http".into());
         }
         Self::from_listener_with_limits(listener, Limits::default())
     }

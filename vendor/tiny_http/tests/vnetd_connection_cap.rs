@@ -83,7 +83,8 @@ fn cap_bounds_the_connection_threads() {
     let mut refused = 0;
     for _ in 0..50 {
         let mut c = connect(srv.addr);
-        c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         let mut buf = [0u8; 64];
         if let Ok(n) = c.read(&mut buf) {
             if buf[..n].starts_with(b"HTTP/1.1 503") {

@@ -82,6 +82,7 @@ fn accept_survives_fd_exhaustion() {
         match TcpStream::connect(srv.addr) {
             Ok(s) => held.push(s),
             Err(e) => {
+                // (ECONNREFUSED here means the listener is gone: the accept thread died)
                 assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "connect: {}", e);
                 exhausted = true;
                 break;
@@ -105,7 +106,10 @@ fn accept_survives_fd_exhaustion() {
     drop(held);
     let start = Instant::now();
     while srv.server.open_connections() > 0 {
-        assert!(start.elapsed() < Duration::from_secs(5), "connections not closed");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "connections not closed"
+        );
         thread::sleep(Duration::from_millis(20));
     }
     // let the accept thread also dispose of the connections still in its backlog

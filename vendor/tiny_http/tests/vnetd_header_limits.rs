@@ -36,7 +36,9 @@ fn send(srv: &TestServer, request: Vec<u8>) -> (String, Duration) {
 
 fn assert_refused(answer: &str, elapsed: Duration, statuses: &[&str]) {
     assert!(
-        statuses.iter().any(|st| answer.starts_with(&format!("HTTP/1.1 {}", st))),
+        statuses
+            .iter()
+            .any(|st| answer.starts_with(&format!("HTTP/1.1 {}", st))),
         "answer: {:?}",
         &answer[..answer.len().min(200)]
     );
@@ -47,7 +49,7 @@ fn assert_refused(answer: &str, elapsed: Duration, statuses: &[&str]) {
 fn one_mib_header_line_is_refused() {
     let srv = TestServer::start(limits());
     let mut rq = b"GET /big HTTP/1.1\r\nHost: localhost\r\nX-Big: ".to_vec();
-    rq.extend(std::iter::repeat(b'a').take(1 << 20));
+    rq.extend(std::iter::repeat_n(b'a', 1 << 20));
     rq.extend_from_slice(b"\r\n\r\n");
     let (answer, elapsed) = send(&srv, rq);
     assert_refused(&answer, elapsed, &["431"]);
@@ -73,7 +75,7 @@ fn ten_thousand_headers_are_refused() {
 fn one_mib_request_line_is_refused() {
     let srv = TestServer::start(limits());
     let mut rq = b"GET /".to_vec();
-    rq.extend(std::iter::repeat(b'u').take(1 << 20));
+    rq.extend(std::iter::repeat_n(b'u', 1 << 20));
     rq.extend_from_slice(b" HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let (answer, elapsed) = send(&srv, rq);
     assert_refused(&answer, elapsed, &["414", "431", "400"]);

@@ -1,7 +1,7 @@
 //! vnetd patch (c): reads are bounded by a per-phase deadline (`Limits::read_timeout`, 1 s
 //! here) that a client cannot extend by trickling bytes; writes by `Limits::write_timeout`.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -60,6 +60,23 @@ fn idle_keep_alive_connection_closed_after_read_timeout() {
     assert_between("idle keep-alive connection closed", at - answered, 0.9, 3.0);
 }
 
+/// The idle deadline of a keep-alive connection starts when tiny_http is ready to read the
+/// next request, which can be before a slow handler answers: the answer is still delivered.
+#[test]
+fn slow_handler_answer_is_delivered() {
+    let srv = TestServer::start(test_limits());
+    let mut s = connect(srv.addr);
+    write!(s, "GET /sleep HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let (data, closed, _) = read_until_closed(&mut s);
+    let answer = String::from_utf8_lossy(&data);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok:/sleep"),
+        "answer: {:?}",
+        answer
+    );
+    assert!(closed);
+}
+
 #[test]
 fn trickled_request_head_closed_after_read_timeout() {
     let srv = TestServer::start(test_limits());
@@ -74,7 +91,11 @@ fn trickled_request_head_closed_after_read_timeout() {
     let (data, closed, at) = read_until_closed(&mut s);
     assert!(closed, "trickling connection not closed");
     let answer = String::from_utf8_lossy(&data);
-    assert!(data.is_empty() || answer.starts_with("HTTP/1.1 408"), "answer: {:?}", answer);
+    assert!(
+        data.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "answer: {:?}",
+        answer
+    );
     assert_between("trickled head closed", at - first_byte, 0.9, 3.0);
     writer.join().unwrap();
     assert_eq!(srv.seen(), vec!["/meanwhile"]);
@@ -93,7 +114,11 @@ fn trickled_short_body_closed_after_read_timeout() {
     let (data, closed, at) = read_until_closed(&mut s);
     assert!(closed, "trickling connection not closed");
     let answer = String::from_utf8_lossy(&data);
-    assert!(data.is_empty() || answer.starts_with("HTTP/1.1 408"), "answer: {:?}", answer);
+    assert!(
+        data.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "answer: {:?}",
+        answer
+    );
     assert_between("trickled short body closed", at - body_start, 0.9, 3.0);
     writer.join().unwrap();
     assert!(srv.seen().is_empty());
@@ -142,4 +167,61 @@ fn response_to_a_client_that_does_not_read_times_out() {
         .expect("respond() did not return");
     assert!(failed, "respond() to a non-reading client succeeded");
     assert_between("blocked response write", elapsed, 0.4, 5.0);
+}
+
+/// An upgraded connection is a raw stream: each read gets its own `read_timeout` (idle
+/// timeout) instead of one deadline for the whole stream.
+#[test]
+fn upgraded_stream_gets_a_per_read_timeout() {
+    let server = Server::http_with_limits("127.0.0.1:0", test_limits()).unwrap();
+    let addr = server.server_addr().to_ip().unwrap();
+    thread::spawn(move || {
+        let rq = server.recv().unwrap();
+        let mut stream = rq.upgrade("echo", Response::empty(101));
+        let mut buf = [0u8; 64];
+        // echo until EOF or the idle timeout
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0
+                || stream
+                    .write_all(&buf[..n])
+                    .and_then(|_| stream.flush())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+
+    let mut s = connect(addr);
+    write!(
+        s,
+        "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(s.read(&mut b).unwrap(), 1, "closed during the 101 answer");
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+
+    // 2.4 s of traffic, more than read_timeout in total, but never 1 s idle
+    for i in 0..6u8 {
+        thread::sleep(Duration::from_millis(400));
+        s.write_all(&[b'0' + i]).unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(
+            s.read(&mut b).unwrap(),
+            1,
+            "upgraded stream closed after {} echoes",
+            i
+        );
+        assert_eq!(b[0], b'0' + i);
+    }
+    // then idle: closed after read_timeout
+    let idle_since = Instant::now();
+    let (data, closed, at) = read_until_closed(&mut s);
+    assert!(closed && data.is_empty());
+    assert_between("idle upgraded stream closed", at - idle_since, 0.9, 3.0);
 }

@@ -58,7 +58,12 @@ fn unread_body_over_drain_bound_closes_connection() {
     writer.join().unwrap();
     let answer = String::from_utf8_lossy(&data);
     assert!(answer.starts_with("HTTP/1.1 500"), "answer: {:?}", answer);
-    assert_eq!(answer.matches("HTTP/1.1").count(), 1, "answer: {:?}", answer);
+    assert_eq!(
+        answer.matches("HTTP/1.1").count(),
+        1,
+        "answer: {:?}",
+        answer
+    );
     assert!(closed, "connection not closed");
     // closed because of the bound, without waiting for the 1 s body deadline
     assert_between("close after over-long unread body", at - sent, 0.0, 0.9);
@@ -145,7 +150,12 @@ fn long_unread_chunked_body_closes_connection() {
     writer.join().unwrap();
     let answer = String::from_utf8_lossy(&data);
     assert!(answer.starts_with("HTTP/1.1 500"), "answer: {:?}", answer);
-    assert_eq!(answer.matches("HTTP/1.1").count(), 1, "answer: {:?}", answer);
+    assert_eq!(
+        answer.matches("HTTP/1.1").count(),
+        1,
+        "answer: {:?}",
+        answer
+    );
     assert!(closed, "connection not closed");
     assert_between("close after long unread chunked body", at - sent, 0.0, 0.9);
 

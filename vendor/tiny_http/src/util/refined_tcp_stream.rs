@@ -16,12 +16,15 @@ use crate::connection::Connection;
 /// - Reads are bounded by a deadline per phase (keep-alive idle wait, request head, request
 ///   body), not only per `read()` call, so a client trickling bytes cannot extend it.
 /// - `must_close` marks a connection that must not be reused (unread request body).
+/// - Once a connection is upgraded (`Connection: upgrade`) it is a raw stream without phases:
+///   each read then gets its own `read_timeout` (an idle timeout).
 /// - It counts as one of the server's open connections until the last half is dropped.
 pub(crate) struct ConnState {
     read_timeout: Duration,
     // deadline of the current phase; `None` = start it at the next socket read
     deadline: Mutex<Option<Instant>>,
     must_close: AtomicBool,
+    raw_stream: AtomicBool,
     open_connections: Arc<AtomicUsize>,
 }
 
@@ -33,6 +36,7 @@ impl ConnState {
             read_timeout: read_timeout.min(Duration::from_secs(365 * 24 * 3600)),
             deadline: Mutex::new(None),
             must_close: AtomicBool::new(false),
+            raw_stream: AtomicBool::new(false),
             open_connections,
         })
     }
@@ -44,6 +48,9 @@ impl ConnState {
 
     /// Time left before the current phase's deadline, or a `TimedOut` error.
     fn time_left(&self) -> IoResult<Duration> {
+        if self.raw_stream.load(Ordering::Acquire) {
+            return Ok(self.read_timeout);
+        }
         let now = Instant::now();
         let mut deadline = self.deadline.lock().unwrap();
         let deadline = *deadline.get_or_insert(now + self.read_timeout);
@@ -59,6 +66,10 @@ impl ConnState {
 
     pub(crate) fn must_close(&self) -> bool {
         self.must_close.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_raw_stream(&self) {
+        self.raw_stream.store(true, Ordering::Release);
     }
 }
 

@@ -22,7 +22,9 @@ pub fn test_limits() -> Limits {
 /// A server whose requests are each handled in their own thread:
 /// - `/drop...` is dropped without reading its body (tiny_http answers 500),
 /// - `/read...` has its body read to the end, then is answered `read:<len>` or `read-error`,
+/// - `/sleep...` is answered like the default after 1.5 s,
 /// - anything else is answered `ok:<url>`.
+///
 /// Every URL seen is recorded in `seen`.
 pub struct TestServer {
     pub server: Arc<Server>,
@@ -87,6 +89,9 @@ fn handle(mut rq: Request) {
         };
         let _ = rq.respond(Response::from_string(answer));
     } else {
+        if rq.url().starts_with("/sleep") {
+            thread::sleep(Duration::from_millis(1500));
+        }
         let answer = format!("ok:{}", rq.url());
         let _ = rq.respond(Response::from_string(answer));
     }
@@ -110,7 +115,10 @@ pub fn get(addr: SocketAddr, path: &str) -> String {
     )
     .unwrap();
     let (data, closed, _) = read_until_closed(&mut s);
-    assert!(closed, "server did not close after a Connection: close request");
+    assert!(
+        closed,
+        "server did not close after a Connection: close request"
+    );
     String::from_utf8_lossy(&data).into_owned()
 }
 
