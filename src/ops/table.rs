@@ -56,7 +56,7 @@ pub static OPS: &[Op] = &[
         [SPID, req("PhoneNum", Ty::Phone), opt("Password", Ty::Enc), opt("CityCode", Ty::Digits(6)), TS, AUTH],
         &["UserID"], auth: true, idem: false, pp::mphone_registry,
         "Register a mobile number as a VNet user."),
-    op!(ProvinceForSP, "GetTime", [opt("SPID", Ty::S(64))], &["ServerTime"], auth: false, idem: false, pp::get_time,
+    op!(ProvinceForSP, "GetTime", [opt("SPID", Ty::S(usize::MAX))], &["ServerTime"], auth: false, idem: false, pp::get_time,
         "Node time (时钟同步); no Authenticator."),
     // ---- ProvinceForBSS (callers: kind bss) ----
     op!(ProvinceForBSS, "UserOpen",

@@ -331,3 +331,260 @@ pub fn parse_http(buf: &[u8]) -> Http {
     let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
     Http { status, headers, body: buf[end + 4..].to_vec() }
 }
+
+// ---- Generic helpers (PassPort / key tests) ----
+
+/// One row of the outbox table.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub destination: String,
+    pub operation: String,
+    pub order_key: String,
+    /// The payload's fields in order.
+    pub payload: Vec<(String, String)>,
+    pub key_version: Option<i64>,
+    pub state: String,
+}
+
+impl OutboxRow {
+    /// A payload field's value ("" when absent).
+    pub fn field(&self, name: &str) -> &str {
+        self.payload.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
+    }
+    pub fn names(&self) -> Vec<&str> {
+        self.payload.iter().map(|(k, _)| k.as_str()).collect()
+    }
+}
+
+/// Poll `f` every 50 ms until it returns true or `timeout` passes; returns whether it did.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Daemon {
+    /// Every outbox row in id order (the database opened read-only).
+    pub fn outbox(&self) -> Vec<OutboxRow> {
+        let c = rusqlite::Connection::open_with_flags(&self.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        let mut st = c
+            .prepare("SELECT id, destination, operation, order_key, payload, key_version, state FROM outbox ORDER BY id")
+            .unwrap();
+        let rows = st
+            .query_map([], |r| {
+                let payload: String = r.get(4)?;
+                Ok(OutboxRow {
+                    id: r.get(0)?,
+                    destination: r.get(1)?,
+                    operation: r.get(2)?,
+                    order_key: r.get(3)?,
+                    payload: serde_json::from_str(&payload).unwrap_or_else(|e| panic!("outbox payload {payload:?}: {e}")),
+                    key_version: r.get(5)?,
+                    state: r.get(6)?,
+                })
+            })
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    /// Outbox rows of one operation whose order key is `user:<vnet_user_id>`.
+    pub fn outbox_for_user(&self, operation: &str, vnet_user_id: &str) -> Vec<OutboxRow> {
+        let key = format!("user:{vnet_user_id}");
+        self.outbox().into_iter().filter(|r| r.operation == operation && r.order_key == key).collect()
+    }
+
+    /// A tab-separated CLI listing (header row first) as one map per row; the command must succeed.
+    pub fn listing(&self, args: &[&str]) -> Vec<HashMap<String, String>> {
+        let out = self.ok(args);
+        let mut lines = out.lines();
+        let header: Vec<&str> = lines.next().unwrap_or_else(|| panic!("no header from {args:?}")).split('\t').collect();
+        lines
+            .filter(|l| !l.is_empty())
+            .map(|l| header.iter().zip(l.split('\t')).map(|(h, v)| (h.to_string(), v.to_string())).collect())
+            .collect()
+    }
+
+    /// Call with exactly the fields `names` in that order (the Authenticator order), each taking its
+    /// value from `given` or "" (sent as an empty element); TimeStamp and Authenticator are added.
+    pub fn call_named(&self, service: &str, op: &str, key_hex: &str, names: &[&str], given: &[(&str, &str)]) -> Resp {
+        for (k, _) in given {
+            assert!(names.contains(k), "{op}: field {k} is not in {names:?}");
+        }
+        let fields: Vec<(&str, &str)> =
+            names.iter().map(|n| (*n, given.iter().find(|(k, _)| k == n).map(|(_, v)| *v).unwrap_or(""))).collect();
+        self.call(service, op, key_hex, &fields)
+    }
+
+    /// As `call`, signing with a key that has its own IV.
+    pub fn call_with_key(&self, service: &str, op: &str, key: &TdesKey, fields: &[(&str, &str)]) -> Resp {
+        let mut all: Vec<(&str, String)> = fields.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        all.push(("TimeStamp", self.now_ts()));
+        let values: Vec<&str> = all.iter().map(|(_, v)| v.as_str()).collect();
+        let auth = crypto::authenticator(key, &values);
+        all.push(("Authenticator", auth));
+        self.call_raw(service, op, &all)
+    }
+}
+
+// ---- Generic helpers (envelope, xml_attacks, crash, cli tests) ----
+
+/// Like `http`, but every socket operation has a deadline and errors are returned, not panics.
+pub fn try_http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8], timeout: Duration) -> std::io::Result<Http> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut raw = req.into_bytes();
+    raw.extend_from_slice(body);
+    let buf = raw_exchange(addr, &raw, timeout)?;
+    try_parse_http(&buf)
+}
+
+/// Send raw bytes (a write error part-way is ignored: the server may answer before reading all
+/// of them) and read until the server closes or `timeout` passes (an error only if nothing came).
+pub fn raw_exchange(addr: &str, raw: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+    let sa: std::net::SocketAddr = addr.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
+    let mut s = TcpStream::connect_timeout(&sa, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let _ = s.write_all(raw);
+    read_until_close(&mut s, timeout)
+}
+
+/// Read from `s` until EOF, an error, or `timeout` in total; an error only if nothing was read.
+pub fn read_until_close(s: &mut TcpStream, timeout: Duration) -> std::io::Result<Vec<u8>> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        s.set_read_timeout(Some(left))?;
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if buf.is_empty() => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(buf)
+}
+
+/// `parse_http` that returns an error instead of panicking.
+pub fn try_parse_http(buf: &[u8]) -> std::io::Result<Http> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{m}: {:?}", String::from_utf8_lossy(&buf[..buf.len().min(200)])));
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no HTTP head"))?;
+    String::from_utf8_lossy(&buf[..end]).split(' ').nth(1).and_then(|s| s.parse::<u16>().ok()).ok_or_else(|| bad("no status"))?;
+    Ok(parse_http(buf))
+}
+
+/// `fields` (in the operation's order, without TimeStamp and Authenticator) plus TimeStamp `ts`
+/// and the Authenticator under `key_hex`, computed over the values as Rust (UTF-8) strings.
+pub fn signed_fields(key_hex: &str, fields: &[(&str, &str)], ts: &str) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    all.push(("TimeStamp".into(), ts.to_string()));
+    let values: Vec<&str> = all.iter().map(|(_, v)| v.as_str()).collect();
+    let auth = crypto::authenticator(&key(key_hex), &values);
+    all.push(("Authenticator".into(), auth));
+    all
+}
+
+/// A SOAP 1.1 request document for `op` carrying `fields` as unqualified children.
+pub fn envelope_owned(op: &str, fields: &[(String, String)]) -> String {
+    let f: Vec<(&str, String)> = fields.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    envelope_of(op, &f)
+}
+
+impl Daemon {
+    /// The daemon's process id (panics when it is not running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon not running").id()
+    }
+
+    /// Resident set size of the daemon in KiB (from /proc/<pid>/status VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+
+    /// Edit the config file, then stop and start the daemon without regenerating the config
+    /// (a later `restart()` regenerates it).
+    pub fn restart_with_edited_config(&mut self, edit: impl FnOnce(&str) -> String) {
+        self.stop();
+        let text = std::fs::read_to_string(&self.cfg).unwrap();
+        std::fs::write(&self.cfg, edit(&text)).unwrap();
+        self.spawn();
+    }
+
+    /// Start the daemon again after `kill9` or `stop`, keeping the config file as it is.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "daemon still running");
+        self.spawn();
+    }
+
+    /// GET on the admin listener.
+    pub fn admin_get(&self, path: &str) -> Http {
+        try_http(&format!("127.0.0.1:{}", self.admin_port), "GET", path, &[], b"", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("admin GET {path}: {e}"))
+    }
+
+    /// A read-only connection to the daemon's database.
+    pub fn db_ro(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open_with_flags(&self.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        c
+    }
+
+    /// GetTime answered normally (the daemon still serves).
+    pub fn assert_serves_get_time(&self) {
+        let r = self.call_raw("ProvinceForSP", "GetTime", &[("SPID", SP_ID.to_string())]);
+        assert_eq!(r.result(), 0, "{:?}", r.fields);
+        assert_eq!(r.get("ServerTime").len(), 19);
+    }
+}
+
+/// Read one HTTP response: until its head and Content-Length body arrived, the peer closed, or
+/// `timeout` passed.
+pub fn read_http_response(s: &mut TcpStream, timeout: Duration) -> Option<Http> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
+            if let Some(len) = len {
+                if buf.len() >= end + 4 + len {
+                    return try_parse_http(&buf).ok();
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        s.set_read_timeout(Some(left)).ok()?;
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => break,
+        }
+    }
+    try_parse_http(&buf).ok()
+}

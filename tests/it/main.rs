@@ -3,3 +3,9 @@
 
 mod harness;
 mod smoke;
+mod passport;
+mod keys;
+mod envelope;
+mod xml_attacks;
+mod crash;
+mod cli;
