@@ -109,6 +109,7 @@ pub fn decode_body(body: &[u8], content_type: Option<&str>) -> Result<String, Re
 
 /// Parse a decoded SOAP request.
 pub fn parse(xml: &str) -> Result<Envelope, ReadError> {
+    let xml = xml.strip_prefix('\u{feff}').unwrap_or(xml);
     let mut reader = NsReader::from_str(xml);
     {
         let c = reader.config_mut();
@@ -123,8 +124,12 @@ pub fn parse(xml: &str) -> Result<Envelope, ReadError> {
     let mut elements = 0usize;
     let mut in_body_depth: Option<usize> = None;
     let mut op: Option<Elem> = None;
+    let mut first_event = true;
     loop {
         let (ns, ev) = reader.read_resolved_event().map_err(|e| ReadError::NotXml(short(&e.to_string())))?;
+        let first = std::mem::replace(&mut first_event, false);
+        // Outside the root element only whitespace, comments and PIs are well-formed.
+        let outside = stack.is_empty();
         match ev {
             Event::DocType(_) => return Err(ReadError::Doctype),
             Event::Start(e) => {
@@ -182,10 +187,18 @@ pub fn parse(xml: &str) -> Result<Envelope, ReadError> {
                 }
             }
             Event::Text(t) => {
+                let text = t.xml10_content();
+                if outside && !text.trim_matches([' ', '\t', '\r', '\n']).is_empty() {
+                    return Err(ReadError::NotXml("text outside the root element".into()));
+                }
                 if let Some(top) = stack.last_mut() {
-                    top.text.push_str(&t.xml10_content());
+                    top.text.push_str(&text);
                 }
             }
+            Event::CData(_) | Event::GeneralRef(_) if outside => {
+                return Err(ReadError::NotXml("text outside the root element".into()));
+            }
+            Event::Decl(_) if !first => return Err(ReadError::NotXml("XML declaration not at the start".into())),
             Event::CData(t) => {
                 if let Some(top) = stack.last_mut() {
                     let s: &str = t.as_ref();
@@ -260,13 +273,18 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert_eq!(parse("not xml").unwrap_err(), ReadError::NotEnvelope("no Envelope"));
+        assert!(matches!(parse("not xml").unwrap_err(), ReadError::NotXml(_)));
+        assert_eq!(parse("<!-- only a comment -->").unwrap_err(), ReadError::NotEnvelope("no Envelope"));
         assert!(matches!(parse(&env("<Op><b></Op>")).unwrap_err(), ReadError::NotXml(_)));
         assert!(matches!(parse("<Envelope><Body><X/></Body></Envelope>").unwrap_err(), ReadError::NotEnvelope(_)));
         let dt = format!("<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY a \"b\">]>{}", env("<Op/>"));
         assert_eq!(parse(&dt).unwrap_err(), ReadError::Doctype);
         assert!(matches!(parse(&env("<Op><A>&xxe;</A></Op>")).unwrap_err(), ReadError::NotXml(_)));
         assert!(matches!(parse(&env("")).unwrap_err(), ReadError::NotEnvelope(_)));
+        for bad in [format!("junk{}", env("<Op/>")), format!("{}junk", env("<Op/>")), format!("{}&amp;", env("<Op/>")), format!("{}<?xml version=\"1.0\"?>", env("<Op/>"))] {
+            assert!(matches!(parse(&bad).unwrap_err(), ReadError::NotXml(_)), "{bad}");
+        }
+        assert!(parse(&format!("\u{feff}\n<!-- c -->{}\n<?pi?>\n", env("<Op/>").replacen("<?xml version=\"1.0\"?>", "", 1))).is_ok());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub fn escape(out: &mut String, s: &str) {
             '"' => out.push_str("&quot;"),
             // Characters XML 1.0 cannot carry are dropped rather than breaking the document.
             c if (c as u32) < 0x20 && c != '\t' && c != '\n' && c != '\r' => {}
+            '\u{FFFE}' | '\u{FFFF}' => {}
             c => out.push(c),
         }
     }
@@ -144,6 +145,13 @@ mod tests {
         assert!(doc.contains("<GetTimeResponse xmlns=\"urn:ns\"><Result>0</Result><ErrDescription></ErrDescription><Orders><Order><OrderID>a&lt;b</OrderID></Order></Orders></GetTimeResponse>"), "{doc}");
         let parsed = crate::soap::envelope::parse(&doc).unwrap();
         assert_eq!(parsed.op.name, "GetTimeResponse");
+    }
+
+    #[test]
+    fn escape_drops_characters_xml_forbids() {
+        let mut out = String::new();
+        escape(&mut out, "a\u{1}\u{FFFE}\u{FFFF}\u{FFFD}\t<b>");
+        assert_eq!(out, "a\u{FFFD}\t&lt;b&gt;");
     }
 
     #[test]
