@@ -14,8 +14,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use tiny_http::{Header, Method, Request, Response, Server};
 
-/// Worker threads taking requests off the SOAP listener.
+/// Worker threads taking requests off the SOAP listener (at least; see `workers`).
 pub const SOAP_WORKERS: usize = 64;
+/// Most connections on the admin listener (and so its worker threads).
+const ADMIN_MAX_CONNECTIONS: usize = 32;
+
+/// Worker threads for a listener of at most `max_connections` connections. A worker blocks
+/// while it reads a request body or drains an unread one (up to `read_timeout_s`), so fewer
+/// workers than connections would let that many slow clients (well under the cap) stall every
+/// other request: a connection has at most one request whose body is being read, so one worker
+/// per connection always leaves one free. (Pipelined requests blocked behind a response the
+/// client does not read are a separate known limit: vendor/tiny_http/VNETD-PATCHES.md.)
+fn workers(min: usize, max_connections: usize) -> usize {
+    min.max(max_connections)
+}
 
 pub fn limits(app: &App) -> tiny_http::Limits {
     let t = Duration::from_secs(app.cfg.server.read_timeout_s);
@@ -41,13 +53,13 @@ impl Listeners {
         let soap = Arc::new(
             Server::http_with_limits(soap_addr, limits(&app)).map_err(|e| format!("cannot listen on {soap_addr}: {e}"))?,
         );
-        let admin_limits = tiny_http::Limits { max_connections: 32, ..limits(&app) };
+        let admin_limits = tiny_http::Limits { max_connections: ADMIN_MAX_CONNECTIONS, ..limits(&app) };
         let admin = Arc::new(
             Server::http_with_limits(admin_addr, admin_limits).map_err(|e| format!("cannot listen on {admin_addr}: {e}"))?,
         );
         let stopping = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
-        for i in 0..SOAP_WORKERS {
+        for i in 0..workers(SOAP_WORKERS, app.cfg.server.max_connections as usize) {
             let (app, server, stopping) = (app.clone(), soap.clone(), stopping.clone());
             threads.push(
                 std::thread::Builder::new()
@@ -56,7 +68,7 @@ impl Listeners {
                     .map_err(|e| format!("cannot start worker: {e}"))?,
             );
         }
-        for i in 0..2 {
+        for i in 0..workers(2, ADMIN_MAX_CONNECTIONS) {
             let (app, server, stopping, soap) = (app.clone(), admin.clone(), stopping.clone(), soap.clone());
             threads.push(
                 std::thread::Builder::new()

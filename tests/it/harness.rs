@@ -588,3 +588,62 @@ pub fn read_http_response(s: &mut TcpStream, timeout: Duration) -> Option<Http> 
     }
     try_parse_http(&buf).ok()
 }
+
+// ---- Helpers for http_attacks: keys in `[server]`, a lowered fd limit ----
+
+impl Daemon {
+    /// As `start_with(extra)`, with `server_keys` (TOML `key = value` lines) added to the
+    /// `[server]` section the harness writes. A later `restart()` regenerates the config
+    /// without them.
+    pub fn start_with_server(server_keys: &str, extra: &str) -> Daemon {
+        Daemon::start_server_limited(server_keys, extra, None)
+    }
+
+    /// As `start_with_server`, with the daemon's RLIMIT_NOFILE (soft and hard) set to `nofile`
+    /// in the child before exec (setrlimit in a `pre_exec` hook; no external tool).
+    pub fn start_with_server_nofile(server_keys: &str, extra: &str, nofile: u64) -> Daemon {
+        Daemon::start_server_limited(server_keys, extra, Some(nofile))
+    }
+
+    fn start_server_limited(server_keys: &str, extra: &str, nofile: Option<u64>) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = Daemon {
+            child: None,
+            cfg: dir.path().join("vnetd.toml"),
+            db: dir.path().join("data/vnetd.db"),
+            dir,
+            port: free_port(),
+            admin_port: free_port(),
+            offset_s: 0,
+            extra: extra.to_string(),
+        };
+        d.write_config();
+        let text = std::fs::read_to_string(&d.cfg).unwrap();
+        let marker = format!("admin_listen = \"127.0.0.1:{}\"\n", d.admin_port);
+        assert!(text.contains(&marker), "no admin_listen line in the generated config:\n{text}");
+        let keys = server_keys.trim_end();
+        let text = if keys.is_empty() { text } else { text.replacen(&marker, &format!("{marker}{keys}\n"), 1) };
+        std::fs::write(&d.cfg, text).unwrap();
+        d.spawn_with_nofile(nofile);
+        d
+    }
+
+    /// As `spawn`, optionally with RLIMIT_NOFILE lowered in the child.
+    fn spawn_with_nofile(&mut self, nofile: Option<u64>) {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("vnetd.log")).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--config", self.cfg.to_str().unwrap(), "run"]).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        if let Some(n) = nofile {
+            // SAFETY: runs in the forked child before exec; it only calls setrlimit(2), which is
+            // async-signal-safe (no allocation, no locks).
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n).map_err(std::io::Error::from)
+                });
+            }
+        }
+        self.child = Some(cmd.spawn().unwrap());
+        self.wait_healthy();
+    }
+}

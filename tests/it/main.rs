@@ -9,3 +9,4 @@ mod envelope;
 mod xml_attacks;
 mod crash;
 mod cli;
+mod http_attacks;
