@@ -133,6 +133,14 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        // vnetd: at most one request per connection is in the application's hands: the next
+        // request is not parsed (its bytes stay in the socket buffer, bounded by TCP) until the
+        // previous response has been fully written or its request dropped. Without this, a
+        // client pipelining requests and not reading the responses had every request parsed
+        // ahead and queued for `recv()`, each holding an application thread blocked waiting
+        // for its turn to write: one connection could hold every worker.
+        self.sink.wait_previous();
+
         // vnetd: wait until the previous request's body is done with. If it was left unread
         // (see `Drop for Request`), the rest of the stream is not a request: close.
         self.next_header_source.wait_turn();

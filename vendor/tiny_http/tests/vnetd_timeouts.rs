@@ -60,8 +60,9 @@ fn idle_keep_alive_connection_closed_after_read_timeout() {
     assert_between("idle keep-alive connection closed", at - answered, 0.9, 3.0);
 }
 
-/// The idle deadline of a keep-alive connection starts when tiny_http is ready to read the
-/// next request, which can be before a slow handler answers: the answer is still delivered.
+/// A handler slower than `read_timeout`: the answer is still delivered. (vnetd: the idle
+/// deadline of the keep-alive connection now starts once the answer is written, patch (f);
+/// it used to start when the request was handed out.)
 #[test]
 fn slow_handler_answer_is_delivered() {
     let srv = TestServer::start(test_limits());

@@ -73,6 +73,19 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
     }
 }
 
+impl<W: Write + Send> SequentialWriterBuilder<W> {
+    /// vnetd: blocks until the last writer handed out by `next()` has been dropped (i.e. the
+    /// previous response has been fully written, or its request dropped). The next writer then
+    /// has nothing to wait for.
+    pub fn wait_previous(&mut self) {
+        if let Some(trigger) = self.next_trigger.take() {
+            // `Err` (sender gone without sending) cannot happen, `Drop` always sends; both
+            // mean the previous writer is done.
+            trigger.recv().ok();
+        }
+    }
+}
+
 impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {
     type Item = SequentialReader<R>;
 
