@@ -1,6 +1,7 @@
 //! The command line (spec 9). Exit codes: 0 ok, 1 error, 2 usage.
 
 mod backup;
+mod bench;
 mod peer;
 mod run;
 mod tools;
@@ -51,6 +52,9 @@ pub enum Cmd {
     Authenticator(tools::AuthenticatorArgs),
     /// Print the `enc` form of a value (Base64 of 3DES under the key), for Password fields
     Encrypt(tools::EncryptArgs),
+    /// Load benchmarks: SOAP against a daemon it starts, any HTTP server, Argon2id hash rate
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
     /// Service catalogue (not implemented yet: issue 3)
     #[command(hide = true)]
     Catalog { #[arg(trailing_var_arg = true, allow_hyphen_values = true)] rest: Vec<String> },
@@ -99,6 +103,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Cmd::Backup { file } => backup::run(&load_config(path)?, &file),
         Cmd::Authenticator(a) => tools::authenticator(a),
         Cmd::Encrypt(a) => tools::encrypt(a),
+        Cmd::Bench(c) => bench::run(c),
         Cmd::Catalog { .. } => not_yet("catalog", 3),
         Cmd::Recon { .. } => not_yet("recon", 3),
         Cmd::Roam { .. } => not_yet("roam", 4),

@@ -1,0 +1,803 @@
+//! `vnetd bench soap|http|argon2`: load benchmarks. They report numbers and never pass or fail on
+//! timing; an error here means the benchmark could not run (daemon did not start, bad URL, …).
+//!
+//! The load generator runs N client threads, each with its own persistent keep-alive HTTP/1.1
+//! connection: write a pre-built request, read the response by Content-Length (or chunked), check
+//! it, record the latency. Requests are rebuilt at most once a second (a SOAP request's TimeStamp
+//! and Authenticator), so client-side work stays small. Requests that finish with an error are
+//! counted separately and not in the latencies or the throughput.
+
+use super::{CliResult, Failed};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::{self, PasswordHasher, TdesKey};
+use clap::{Args, Subcommand};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier, OnceLock};
+use std::time::{Duration, Instant};
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// SOAP load (GetUserinfo, UserAuth) against a daemon this command starts with a temp config
+    /// and production Argon2 parameters
+    Soap(SoapArgs),
+    /// The same load generator against any HTTP server (GET, or POST with --body-file)
+    Http(HttpArgs),
+    /// Single-thread Argon2id hash rate (the per-core ceiling of UserAuth)
+    Argon2(Argon2Args),
+}
+
+#[derive(Args, Clone)]
+pub struct LoadArgs {
+    /// Measured seconds per run (after the warm-up)
+    #[arg(long = "duration-s", default_value_t = 10.0)]
+    duration_s: f64,
+    /// Unmeasured seconds at the start of each run
+    #[arg(long = "warmup-s", default_value_t = 1.0)]
+    warmup_s: f64,
+    /// Client connections (one thread each); one run per value
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    concurrency: Vec<usize>,
+}
+
+#[derive(Args)]
+pub struct SoapArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Operations to run (ProvinceForSP)
+    #[arg(long, value_delimiter = ',', default_value = "GetUserinfo,UserAuth", value_parser = ["GetUserinfo", "UserAuth"])]
+    ops: Vec<String>,
+    /// Keep the temporary directory (config, database, daemon log) and print its path
+    #[arg(long)]
+    keep: bool,
+    /// Extra environment for the daemon, KEY=VALUE (repeatable), e.g.
+    /// GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576
+    #[arg(long = "daemon-env", value_name = "KEY=VALUE")]
+    daemon_env: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct HttpArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// http://HOST:PORT/PATH
+    #[arg(long)]
+    url: String,
+    /// POST this file as the body (else GET)
+    #[arg(long = "body-file")]
+    body_file: Option<PathBuf>,
+    /// Content-Type of the POST body
+    #[arg(long = "content-type", default_value = "text/xml; charset=utf-8")]
+    content_type: String,
+    /// Count a response as an error unless its body contains this text (status must be 200 anyway)
+    #[arg(long)]
+    expect: Option<String>,
+    /// Processes of the server (e.g. nginx master and workers), to report their CPU use apart
+    /// from the rest of the machine
+    #[arg(long, value_delimiter = ',')]
+    pid: Vec<u32>,
+}
+
+#[derive(Args)]
+pub struct Argon2Args {
+    #[arg(long = "m-kib", default_value_t = 19456)]
+    m_kib: u32,
+    #[arg(long, default_value_t = 2)]
+    t: u32,
+    #[arg(long, default_value_t = 1)]
+    p: u32,
+    /// Seconds to hash for
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+}
+
+pub fn run(cmd: BenchCmd) -> CliResult {
+    match cmd {
+        BenchCmd::Soap(a) => soap(a),
+        BenchCmd::Http(a) => http(a),
+        BenchCmd::Argon2(a) => argon2(a),
+    }
+}
+
+fn check_load(l: &LoadArgs) -> CliResult {
+    if !(l.duration_s > 0.0 && l.warmup_s >= 0.0) || l.concurrency.is_empty() || l.concurrency.iter().any(|&c| c == 0 || c > 4096) {
+        return Err(Failed("--duration-s must be > 0, --warmup-s >= 0, --concurrency values 1..4096".into()));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// argon2
+
+fn argon2(a: Argon2Args) -> CliResult {
+    if !(a.seconds > 0.0) {
+        return Err(Failed("--seconds must be > 0".into()));
+    }
+    let h = PasswordHasher::new(a.m_kib, a.t, a.p).map_err(|e| Failed(format!("invalid Argon2 parameters: {e}")))?;
+    let _ = h.hash("warm-up-Pass1"); // page in the memory once
+    let cpu0 = cpu_self();
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut phc = String::new();
+    while start.elapsed().as_secs_f64() < a.seconds {
+        phc = h.hash("bench-Pass-0001");
+        n += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_self() - cpu0;
+    let rate = n as f64 / secs;
+    let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+    println!("Argon2id m={} KiB, t={}, p={}, one thread ({phc_prefix})", a.m_kib, a.t, a.p, phc_prefix = phc.split('$').take(4).collect::<Vec<_>>().join("$"));
+    println!();
+    println!("| hashes | seconds | hashes/s | ms/hash | CPU used (cores) | × {cores} cores (hashes/s) |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("| {n} | {secs:.2} | {rate:.1} | {:.2} | {:.2} | {:.1} |", 1000.0 / rate, cpu / secs, rate * cores as f64);
+    println!();
+    println!("load average at end: {}", loadavg());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// http
+
+fn parse_url(url: &str) -> Result<(SocketAddr, String, String), Failed> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| Failed("--url must start with http://".into()))?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let with_port = if hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) { hostport.to_string() } else { format!("{hostport}:80") };
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|e| Failed(format!("cannot resolve {hostport}: {e}")))?
+        .next()
+        .ok_or_else(|| Failed(format!("cannot resolve {hostport}")))?;
+    Ok((addr, hostport.to_string(), path.to_string()))
+}
+
+fn http(a: HttpArgs) -> CliResult {
+    check_load(&a.load)?;
+    let (addr, host, path) = parse_url(&a.url)?;
+    let req = match &a.body_file {
+        None => format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: vnetd-bench\r\n\r\n").into_bytes(),
+        Some(f) => {
+            let body = std::fs::read(f).map_err(|e| Failed(format!("cannot read {}: {e}", f.display())))?;
+            let mut r = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: vnetd-bench\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n", a.content_type, body.len())
+                .into_bytes();
+            r.extend_from_slice(&body);
+            r
+        }
+    };
+    let expect = a.expect.clone().map(String::into_bytes);
+    let check: Arc<Check> = Arc::new(move |status, body| status == 200 && expect.as_deref().map_or(true, |e| contains(body, e)));
+    let build: Arc<Build> = Arc::new(move || req.clone());
+    // One probe, so a wrong URL fails at once instead of as a table of errors.
+    let mut c = Conn::open(addr).map_err(|e| Failed(format!("cannot connect to {addr}: {e}")))?;
+    let (status, len) = c.exchange(&build()).map(|(s, b, _)| (s, b.len())).map_err(|e| Failed(format!("{}: {e}", a.url)))?;
+    drop(c);
+    println!("{} {} → HTTP {status}, {len}-byte body; warm-up {} s, measured {} s per run", if a.body_file.is_some() { "POST" } else { "GET" }, a.url, a.load.warmup_s, a.load.duration_s);
+    println!();
+    println!("| concurrency | requests | errors | req/s | p50 ms | p99 ms | max ms | server CPU (cores, --pid) | bench CPU (cores) | other CPU (cores) | load avg after |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for &n in &a.load.concurrency {
+        let r = run_load(addr, n, &a.load, build.clone(), check.clone(), &a.pid);
+        println!(
+            "| {n} | {} | {} | {:.0} | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
+            r.requests,
+            r.errors,
+            r.rate(),
+            ms(r.pct(0.50)),
+            ms(r.pct(0.99)),
+            ms(r.max()),
+            if a.pid.is_empty() { "–".to_string() } else { format!("{:.2}", r.cpu_target) },
+            r.cpu_bench,
+            r.cpu_other,
+            loadavg()
+        );
+        if let Some(e) = &r.first_error {
+            eprintln!("first error at concurrency {n}: {e}");
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// soap
+
+const SP_ID: &str = "35000001";
+const SP_KEY: &str = "0123456789abcdeffedcba987654321089abcdef01234567";
+const IV: &str = "0102030405060708";
+const ACCOUNT: &str = "benchuser0001";
+const PASSWORD: &str = "Bench-Pass-2024";
+const SOAP_PATH: &str = "/ProvinceForSP/services/ProvinceForSP";
+
+/// The daemon under test; stopped (SIGTERM, then SIGKILL) and its directory removed on drop.
+struct Daemon {
+    child: Option<Child>,
+    dir: PathBuf,
+    cfg: PathBuf,
+    log: PathBuf,
+    keep: bool,
+}
+
+impl Daemon {
+    fn cli(&self, args: &[&str], stdin: Option<&str>) -> Result<String, Failed> {
+        let exe = std::env::current_exe()?;
+        let mut c = Command::new(exe)
+            .arg("--config")
+            .arg(&self.cfg)
+            .args(args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(s) = stdin {
+            c.stdin.take().expect("piped stdin").write_all(format!("{s}\n").as_bytes())?;
+        }
+        let out = c.wait_with_output()?;
+        if !out.status.success() {
+            return Err(Failed(format!("vnetd {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    fn wait_healthy(&mut self) -> CliResult {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                return Err(Failed(format!("the daemon exited early ({st}); log:\n{}", self.log_tail())));
+            }
+            if self.cli(&["healthcheck"], None).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Failed(format!("the daemon did not become healthy in 30 s; log:\n{}", self.log_tail())));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && !matches!(c.try_wait(), Ok(Some(_))) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if self.keep {
+            eprintln!("kept {} (config, database, daemon log)", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn free_port() -> Result<u16, Failed> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn start_daemon(keep: bool, env: &[String]) -> Result<(Daemon, Config), Failed> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("vnetd-bench-{}-{nanos:08x}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (port, admin) = (free_port()?, free_port()?);
+    // Production Argon2 parameters and connection cap: the config defaults.
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n[storage]\npath = \"{}\"\n[log]\ntarget = \"stderr\"\nlevel = \"warn\"\n",
+        dir.join("data/vnetd.db").display()
+    );
+    let cfg_path = dir.join("vnetd.toml");
+    std::fs::write(&cfg_path, &text)?;
+    let cfg = Config::parse(&text).map_err(Failed)?;
+    let log = dir.join("vnetd.log");
+    let mut d = Daemon { child: None, dir, cfg: cfg_path, log, keep };
+    let logf = std::fs::OpenOptions::new().create(true).append(true).open(&d.log)?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    for kv in env {
+        let (k, v) = kv.split_once('=').ok_or_else(|| Failed(format!("--daemon-env {kv}: expected KEY=VALUE")))?;
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .arg("--config")
+        .arg(&d.cfg)
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone()?)
+        .stderr(logf)
+        .spawn()?;
+    d.child = Some(child);
+    d.wait_healthy()?;
+    Ok((d, cfg))
+}
+
+/// Builds SOAP requests for one operation, signed with a fresh TimeStamp.
+struct SoapReq {
+    op: &'static str,
+    host: String,
+    key: TdesKey,
+    clock: Clock,
+    user_id: String,
+    password_enc: String,
+}
+
+impl SoapReq {
+    fn build(&self) -> Vec<u8> {
+        let ts = self.clock.now_ts();
+        let mut fields: Vec<(&str, &str)> = match self.op {
+            "UserAuth" => vec![("SPID", SP_ID), ("ServiceID", ""), ("AccountType", "01"), ("Account", ACCOUNT), ("Password", &self.password_enc), ("UserIP", "")],
+            _ => vec![("SPID", SP_ID), ("VNetUserID", &self.user_id)],
+        };
+        fields.push(("TimeStamp", &ts));
+        let values: Vec<&str> = fields.iter().map(|(_, v)| *v).collect();
+        let auth = crypto::authenticator(&self.key, &values);
+        fields.push(("Authenticator", &auth));
+        let mut body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><{}>", self.op);
+        for (k, v) in &fields {
+            body.push_str(&format!("<{k}>"));
+            crate::soap::writer::escape(&mut body, v);
+            body.push_str(&format!("</{k}>"));
+        }
+        body.push_str(&format!("</{}></soap:Body></soap:Envelope>", self.op));
+        let mut req = format!(
+            "POST {SOAP_PATH} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"\"\r\nContent-Length: {}\r\n\r\n",
+            self.host,
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body.as_bytes());
+        req
+    }
+}
+
+fn soap_ok(status: u16, body: &[u8]) -> bool {
+    status == 200 && contains(body, b"<Result>0</Result>")
+}
+
+fn soap(a: SoapArgs) -> CliResult {
+    check_load(&a.load)?;
+    let (mut d, cfg) = start_daemon(a.keep, &a.daemon_env)?;
+    let pid = d.pid();
+    d.cli(&["peer", "add", "--id", SP_ID, "--kind", "sp", "--key", SP_KEY, "--return-url", "http://sp.example/"], None)?;
+    let user_id = d.cli(&["user", "add", "--account-type", "01", "--account", ACCOUNT, "--city-code", "0591", "--password-stdin"], Some(PASSWORD))?;
+    let addr = cfg.listen_addr();
+    let key = TdesKey::from_hex(SP_KEY, IV).map_err(|e| Failed(e.to_string()))?;
+    let mk = |op: &'static str| SoapReq {
+        op,
+        host: addr.to_string(),
+        key: TdesKey::from_hex(SP_KEY, IV).expect("valid key"),
+        clock: Clock::from_config(&cfg),
+        user_id: user_id.clone(),
+        password_enc: key.encrypt_b64(PASSWORD.as_bytes()),
+    };
+    // The daemon's peer cache refreshes every second: probe until the SP is known.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut sizes = Vec::new();
+    for op in ["GetUserinfo", "UserAuth"] {
+        let r = mk(op);
+        loop {
+            let mut c = Conn::open(addr)?;
+            let (status, body, _) = c.exchange(&r.build())?;
+            if soap_ok(status, &body) {
+                sizes.push(format!("{op} {} bytes", body.len()));
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(Failed(format!("{op} probe failed: HTTP {status}: {}", String::from_utf8_lossy(&body))));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss0, hwm0) = (proc_status_kib(pid, "VmRSS"), proc_status_kib(pid, "VmHWM"));
+    println!(
+        "vnetd {} (pid {pid}) on {addr}: Argon2id m={} KiB t={} p={}, max_connections {}; responses: {}; warm-up {} s, measured {} s per run",
+        env!("CARGO_PKG_VERSION"),
+        cfg.security.argon2_m_kib,
+        cfg.security.argon2_t,
+        cfg.security.argon2_p,
+        cfg.server.max_connections,
+        sizes.join(", "),
+        a.load.warmup_s,
+        a.load.duration_s
+    );
+    if !a.daemon_env.is_empty() {
+        println!("daemon environment: {}", a.daemon_env.join(" "));
+    }
+    println!("daemon RSS before load: {} MiB (VmHWM so far {} MiB); load average {}", mib(rss0), mib(hwm0), loadavg());
+    println!();
+    println!("| op | concurrency | requests | errors | req/s | p50 ms | p99 ms | max ms | peak RSS MiB | daemon CPU (cores) | bench CPU (cores) | other CPU (cores) | load avg after |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let mut any_errors = false;
+    for op in &a.ops {
+        let op: &'static str = if op == "UserAuth" { "UserAuth" } else { "GetUserinfo" };
+        let r = Arc::new(mk(op));
+        let build: Arc<Build> = Arc::new(move || r.build());
+        for &n in &a.load.concurrency {
+            // Reset the peak (Linux: "5" clears VmHWM) so each run reports its own.
+            let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
+            let res = run_load(addr, n, &a.load, build.clone(), Arc::new(soap_ok), &[pid]);
+            let hwm = proc_status_kib(pid, "VmHWM");
+            println!(
+                "| {op} | {n} | {} | {} | {:.0} | {} | {} | {} | {}{} | {:.2} | {:.2} | {:.2} | {} |",
+                res.requests,
+                res.errors,
+                res.rate(),
+                ms(res.pct(0.50)),
+                ms(res.pct(0.99)),
+                ms(res.max()),
+                mib(hwm),
+                if reset { "" } else { " (since start)" },
+                res.cpu_target,
+                res.cpu_bench,
+                res.cpu_other,
+                loadavg()
+            );
+            if let Some(e) = &res.first_error {
+                any_errors = true;
+                eprintln!("first error ({op}, concurrency {n}): {e}");
+            }
+            if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                return Err(Failed(format!("the daemon exited during the run ({st}); log:\n{}", d.log_tail())));
+            }
+        }
+    }
+    let warn_lines = std::fs::read_to_string(&d.log).unwrap_or_default().lines().filter(|l| !l.contains("event=")).count();
+    if warn_lines > 0 || any_errors {
+        eprintln!("daemon log ({} non-audit lines), last lines:\n{}", warn_lines, d.log_tail());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load generator
+
+type Build = dyn Fn() -> Vec<u8> + Send + Sync;
+type Check = dyn Fn(u16, &[u8]) -> bool + Send + Sync;
+
+/// A keep-alive client connection.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    body: Vec<u8>,
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    find(hay, needle, 0).is_some()
+}
+
+fn bad(msg: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.to_string())
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(60)))?;
+        Ok(Conn { stream, buf: Vec::with_capacity(16384), body: Vec::with_capacity(4096) })
+    }
+
+    fn fill(&mut self) -> std::io::Result<()> {
+        let mut tmp = [0u8; 16384];
+        let n = self.stream.read(&mut tmp)?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed by the server"));
+        }
+        self.buf.extend_from_slice(&tmp[..n]);
+        Ok(())
+    }
+
+    /// Need `n` bytes in the buffer.
+    fn need(&mut self, n: usize) -> std::io::Result<()> {
+        while self.buf.len() < n {
+            self.fill()?;
+        }
+        Ok(())
+    }
+
+    /// Send one request, read its response: (status, body, server closes the connection).
+    fn exchange(&mut self, req: &[u8]) -> std::io::Result<(u16, Vec<u8>, bool)> {
+        self.stream.write_all(req)?;
+        let (status, close, body) = self.read_response()?;
+        Ok((status, body, close))
+    }
+
+    fn read_response(&mut self) -> std::io::Result<(u16, bool, Vec<u8>)> {
+        let head_end = loop {
+            if let Some(p) = find(&self.buf, b"\r\n\r\n", 0) {
+                break p + 4;
+            }
+            if self.buf.len() > 65536 {
+                return Err(bad("response head over 64 KiB"));
+            }
+            self.fill()?;
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end]).map_err(|_| bad("response head not UTF-8"))?;
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or("");
+        let status: u16 = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("bad status line"))?;
+        let http10 = status_line.starts_with("HTTP/1.0");
+        let (mut length, mut chunked, mut close) = (None, false, http10);
+        for l in lines {
+            let Some((k, v)) = l.split_once(':') else { continue };
+            let v = v.trim();
+            if k.eq_ignore_ascii_case("content-length") {
+                length = Some(v.parse::<usize>().map_err(|_| bad("bad Content-Length"))?);
+            } else if k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked") {
+                chunked = true;
+            } else if k.eq_ignore_ascii_case("connection") {
+                close = v.eq_ignore_ascii_case("close");
+            }
+        }
+        self.body.clear();
+        let consumed = if chunked {
+            let mut pos = head_end;
+            loop {
+                let line_end = loop {
+                    if let Some(p) = find(&self.buf, b"\r\n", pos) {
+                        break p;
+                    }
+                    self.fill()?;
+                };
+                let size_text = std::str::from_utf8(&self.buf[pos..line_end]).map_err(|_| bad("bad chunk size"))?;
+                let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).map_err(|_| bad("bad chunk size"))?;
+                pos = line_end + 2;
+                if size == 0 {
+                    // No trailers expected: the final CRLF.
+                    self.need(pos + 2)?;
+                    break pos + 2;
+                }
+                self.need(pos + size + 2)?;
+                self.body.extend_from_slice(&self.buf[pos..pos + size]);
+                pos += size + 2;
+            }
+        } else if let Some(n) = length {
+            self.need(head_end + n)?;
+            self.body.extend_from_slice(&self.buf[head_end..head_end + n]);
+            head_end + n
+        } else if status == 204 || status == 304 || (100..200).contains(&status) {
+            head_end
+        } else {
+            // No length: the body runs to the end of the connection.
+            loop {
+                match self.fill() {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            close = true;
+            self.body.extend_from_slice(&self.buf[head_end..]);
+            self.buf.len()
+        };
+        self.buf.drain(..consumed);
+        Ok((status, close, std::mem::take(&mut self.body)))
+    }
+}
+
+struct LoadResult {
+    requests: u64,
+    errors: u64,
+    /// Measured wall time (from the end of the warm-up to the last completion).
+    window: f64,
+    /// Latencies of the successful measured requests, microseconds, sorted.
+    lat_us: Vec<u32>,
+    first_error: Option<String>,
+    /// CPU used during the measured window, in cores: the target process, this process, and
+    /// everything else on the machine.
+    cpu_target: f64,
+    cpu_bench: f64,
+    cpu_other: f64,
+}
+
+impl LoadResult {
+    fn rate(&self) -> f64 {
+        if self.window > 0.0 {
+            self.requests as f64 / self.window
+        } else {
+            0.0
+        }
+    }
+    fn pct(&self, p: f64) -> Option<u32> {
+        if self.lat_us.is_empty() {
+            return None;
+        }
+        let i = ((self.lat_us.len() as f64 * p).ceil() as usize).clamp(1, self.lat_us.len()) - 1;
+        Some(self.lat_us[i])
+    }
+    fn max(&self) -> Option<u32> {
+        self.lat_us.last().copied()
+    }
+}
+
+fn ms(us: Option<u32>) -> String {
+    match us {
+        None => "–".into(),
+        Some(us) if us < 10_000 => format!("{:.2}", us as f64 / 1000.0),
+        Some(us) => format!("{:.1}", us as f64 / 1000.0),
+    }
+}
+
+struct ThreadResult {
+    lat_us: Vec<u32>,
+    errors: u64,
+    last_done: Option<Instant>,
+    first_error: Option<String>,
+}
+
+/// `n` clients, each on its own connection, for the warm-up plus the measured duration.
+fn run_load(addr: SocketAddr, n: usize, l: &LoadArgs, build: Arc<Build>, check: Arc<Check>, target_pids: &[u32]) -> LoadResult {
+    let connected = Arc::new(Barrier::new(n + 1));
+    let go = Arc::new(Barrier::new(n + 1));
+    let times: Arc<OnceLock<(Instant, Instant)>> = Arc::new(OnceLock::new());
+    let (warmup, duration) = (Duration::from_secs_f64(l.warmup_s), Duration::from_secs_f64(l.duration_s));
+    let mut handles = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (connected, go, times, build, check) = (connected.clone(), go.clone(), times.clone(), build.clone(), check.clone());
+        handles.push(
+            std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    let mut conn = Conn::open(addr).ok();
+                    connected.wait();
+                    go.wait();
+                    let (measure_from, end) = *times.get().expect("times set before go");
+                    let mut out = ThreadResult { lat_us: Vec::with_capacity(1 << 14), errors: 0, last_done: None, first_error: None };
+                    let mut req = build();
+                    let mut built = Instant::now();
+                    let err = |out: &mut ThreadResult, measured: bool, e: String| {
+                        if measured {
+                            out.errors += 1;
+                            if out.first_error.is_none() {
+                                out.first_error = Some(e);
+                            }
+                        }
+                    };
+                    loop {
+                        let t0 = Instant::now();
+                        if t0 >= end {
+                            break;
+                        }
+                        if t0.duration_since(built) >= Duration::from_secs(1) {
+                            req = build();
+                            built = t0;
+                        }
+                        let measured = t0 >= measure_from;
+                        let c = match conn.as_mut() {
+                            Some(c) => c,
+                            None => match Conn::open(addr) {
+                                Ok(c) => conn.insert(c),
+                                Err(e) => {
+                                    err(&mut out, measured, format!("connect: {e}"));
+                                    std::thread::sleep(Duration::from_millis(10));
+                                    continue;
+                                }
+                            },
+                        };
+                        let t0 = Instant::now();
+                        match c.exchange(&req) {
+                            Ok((status, body, close)) => {
+                                let done = Instant::now();
+                                if check(status, &body) {
+                                    if measured {
+                                        out.lat_us.push(done.duration_since(t0).as_micros().min(u32::MAX as u128) as u32);
+                                        out.last_done = Some(done);
+                                    }
+                                } else {
+                                    let text = String::from_utf8_lossy(&body[..body.len().min(400)]).into_owned();
+                                    err(&mut out, measured, format!("HTTP {status}: {text}"));
+                                }
+                                if close {
+                                    conn = None;
+                                }
+                            }
+                            Err(e) => {
+                                err(&mut out, measured, format!("I/O: {e}"));
+                                conn = None;
+                            }
+                        }
+                    }
+                    out
+                })
+                .expect("cannot start a client thread"),
+        );
+    }
+    connected.wait();
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let _ = times.set((measure_from, measure_from + duration));
+    go.wait();
+    std::thread::sleep(warmup);
+    let cpu_targets = || target_pids.iter().map(|&p| cpu_of(p)).sum::<f64>();
+    let cpu0 = (cpu_total(), cpu_self(), cpu_targets());
+    let mut all = Vec::new();
+    let (mut errors, mut last, mut first_error) = (0, None::<Instant>, None);
+    for h in handles {
+        let t = h.join().expect("client thread panicked");
+        all.extend_from_slice(&t.lat_us);
+        errors += t.errors;
+        last = last.max(t.last_done);
+        first_error = first_error.or(t.first_error);
+    }
+    let wall = measure_from.elapsed().as_secs_f64().max(1e-9);
+    let (total, me, tgt) = (cpu_total() - cpu0.0, cpu_self() - cpu0.1, cpu_targets() - cpu0.2);
+    all.sort_unstable();
+    LoadResult {
+        requests: all.len() as u64,
+        errors,
+        window: last.map_or(0.0, |t| t.duration_since(measure_from).as_secs_f64()),
+        lat_us: all,
+        first_error,
+        cpu_target: tgt / wall,
+        cpu_bench: me / wall,
+        cpu_other: ((total - me - tgt) / wall).max(0.0),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc
+
+/// USER_HZ, the unit of /proc CPU times: 100 on every Linux ABI.
+fn clk_tck() -> f64 {
+    100.0
+}
+
+/// Busy CPU seconds of the whole machine (all cores) since boot.
+fn cpu_total() -> f64 {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = text.lines().next() else { return 0.0 };
+    let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest is included in user)
+    let busy: f64 = v.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, x)| x).sum();
+    busy / clk_tck()
+}
+
+/// CPU seconds (user + system) of a process.
+fn cpu_of(pid: u32) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some(after) = text.rfind(')').map(|i| &text[i + 1..]) else { return 0.0 };
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // After the command: field 3 (state) is f[0]; utime is field 14, stime 15.
+    let get = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (get(11) + get(12)) / clk_tck()
+}
+
+fn cpu_self() -> f64 {
+    cpu_of(std::process::id())
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0))
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
