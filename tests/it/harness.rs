@@ -45,20 +45,7 @@ pub struct Daemon {
 impl Daemon {
     /// A daemon with small Argon2 parameters and the given extra TOML (whole sections).
     pub fn start_with(extra: &str) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let mut d = Daemon {
-            child: None,
-            cfg: dir.path().join("vnetd.toml"),
-            db: dir.path().join("data/vnetd.db"),
-            dir,
-            port: free_port(),
-            admin_port: free_port(),
-            offset_s: 0,
-            extra: extra.to_string(),
-        };
-        d.write_config();
-        d.spawn();
-        d
+        Daemon::start_server_limited("", extra, None)
     }
 
     pub fn start() -> Daemon {
@@ -96,16 +83,7 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("vnetd.log")).unwrap();
-        let child = Command::new(BIN)
-            .args(["--config", self.cfg.to_str().unwrap(), "run"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        self.wait_healthy();
+        self.spawn_with_nofile(None);
     }
 
     pub fn wait_healthy(&mut self) {
