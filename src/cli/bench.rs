@@ -103,7 +103,8 @@ pub fn run(cmd: BenchCmd) -> CliResult {
 }
 
 fn check_load(l: &LoadArgs) -> CliResult {
-    if !(l.duration_s > 0.0 && l.warmup_s >= 0.0) || l.concurrency.is_empty() || l.concurrency.iter().any(|&c| c == 0 || c > 4096) {
+    let bad_time = |x: f64, min: f64| x.is_nan() || x < min;
+    if bad_time(l.duration_s, f64::MIN_POSITIVE) || bad_time(l.warmup_s, 0.0) || l.concurrency.is_empty() || l.concurrency.iter().any(|&c| c == 0 || c > 4096) {
         return Err(Failed("--duration-s must be > 0, --warmup-s >= 0, --concurrency values 1..4096".into()));
     }
     Ok(())
@@ -113,7 +114,7 @@ fn check_load(l: &LoadArgs) -> CliResult {
 // argon2
 
 fn argon2(a: Argon2Args) -> CliResult {
-    if !(a.seconds > 0.0) {
+    if a.seconds.is_nan() || a.seconds <= 0.0 {
         return Err(Failed("--seconds must be > 0".into()));
     }
     let h = PasswordHasher::new(a.m_kib, a.t, a.p).map_err(|e| Failed(format!("invalid Argon2 parameters: {e}")))?;
@@ -172,7 +173,7 @@ fn http(a: HttpArgs) -> CliResult {
         }
     };
     let expect = a.expect.clone().map(String::into_bytes);
-    let check: Arc<Check> = Arc::new(move |status, body| status == 200 && expect.as_deref().map_or(true, |e| contains(body, e)));
+    let check: Arc<Check> = Arc::new(move |status, body| status == 200 && expect.as_deref().is_none_or(|e| contains(body, e)));
     let build: Arc<Build> = Arc::new(move || req.clone());
     // One probe, so a wrong URL fails at once instead of as a table of errors.
     let mut c = Conn::open(addr).map_err(|e| Failed(format!("cannot connect to {addr}: {e}")))?;

@@ -19,20 +19,7 @@ fn log_target(cfg: &Config) -> LogTarget {
     }
 }
 
-/// Serve allocations of 1 MiB and more (each Argon2id hash takes `argon2_m_kib`, 19 MiB by
-/// default) straight from mmap, returned to the system when freed. Without this glibc raises its
-/// mmap threshold after the first free and keeps the freed buffers in its arenas: peak RSS grew
-/// past 3 GiB under a login load.
-fn large_allocations_from_mmap() {
-    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
-    let ok = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20) };
-    if ok != 1 {
-        log::warn!("mallopt(M_MMAP_THRESHOLD) failed; memory use under login load may be high");
-    }
-}
-
 pub fn run(cfg: Config) -> CliResult {
-    large_allocations_from_mmap();
     crate::ops_support::signals::block().map_err(Failed)?;
     let target = log_target(&cfg);
     if let Err(e) = logging::switch(target, cfg.level()) {

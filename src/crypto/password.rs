@@ -1,7 +1,25 @@
 //! Argon2id password hashing as PHC strings (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
 
 use argon2::password_hash::phc::PasswordHash;
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use std::cell::RefCell;
+
+thread_local! {
+    /// This thread's Argon2 working memory, allocated once and reused: a fresh 19 MiB buffer per
+    /// hash is kept by glibc after it is freed, and peak RSS grew past 3 GiB under login load.
+    static MEM: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_blocks<R>(n: usize, f: impl FnOnce(&mut [Block]) -> R) -> R {
+    MEM.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() < n {
+            m.resize(n, Block::default());
+        }
+        f(&mut m[..n])
+    })
+}
 
 use super::tdes::CryptoError;
 
@@ -39,10 +57,19 @@ impl PasswordHasher {
     /// Hashes `password` with a fresh random 16-byte salt; returns the PHC string.
     pub fn hash(&self, password: &str) -> String {
         let salt = random_bytes(16);
-        self.argon2()
-            .hash_password_with_salt(password.as_bytes(), &salt)
-            .expect("Argon2 hashing with validated parameters")
-            .to_string()
+        let a = self.argon2();
+        let params = Params::new(self.m_kib, self.t, self.p, None).unwrap_or_default();
+        let mut out = [0u8; 32];
+        with_blocks(params.block_count(), |b| a.hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, b))
+            .expect("Argon2 hashing with validated parameters");
+        PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params).expect("params"),
+            salt: Some(Salt::new(&salt).expect("salt")),
+            hash: Some(Output::new(&out).expect("output")),
+        }
+        .to_string()
     }
 
     /// Verifies `password` against a PHC string, using the parameters stored in it.
@@ -51,11 +78,16 @@ impl PasswordHasher {
         let Ok(hash) = PasswordHash::new(phc) else {
             return false;
         };
-        hash.algorithm == Algorithm::Argon2id.ident()
-            && self
-                .argon2()
-                .verify_password(password.as_bytes(), &hash)
-                .is_ok()
+        if hash.algorithm != Algorithm::Argon2id.ident() {
+            return false;
+        }
+        let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else { return false };
+        let Ok(params) = Params::try_from(&hash) else { return false };
+        let Ok(version) = Version::try_from(hash.version.unwrap_or(0x13)) else { return false };
+        let a = Argon2::new(Algorithm::Argon2id, version, params.clone());
+        let mut out = vec![0u8; expected.len()];
+        let ok = with_blocks(params.block_count(), |b| a.hash_password_into_with_memory(password.as_bytes(), salt.as_ref(), &mut out, b));
+        ok.is_ok() && Output::new(&out).is_ok_and(|o| &o == expected)
     }
 
     /// True when `phc` was not made with Argon2id v19 and exactly this hasher's parameters

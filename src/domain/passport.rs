@@ -81,9 +81,8 @@ pub fn weak_password(password: &str, account: &str) -> bool {
 }
 
 pub fn by_id(conn: &Connection, id: &str) -> DbResult<Option<User>> {
-    Ok(conn
-        .query_row(&format!("SELECT {COLUMNS} FROM user WHERE vnet_user_id = ?1"), [id], from_row)
-        .optional()?)
+    let mut st = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM user WHERE vnet_user_id = ?1"))?;
+    Ok(st.query_row([id], from_row).optional()?)
 }
 
 /// Who holds an account, for authentication (spec 11).
