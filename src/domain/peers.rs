@@ -59,7 +59,7 @@ impl Peer {
 
     /// The key for outbound messages: the newest in effect.
     pub fn current_key(&self, now: i64) -> Option<&KeyVersion> {
-        self.keys.iter().filter(|k| k.effect_at <= now).last()
+        self.keys.iter().rev().find(|k| k.effect_at <= now)
     }
 
     pub fn may_call(&self, op: &str) -> bool {
@@ -109,10 +109,13 @@ pub fn load_all(conn: &Connection) -> DbResult<HashMap<String, Arc<Peer>>> {
     Ok(out)
 }
 
+type PeerMap = Arc<HashMap<String, Arc<Peer>>>;
+
 /// A read-through cache of the peer table, refreshed at most every `REFRESH`.
 pub struct PeerCache {
     store: Store,
-    state: RwLock<(Instant, Arc<HashMap<String, Arc<Peer>>>)>,
+    /// When the map was read, and the map.
+    state: RwLock<(Instant, PeerMap)>,
 }
 
 const REFRESH: Duration = Duration::from_millis(1000);
@@ -123,7 +126,7 @@ impl PeerCache {
         Ok(PeerCache { store, state: RwLock::new((Instant::now(), Arc::new(all))) })
     }
 
-    fn snapshot(&self) -> Arc<HashMap<String, Arc<Peer>>> {
+    fn snapshot(&self) -> PeerMap {
         {
             let g = self.state.read().unwrap_or_else(|e| e.into_inner());
             if g.0.elapsed() < REFRESH {

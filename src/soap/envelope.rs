@@ -171,12 +171,8 @@ pub fn parse(xml: &str) -> Result<Envelope, ReadError> {
                 // Depth of the element that just closed = stack.len() + 1 (1 = Envelope).
                 let depth = stack.len() + 1;
                 match in_body_depth {
-                    Some(b) if depth == b + 1 => {
-                        // A direct child of Body: the first one is the operation.
-                        if op.is_none() {
-                            op = Some(done);
-                        }
-                    }
+                    // A direct child of Body: the first one is the operation.
+                    Some(b) if depth == b + 1 && op.is_none() => op = Some(done),
                     Some(b) if depth > b + 1 => {
                         if let Some(parent) = stack.last_mut() {
                             parent.children.push(done);
