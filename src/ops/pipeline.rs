@@ -233,19 +233,22 @@ where
 {
     let (caller, op, txid, fp) = (call.caller_id().to_string(), call.op.name, call.get("TransactionID").to_string(), call.fingerprint.clone());
     let now = app.clock.unix();
-    let r = app.store.write(move |c| {
+    let r = app.store.write_with(move |c| {
         if let Some(stored) = stored_response(c, &caller, op, &txid, &fp)? {
-            return Ok(stored);
+            return Ok((stored, false));
         }
         let resp = f(c)?;
-        if resp.storable() {
-            let json = serde_json::to_string(&resp).map_err(|e| crate::store::DbError::Other(e.to_string()))?;
-            c.execute(
-                "INSERT INTO idempotency(caller, operation, txid, fingerprint, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![caller, op, txid, fp, json, now],
-            )?;
+        // A parameter or system error is not stored (spec 11), and whatever `f` wrote for it is
+        // rolled back: no effect without its idempotency record.
+        if !resp.storable() {
+            return Ok((resp, false));
         }
-        Ok(resp)
+        let json = serde_json::to_string(&resp).map_err(|e| crate::store::DbError::Other(e.to_string()))?;
+        c.execute(
+            "INSERT INTO idempotency(caller, operation, txid, fingerprint, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![caller, op, txid, fp, json, now],
+        )?;
+        Ok((resp, true))
     });
     r.unwrap_or_else(|e| Resp::db(&e))
 }

@@ -121,6 +121,16 @@ impl Store {
         self.inner.writer.submit(f)
     }
 
+    /// As `write`, but `f` also decides whether its writes are kept (`true`) or rolled back
+    /// (`false`); its answer is returned either way.
+    pub fn write_with<T, F>(&self, f: F) -> DbResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> DbResult<(T, bool)> + Send + 'static,
+    {
+        self.inner.writer.submit_with(f)
+    }
+
     /// Run `f` on a read connection (a consistent snapshot for the duration of `f` if it opens
     /// a transaction; single statements are always consistent).
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> DbResult<T>) -> DbResult<T> {
@@ -220,6 +230,17 @@ mod tests {
         assert_eq!(n, 32, "failed jobs must leave nothing behind");
         assert_eq!(s.write(|c| next_counter(c, "seq")).unwrap(), 1);
         assert_eq!(s.write(|c| next_counter(c, "seq")).unwrap(), 2);
+    }
+
+    #[test]
+    fn write_with_false_rolls_back_but_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("v.db")).unwrap();
+        let got = s.write_with(|c| Ok((next_counter(c, "kept")?, false))).unwrap();
+        assert_eq!(got, 1);
+        let n: i64 = s.read(|c| Ok(c.query_row("SELECT count(*) FROM counter", [], |r| r.get(0))?)).unwrap();
+        assert_eq!(n, 0, "a rolled-back job leaves nothing");
+        assert_eq!(s.write_with(|c| Ok((next_counter(c, "kept")?, true))).unwrap(), 1);
     }
 
     #[test]

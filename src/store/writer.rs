@@ -36,6 +36,16 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> DbResult<T> + Send + 'static,
     {
+        self.submit_with(move |c| f(c).map(|t| (t, true)))
+    }
+
+    /// As `submit`, but `f` also says whether its writes are kept (`true`) or rolled back
+    /// (`false`, its answer is still returned).
+    pub fn submit_with<T, F>(&self, f: F) -> DbResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> DbResult<(T, bool)> + Send + 'static,
+    {
         let (reply_tx, reply_rx) = sync_channel::<DbResult<T>>(1);
         let job: Job = Box::new(move |conn: Result<&Connection, &DbError>| {
             let outcome = match conn {
@@ -43,15 +53,16 @@ impl Writer {
                     .unwrap_or_else(|_| Err(DbError::Other("write job panicked".into()))),
                 Err(e) => Err(DbError::Other(e.to_string())),
             };
-            let ok = outcome.is_ok();
+            let keep = matches!(outcome, Ok((_, true)));
             let reply: Reply = Box::new(move |commit_err: Option<&DbError>| {
                 let msg = match (outcome, commit_err) {
-                    (Ok(_), Some(e)) => Err(DbError::Other(format!("commit failed: {e}"))),
-                    (o, _) => o,
+                    (Ok((_, true)), Some(e)) => Err(DbError::Other(format!("commit failed: {e}"))),
+                    (Ok((t, _)), _) => Ok(t),
+                    (Err(e), _) => Err(e),
                 };
                 let _ = reply_tx.send(msg);
             });
-            (ok, reply)
+            (keep, reply)
         });
         {
             let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
