@@ -2,6 +2,7 @@
 
 mod backup;
 mod bench;
+mod catalog;
 mod peer;
 mod run;
 mod tools;
@@ -55,9 +56,9 @@ pub enum Cmd {
     /// Load benchmarks: SOAP against a daemon it starts, any HTTP server, Argon2id hash rate
     #[command(subcommand)]
     Bench(bench::BenchCmd),
-    /// Service catalogue (not implemented yet: issue 3)
-    #[command(hide = true)]
-    Catalog { #[arg(trailing_var_arg = true, allow_hyphen_values = true)] rest: Vec<String> },
+    /// The service catalogue: SPs, services, items, packages
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCmd),
     /// Roaming services (not implemented yet: issue 4)
     #[command(hide = true)]
     Roam { #[arg(trailing_var_arg = true, allow_hyphen_values = true)] rest: Vec<String> },
@@ -104,7 +105,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Cmd::Authenticator(a) => tools::authenticator(a),
         Cmd::Encrypt(a) => tools::encrypt(a),
         Cmd::Bench(c) => bench::run(c),
-        Cmd::Catalog { .. } => not_yet("catalog", 3),
+        Cmd::Catalog(c) => catalog::run(&load_config(path)?, c),
         Cmd::Recon { .. } => not_yet("recon", 3),
         Cmd::Roam { .. } => not_yet("roam", 4),
         Cmd::Outbox { .. } => not_yet("outbox", 4),

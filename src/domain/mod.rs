@@ -1,4 +1,5 @@
 //! Business rules. No HTTP or SOAP types here.
+pub mod catalog;
 pub mod hashing;
 pub mod passport;
 pub mod peers;

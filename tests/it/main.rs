@@ -10,3 +10,4 @@ mod xml_attacks;
 mod crash;
 mod cli;
 mod http_attacks;
+mod catalog;

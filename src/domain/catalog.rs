@@ -1,0 +1,358 @@
+//! The service catalogue (issue 3 item 1): SPs, services, service items and packages, imported
+//! from TOML (`../shared/spec/catalog-example.toml`) with upsert semantics, all-or-nothing.
+
+use crate::store::{DbError, DbResult};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogFile {
+    #[serde(default)]
+    pub sp: Vec<SpEntry>,
+    #[serde(default)]
+    pub service: Vec<ServiceEntry>,
+    #[serde(default)]
+    pub item: Vec<ItemEntry>,
+    #[serde(default)]
+    pub product: Vec<ProductEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpEntry {
+    pub spid: String,
+    pub name: String,
+    pub scope: String,
+    #[serde(default)]
+    pub offline_payment: bool,
+    #[serde(default)]
+    pub roam_out: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceEntry {
+    pub service_id: String,
+    pub spid: String,
+    pub name: String,
+    pub status: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemEntry {
+    pub service_item_id: String,
+    pub service_id: String,
+    pub name: String,
+    pub fee_type: String,
+    pub price: i64,
+    pub status: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductEntry {
+    pub product_id: String,
+    pub spid: String,
+    pub name: String,
+    pub package_price: i64,
+    pub items: Vec<String>,
+    pub status: String,
+}
+
+fn digits(s: &str, n: usize) -> bool {
+    s.len() == n && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn name_ok(s: &str) -> bool {
+    !s.trim().is_empty() && s.chars().count() <= 256
+}
+
+fn fen_ok(n: i64) -> bool {
+    (0..=100_000_000).contains(&n)
+}
+
+fn status_ok(s: &str) -> bool {
+    s == "active" || s == "suspended"
+}
+
+/// Parse a catalogue file; TOML errors carry their line and column.
+pub fn parse(text: &str) -> Result<CatalogFile, String> {
+    toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+}
+
+/// Counts of what an import wrote.
+#[derive(Debug, PartialEq, Default)]
+pub struct Imported {
+    pub sps: usize,
+    pub services: usize,
+    pub items: usize,
+    pub products: usize,
+}
+
+/// Validate against the file itself and the database, then upsert everything in the caller's
+/// transaction. Every bad entry is reported with its position (`[[item]] #2`); on any error
+/// nothing is written.
+pub fn import(conn: &Connection, f: &CatalogFile, now: i64) -> DbResult<Result<Imported, Vec<String>>> {
+    let mut errs = Vec::new();
+    let dup = |kind: &str, ids: Vec<&str>, errs: &mut Vec<String>| {
+        let mut seen = HashMap::new();
+        for (i, id) in ids.into_iter().enumerate() {
+            if let Some(first) = seen.insert(id.to_string(), i + 1) {
+                errs.push(format!("[[{kind}]] #{} ({id}): repeats [[{kind}]] #{first}", i + 1));
+            }
+        }
+    };
+    dup("sp", f.sp.iter().map(|e| e.spid.as_str()).collect(), &mut errs);
+    dup("service", f.service.iter().map(|e| e.service_id.as_str()).collect(), &mut errs);
+    dup("item", f.item.iter().map(|e| e.service_item_id.as_str()).collect(), &mut errs);
+    dup("product", f.product.iter().map(|e| e.product_id.as_str()).collect(), &mut errs);
+
+    let exists = |sql: &str, id: &str| -> DbResult<bool> { Ok(conn.query_row(sql, [id], |_| Ok(())).optional()?.is_some()) };
+    let file_sps: HashSet<&str> = f.sp.iter().map(|e| e.spid.as_str()).collect();
+    let sp_known = |id: &str| -> DbResult<bool> { Ok(file_sps.contains(id) || exists("SELECT 1 FROM sp WHERE spid = ?1", id)?) };
+    // service_id -> spid, from the file or the database
+    let mut service_sp: HashMap<String, String> = f.service.iter().map(|e| (e.service_id.clone(), e.spid.clone())).collect();
+    // item id -> (spid, fee_type)
+    let mut item_info: HashMap<String, (String, String)> = HashMap::new();
+
+    for (i, e) in f.sp.iter().enumerate() {
+        let at = format!("[[sp]] #{} ({})", i + 1, e.spid);
+        if !digits(&e.spid, 8) {
+            errs.push(format!("{at}: spid must be 8 digits"));
+        }
+        if !name_ok(&e.name) {
+            errs.push(format!("{at}: name must be 1 to 256 characters"));
+        }
+        if e.scope != "province" && e.scope != "national" {
+            errs.push(format!("{at}: scope must be \"province\" or \"national\", not {:?}", e.scope));
+        }
+    }
+    for (i, e) in f.service.iter().enumerate() {
+        let at = format!("[[service]] #{} ({})", i + 1, e.service_id);
+        if !digits(&e.service_id, 16) {
+            errs.push(format!("{at}: service_id must be 16 digits"));
+        }
+        if !sp_known(&e.spid)? {
+            errs.push(format!("{at}: spid {} is neither in the file nor in the catalogue", e.spid));
+        }
+        if !name_ok(&e.name) {
+            errs.push(format!("{at}: name must be 1 to 256 characters"));
+        }
+        if !status_ok(&e.status) {
+            errs.push(format!("{at}: status must be \"active\" or \"suspended\", not {:?}", e.status));
+        }
+    }
+    for (i, e) in f.item.iter().enumerate() {
+        let at = format!("[[item]] #{} ({})", i + 1, e.service_item_id);
+        if !digits(&e.service_item_id, 16) {
+            errs.push(format!("{at}: service_item_id must be 16 digits"));
+        }
+        if !service_sp.contains_key(&e.service_id) {
+            let db: Option<String> = conn.query_row("SELECT spid FROM service WHERE service_id = ?1", [&e.service_id], |r| r.get(0)).optional()?;
+            match db {
+                Some(spid) => {
+                    service_sp.insert(e.service_id.clone(), spid);
+                }
+                None => errs.push(format!("{at}: service_id {} is neither in the file nor in the catalogue", e.service_id)),
+            }
+        }
+        if !name_ok(&e.name) {
+            errs.push(format!("{at}: name must be 1 to 256 characters"));
+        }
+        if !["1", "2", "3"].contains(&e.fee_type.as_str()) {
+            errs.push(format!("{at}: fee_type must be \"1\" (per use), \"2\" (monthly) or \"3\" (free), not {:?}", e.fee_type));
+        }
+        if !fen_ok(e.price) {
+            errs.push(format!("{at}: price must be 0 to 100000000 fen"));
+        }
+        if !status_ok(&e.status) {
+            errs.push(format!("{at}: status must be \"active\" or \"suspended\", not {:?}", e.status));
+        }
+        if let Some(spid) = service_sp.get(&e.service_id) {
+            item_info.insert(e.service_item_id.clone(), (spid.clone(), e.fee_type.clone()));
+        }
+    }
+    for (i, e) in f.product.iter().enumerate() {
+        let at = format!("[[product]] #{} ({})", i + 1, e.product_id);
+        if !digits(&e.product_id, 16) {
+            errs.push(format!("{at}: product_id must be 16 digits"));
+        }
+        if !sp_known(&e.spid)? {
+            errs.push(format!("{at}: spid {} is neither in the file nor in the catalogue", e.spid));
+        }
+        if !name_ok(&e.name) {
+            errs.push(format!("{at}: name must be 1 to 256 characters"));
+        }
+        if !fen_ok(e.package_price) {
+            errs.push(format!("{at}: package_price must be 0 to 100000000 fen"));
+        }
+        if !status_ok(&e.status) {
+            errs.push(format!("{at}: status must be \"active\" or \"suspended\", not {:?}", e.status));
+        }
+        if e.items.is_empty() {
+            errs.push(format!("{at}: items must name at least one monthly item"));
+        }
+        for it in &e.items {
+            let info = match item_info.get(it) {
+                Some(i) => Some(i.clone()),
+                None => conn
+                    .query_row(
+                        "SELECT s.spid, i.fee_type FROM item i JOIN service s ON s.service_id = i.service_id WHERE i.service_item_id = ?1",
+                        [it],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?,
+            };
+            match info {
+                None => errs.push(format!("{at}: item {it} is neither in the file nor in the catalogue")),
+                Some((spid, fee_type)) => {
+                    if spid != e.spid {
+                        errs.push(format!("{at}: item {it} belongs to SP {spid}, not {}", e.spid));
+                    }
+                    if fee_type != "2" {
+                        errs.push(format!("{at}: item {it} is not a monthly item (fee_type 2)"));
+                    }
+                }
+            }
+        }
+    }
+    if !errs.is_empty() {
+        return Ok(Err(errs));
+    }
+    for e in &f.sp {
+        conn.execute(
+            "INSERT INTO sp(spid, name, scope, offline_payment, roam_out, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(spid) DO UPDATE SET name = ?2, scope = ?3, offline_payment = ?4, roam_out = ?5, updated_at = ?6",
+            params![e.spid, e.name, e.scope, e.offline_payment, e.roam_out, now],
+        )?;
+    }
+    for e in &f.service {
+        conn.execute(
+            "INSERT INTO service(service_id, spid, name, status, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(service_id) DO UPDATE SET spid = ?2, name = ?3, status = ?4, updated_at = ?5",
+            params![e.service_id, e.spid, e.name, e.status, now],
+        )?;
+    }
+    for e in &f.item {
+        // Roam-out is seeded from the item's SP unless RoamServiceNotify or `vnetd roam` set it.
+        conn.execute(
+            "INSERT INTO item(service_item_id, service_id, name, fee_type, price, status, roam_out, roam_out_source, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6,
+                     (SELECT sp.roam_out FROM service JOIN sp ON sp.spid = service.spid WHERE service.service_id = ?2), 'import', ?7)
+             ON CONFLICT(service_item_id) DO UPDATE SET service_id = ?2, name = ?3, fee_type = ?4, price = ?5, status = ?6,
+                 roam_out = CASE WHEN roam_out_source = 'import' THEN excluded.roam_out ELSE roam_out END, updated_at = ?7",
+            params![e.service_item_id, e.service_id, e.name, e.fee_type, e.price, e.status, now],
+        )?;
+    }
+    for e in &f.product {
+        conn.execute(
+            "INSERT INTO product(product_id, spid, name, package_price, status, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(product_id) DO UPDATE SET spid = ?2, name = ?3, package_price = ?4, status = ?5, updated_at = ?6",
+            params![e.product_id, e.spid, e.name, e.package_price, e.status, now],
+        )?;
+        conn.execute("DELETE FROM product_item WHERE product_id = ?1", [&e.product_id])?;
+        for it in &e.items {
+            conn.execute("INSERT OR IGNORE INTO product_item(product_id, service_item_id) VALUES (?1, ?2)", params![e.product_id, it])?;
+        }
+    }
+    Ok(Ok(Imported { sps: f.sp.len(), services: f.service.len(), items: f.item.len(), products: f.product.len() }))
+}
+
+/// Every catalogue entry as listing rows: kind, id, owner, name, fee_type, price, status, roam_out.
+pub fn list(conn: &Connection) -> DbResult<Vec<Vec<String>>> {
+    let mut out = Vec::new();
+    let queries = [
+        "SELECT 'sp', spid, '', name, '', '', scope || CASE WHEN offline_payment THEN ',offline' ELSE '' END, roam_out FROM sp ORDER BY spid",
+        "SELECT 'service', service_id, spid, name, '', '', status, '' FROM service ORDER BY service_id",
+        "SELECT 'item', service_item_id, service_id, name, fee_type, price, status, roam_out || '(' || roam_out_source || ')' FROM item ORDER BY service_item_id",
+        "SELECT 'product', p.product_id, p.spid, p.name, '2', p.package_price, p.status,
+                (SELECT group_concat(service_item_id, ',') FROM product_item WHERE product_id = p.product_id) FROM product p ORDER BY p.product_id",
+    ];
+    for q in queries {
+        let mut st = conn.prepare(q)?;
+        let rows = st.query_map([], |r| {
+            (0..8)
+                .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                    rusqlite::types::Value::Integer(n) => n.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    rusqlite::types::Value::Null => String::new(),
+                    other => format!("{other:?}"),
+                }))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        for r in rows {
+            out.push(r.map_err(DbError::Sqlite)?);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    const EXAMPLE: &str = include_str!("../../tests/data/catalog-example.toml");
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("v.db")).unwrap();
+        (dir, s)
+    }
+
+    fn run(s: &Store, text: &str) -> Result<Imported, Vec<String>> {
+        let f = parse(text).map_err(|e| vec![e])?;
+        s.write_with(move |c| {
+            let r = import(c, &f, 1)?;
+            let keep = r.is_ok();
+            Ok((r, keep))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn example_imports_and_lists() {
+        let (_d, s) = store();
+        assert_eq!(run(&s, EXAMPLE).unwrap(), Imported { sps: 1, services: 1, items: 2, products: 1 });
+        let rows = s.read(list).unwrap();
+        assert_eq!(rows.len(), 5);
+        assert_eq!(rows[0][..4], ["sp", "35000001", "", "福建星空音乐"]);
+        assert_eq!(rows[4][7], "3500000100000102");
+        // Upsert: importing again changes nothing but what changed.
+        let changed = EXAMPLE.replace("price = 200", "price = 300");
+        run(&s, &changed).unwrap();
+        let price: i64 = s.read(|c| Ok(c.query_row("SELECT price FROM item WHERE service_item_id='3500000100000101'", [], |r| r.get(0))?)).unwrap();
+        assert_eq!(price, 300);
+    }
+
+    #[test]
+    fn bad_entries_are_all_reported_and_nothing_is_written() {
+        let (_d, s) = store();
+        let bad = EXAMPLE
+            .replace("fee_type = \"1\"", "fee_type = \"7\"")
+            .replacen("status = \"active\"", "status = \"closed\"", 1)
+            .replace("items = [\"3500000100000102\"]", "items = [\"3500000100000101\"]");
+        let errs = run(&s, &bad).unwrap_err();
+        assert!(errs.iter().any(|e| e.starts_with("[[item]] #1 (3500000100000101): fee_type")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("[[service]] #1") && e.contains("status")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("[[product]] #1") && e.contains("not a monthly item")), "{errs:?}");
+        assert!(s.read(list).unwrap().is_empty(), "all-or-nothing");
+        let e = run(&s, "[[sp]]\nspid = \"35000001\"\nname = \"x\"\nscope = \"province\"\nbogus = 1\n").unwrap_err();
+        assert!(e[0].contains("bogus"), "{e:?}");
+    }
+
+    #[test]
+    fn roam_out_state_set_elsewhere_survives_an_import() {
+        let (_d, s) = store();
+        run(&s, EXAMPLE).unwrap();
+        s.write(|c| Ok(c.execute("UPDATE item SET roam_out = 1, roam_out_source = 'notify' WHERE service_item_id = '3500000100000101'", [])?)).unwrap();
+        run(&s, &EXAMPLE.replace("roam_out = false", "roam_out = false ")).unwrap();
+        let get = |id: &str| s.read(|c| Ok(c.query_row("SELECT roam_out FROM item WHERE service_item_id = ?1", [id], |r| r.get::<_, i64>(0))?)).unwrap();
+        assert_eq!(get("3500000100000101"), 1, "set by RoamServiceNotify: kept");
+        run(&s, &EXAMPLE.replace("roam_out = false", "roam_out = true")).unwrap();
+        assert_eq!(get("3500000100000102"), 1, "seeded from the SP");
+    }
+}
