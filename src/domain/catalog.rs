@@ -261,6 +261,26 @@ pub fn import(conn: &Connection, f: &CatalogFile, now: i64) -> DbResult<Result<I
     Ok(Ok(Imported { sps: f.sp.len(), services: f.service.len(), items: f.item.len(), products: f.product.len() }))
 }
 
+/// A service as the use rules see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceInfo {
+    pub spid: String,
+    pub active: bool,
+    /// The SP's scope: "province" or "national".
+    pub scope: String,
+}
+
+pub fn service(conn: &Connection, service_id: &str) -> DbResult<Option<ServiceInfo>> {
+    let mut st = conn.prepare_cached(
+        "SELECT s.spid, s.status, sp.scope FROM service s JOIN sp ON sp.spid = s.spid WHERE s.service_id = ?1",
+    )?;
+    Ok(st
+        .query_row([service_id], |r| {
+            Ok(ServiceInfo { spid: r.get(0)?, active: r.get::<_, String>(1)? == "active", scope: r.get(2)? })
+        })
+        .optional()?)
+}
+
 /// Every catalogue entry as listing rows: kind, id, owner, name, fee_type, price, status, roam_out.
 pub fn list(conn: &Connection) -> DbResult<Vec<Vec<String>>> {
     let mut out = Vec::new();

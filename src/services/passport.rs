@@ -99,10 +99,23 @@ pub fn authenticate(app: &App, channel: &str, account_type: &str, account: &str,
     Ok(user)
 }
 
-/// The use rules for a ServiceID named in an authentication (spec 4). The service catalogue
-/// arrives with issue 3; until then no service is known, so any ServiceID answers -20004.
-fn check_service(call: &Call) -> Option<Resp> {
-    call.opt("ServiceID").map(|_| Resp::err(SERVICE_UNKNOWN, "service unknown"))
+/// The use rules for a ServiceID named in an authentication of a local user (spec 4, 11): the
+/// service exists and is the calling SP's own (-20004), it is active (-20005), and a national
+/// (centre) service needs a roaming approval for this province (-21001; approvals arrive with
+/// RoamServiceNotify, issue 4, so none exists yet).
+fn check_service(app: &App, call: &Call) -> Option<Resp> {
+    let id = call.opt("ServiceID")?;
+    let info = match app.store.read(|c| crate::domain::catalog::service(c, id)) {
+        Ok(i) => i,
+        Err(e) => return Some(Resp::db(&e)),
+    };
+    match info {
+        Some(s) if s.spid != call.caller_id() => Some(Resp::err(SERVICE_UNKNOWN, "service unknown")),
+        None => Some(Resp::err(SERVICE_UNKNOWN, "service unknown")),
+        Some(s) if !s.active => Some(Resp::code(SERVICE_ABNORMAL)),
+        Some(s) if s.scope == "national" => Some(Resp::code(REGION_NOT_ALLOWED)),
+        Some(_) => None,
+    }
 }
 
 fn auth_resp(app: &App, u: &User) -> Resp {
@@ -119,7 +132,7 @@ pub fn user_auth(app: &App, call: &Call) -> Resp {
     let password = call.plain("Password").unwrap_or("");
     match authenticate(app, &channel, call.get("AccountType"), call.get("Account"), password) {
         Err(r) => r,
-        Ok(u) => check_service(call).unwrap_or_else(|| auth_resp(app, &u)),
+        Ok(u) => check_service(app, call).unwrap_or_else(|| auth_resp(app, &u)),
     }
 }
 
@@ -128,7 +141,7 @@ pub fn phone_num_auth(app: &App, call: &Call) -> Resp {
     let password = call.plain("Password").unwrap_or("");
     match authenticate(app, &channel, "09", call.get("PhoneNum"), password) {
         Err(r) => r,
-        Ok(u) => check_service(call).unwrap_or_else(|| auth_resp(app, &u).with("NumFlag", u.num_flag())),
+        Ok(u) => check_service(app, call).unwrap_or_else(|| auth_resp(app, &u).with("NumFlag", u.num_flag())),
     }
 }
 

@@ -29,3 +29,36 @@ fn catalog_import_and_list_through_the_cli() {
     let out = d.cli(&["catalog", "import", "/nonexistent.toml"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn user_auth_applies_the_use_rules_to_a_service_id() {
+    let d = Daemon::with_peers(false);
+    let national_key = "1111111111111111222222222222222233333333333333334";
+    let national_key = &national_key[..48];
+    d.ok(&["peer", "add", "--id", "35000003", "--kind", "sp", "--key", national_key]);
+    let extra = "\n[[sp]]\nspid = \"35000002\"\nname = \"other\"\nscope = \"province\"\n\
+        [[service]]\nservice_id = \"3500000200000001\"\nspid = \"35000002\"\nname = \"other svc\"\nstatus = \"active\"\n\
+        [[service]]\nservice_id = \"3500000100000002\"\nspid = \"35000001\"\nname = \"paused\"\nstatus = \"suspended\"\n\
+        [[sp]]\nspid = \"35000003\"\nname = \"national\"\nscope = \"national\"\n\
+        [[service]]\nservice_id = \"0000000300000001\"\nspid = \"35000003\"\nname = \"centre svc\"\nstatus = \"active\"\n";
+    let file = d.dir.path().join("cat.toml");
+    std::fs::write(&file, format!("{EXAMPLE}{extra}")).unwrap();
+    d.ok(&["catalog", "import", file.to_str().unwrap()]);
+    let out = d.cli_stdin(&["user", "add", "--account-type", "01", "--account", "fz001", "--city-code", "0591", "--password-stdin"], "s3cret-Pass\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    let auth = |spid: &str, key: &str, service: &str| {
+        let pw = enc(key, "s3cret-Pass");
+        d.call("ProvinceForSP", "UserAuth", key, &[
+            ("SPID", spid), ("ServiceID", service), ("AccountType", "01"), ("Account", "fz001"), ("Password", &pw), ("UserIP", ""),
+        ])
+        .result()
+    };
+    assert_eq!(auth(SP_ID, SP_KEY, "3500000100000001"), 0, "own active service");
+    assert_eq!(auth(SP_ID, SP_KEY, ""), 0, "no service");
+    assert_eq!(auth(SP_ID, SP_KEY, "3500000100000009"), -20004, "unknown service");
+    assert_eq!(auth(SP_ID, SP_KEY, "3500000200000001"), -20004, "another SP's service");
+    assert_eq!(auth(SP_ID, SP_KEY, "3500000100000002"), -20005, "suspended service");
+    assert_eq!(auth("35000003", national_key, "0000000300000001"), -21001, "national service without approval");
+}
