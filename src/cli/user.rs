@@ -133,7 +133,7 @@ fn parse_row(cfg: &Config, f: &[String]) -> Result<NewUser, String> {
     if account.is_empty() || account.chars().count() > 64 {
         return Err("account must be 1 to 64 characters".into());
     }
-    if at == "09" && !(account.len() == 11 && account.starts_with('1') && account.bytes().all(|b| b.is_ascii_digit())) {
+    if at == "09" && !pp::is_mobile(account) {
         return Err("an account of type 09 must be a mobile number (11 digits starting with 1)".into());
     }
     if city.is_empty() || city.len() > 6 || !city.bytes().all(|b| b.is_ascii_digit()) {

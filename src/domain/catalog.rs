@@ -74,8 +74,14 @@ fn fen_ok(n: i64) -> bool {
     (0..=100_000_000).contains(&n)
 }
 
-fn status_ok(s: &str) -> bool {
-    s == "active" || s == "suspended"
+/// The checks every named entry shares: its name, and its status where it has one.
+fn check_common(at: &str, name: &str, status: Option<&str>, errs: &mut Vec<String>) {
+    if !name_ok(name) {
+        errs.push(format!("{at}: name must be 1 to 256 characters"));
+    }
+    if let Some(st) = status.filter(|s| *s != "active" && *s != "suspended") {
+        errs.push(format!("{at}: status must be \"active\" or \"suspended\", not {st:?}"));
+    }
 }
 
 /// Parse a catalogue file; TOML errors carry their line and column.
@@ -123,9 +129,7 @@ pub fn import(conn: &Connection, f: &CatalogFile, now: i64) -> DbResult<Result<I
         if !digits(&e.spid, 8) {
             errs.push(format!("{at}: spid must be 8 digits"));
         }
-        if !name_ok(&e.name) {
-            errs.push(format!("{at}: name must be 1 to 256 characters"));
-        }
+        check_common(&at, &e.name, None, &mut errs);
         if e.scope != "province" && e.scope != "national" {
             errs.push(format!("{at}: scope must be \"province\" or \"national\", not {:?}", e.scope));
         }
@@ -138,12 +142,7 @@ pub fn import(conn: &Connection, f: &CatalogFile, now: i64) -> DbResult<Result<I
         if !sp_known(&e.spid)? {
             errs.push(format!("{at}: spid {} is neither in the file nor in the catalogue", e.spid));
         }
-        if !name_ok(&e.name) {
-            errs.push(format!("{at}: name must be 1 to 256 characters"));
-        }
-        if !status_ok(&e.status) {
-            errs.push(format!("{at}: status must be \"active\" or \"suspended\", not {:?}", e.status));
-        }
+        check_common(&at, &e.name, Some(&e.status), &mut errs);
     }
     for (i, e) in f.item.iter().enumerate() {
         let at = format!("[[item]] #{} ({})", i + 1, e.service_item_id);
@@ -159,17 +158,12 @@ pub fn import(conn: &Connection, f: &CatalogFile, now: i64) -> DbResult<Result<I
                 None => errs.push(format!("{at}: service_id {} is neither in the file nor in the catalogue", e.service_id)),
             }
         }
-        if !name_ok(&e.name) {
-            errs.push(format!("{at}: name must be 1 to 256 characters"));
-        }
+        check_common(&at, &e.name, Some(&e.status), &mut errs);
         if !["1", "2", "3"].contains(&e.fee_type.as_str()) {
             errs.push(format!("{at}: fee_type must be \"1\" (per use), \"2\" (monthly) or \"3\" (free), not {:?}", e.fee_type));
         }
         if !fen_ok(e.price) {
             errs.push(format!("{at}: price must be 0 to 100000000 fen"));
-        }
-        if !status_ok(&e.status) {
-            errs.push(format!("{at}: status must be \"active\" or \"suspended\", not {:?}", e.status));
         }
         if let Some(spid) = service_sp.get(&e.service_id) {
             item_info.insert(e.service_item_id.clone(), (spid.clone(), e.fee_type.clone()));
@@ -183,14 +177,9 @@ pub fn import(conn: &Connection, f: &CatalogFile, now: i64) -> DbResult<Result<I
         if !sp_known(&e.spid)? {
             errs.push(format!("{at}: spid {} is neither in the file nor in the catalogue", e.spid));
         }
-        if !name_ok(&e.name) {
-            errs.push(format!("{at}: name must be 1 to 256 characters"));
-        }
+        check_common(&at, &e.name, Some(&e.status), &mut errs);
         if !fen_ok(e.package_price) {
             errs.push(format!("{at}: package_price must be 0 to 100000000 fen"));
-        }
-        if !status_ok(&e.status) {
-            errs.push(format!("{at}: status must be \"active\" or \"suspended\", not {:?}", e.status));
         }
         if e.items.is_empty() {
             errs.push(format!("{at}: items must name at least one monthly item"));

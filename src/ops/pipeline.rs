@@ -182,7 +182,7 @@ pub fn valid(f: &Field, v: &str) -> bool {
         Ty::Enc => v.len() <= 4096,
         Ty::TxId => v.len() <= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
         Ty::OneOf(set) => set.contains(&v),
-        Ty::Phone => v.len() == 11 && v.starts_with('1') && digits(v),
+        Ty::Phone => crate::domain::passport::is_mobile(v),
         Ty::Ip => v.parse::<std::net::IpAddr>().is_ok(),
         Ty::Hex(k) => v.len() == k && v.bytes().all(|b| b.is_ascii_hexdigit()),
     }

@@ -186,9 +186,7 @@ fn hash(app: &App, password: &str) -> Result<String, Resp> {
 
 /// AccountType 09 accounts are mobile numbers (validation stage 2).
 pub fn check_user_open(call: &Call, _clock: &crate::clock::Clock) -> Option<i32> {
-    let a = call.get("Account");
-    let phone = a.len() == 11 && a.starts_with('1') && a.bytes().all(|b| b.is_ascii_digit());
-    (call.get("AccountType") == "09" && !phone).then_some(param_code("Account"))
+    (call.get("AccountType") == "09" && !pp::is_mobile(call.get("Account"))).then_some(param_code("Account"))
 }
 
 pub fn user_open(app: &App, call: &Call) -> Resp {
