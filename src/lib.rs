@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod http;
+pub mod jobs;
 pub mod ops;
 pub mod ops_support;
 pub mod outbox;

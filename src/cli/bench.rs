@@ -1,10 +1,11 @@
-//! `vnetd bench soap|http|argon2`: load benchmarks. They report numbers and never pass or fail on
+//! `vnetd bench soap|http|argon2|sqlite`: load benchmarks. They report numbers and never pass or fail on
 //! timing; an error here means the benchmark could not run (daemon did not start, bad URL, …).
 //!
 //! The load generator runs N client threads, each with its own persistent keep-alive HTTP/1.1
 //! connection: write a pre-built request, read the response by Content-Length (or chunked), check
 //! it, record the latency. Requests are rebuilt at most once a second (a SOAP request's TimeStamp
-//! and Authenticator), so client-side work stays small. Requests that finish with an error are
+//! and Authenticator), so client-side work stays small; Charge and Order are rebuilt for every
+//! request (each needs its own TransactionID), outside the measured latency. Requests that finish with an error are
 //! counted separately and not in the latencies or the throughput.
 
 use super::{CliResult, Failed};
@@ -16,18 +17,22 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
 pub enum BenchCmd {
-    /// SOAP load (GetUserinfo, UserAuth) against a daemon this command starts with a temp config
-    /// and production Argon2 parameters
+    /// SOAP load (GetUserinfo, UserAuth, Charge, Order) against a daemon this command starts with a
+    /// temp config and production Argon2 parameters
     Soap(SoapArgs),
     /// The same load generator against any HTTP server (GET, or POST with --body-file)
     Http(HttpArgs),
     /// Single-thread Argon2id hash rate (the per-core ceiling of UserAuth)
     Argon2(Argon2Args),
+    /// The durable-commit ceiling: single-thread SQLite inserts of a charge-shaped row with the
+    /// daemon's pragmas, one transaction per row, then batches of rows per transaction
+    Sqlite(SqliteArgs),
 }
 
 #[derive(Args, Clone)]
@@ -47,9 +52,17 @@ pub struct LoadArgs {
 pub struct SoapArgs {
     #[command(flatten)]
     load: LoadArgs,
-    /// Operations to run (ProvinceForSP)
-    #[arg(long, value_delimiter = ',', default_value = "GetUserinfo,UserAuth", value_parser = ["GetUserinfo", "UserAuth"])]
+    /// Operations to run (ProvinceForSP). Charge and Order send a new TransactionID in every
+    /// request (so they are signed per request); each Order takes a (user, item) pair not used before
+    #[arg(long, value_delimiter = ',', default_value = "GetUserinfo,UserAuth", value_parser = ["GetUserinfo", "UserAuth", "Charge", "Order"])]
     ops: Vec<String>,
+    /// Users imported for Order (postpaid, large credit limit); with the 4 monthly items of the
+    /// bench catalogue they give 4 × N fresh orders
+    #[arg(long, default_value_t = 200_000)]
+    users: usize,
+    /// Charge goes round this many of the imported users
+    #[arg(long = "charge-users", default_value_t = 300)]
+    charge_users: usize,
     /// Keep the temporary directory (config, database, daemon log) and print its path
     #[arg(long)]
     keep: bool,
@@ -94,11 +107,29 @@ pub struct Argon2Args {
     seconds: f64,
 }
 
+#[derive(Args)]
+pub struct SqliteArgs {
+    /// Create the database in a new subdirectory of DIR (removed afterwards), e.g. on the disk
+    /// the daemon's database lives on; else in the system temporary directory
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Measured seconds per run (after the warm-up)
+    #[arg(long = "duration-s", default_value_t = 5.0)]
+    duration_s: f64,
+    /// Unmeasured seconds at the start of each run
+    #[arg(long = "warmup-s", default_value_t = 0.5)]
+    warmup_s: f64,
+    /// Rows per transaction of the batched runs (a run with one row per transaction comes first)
+    #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
+    batch: Vec<usize>,
+}
+
 pub fn run(cmd: BenchCmd) -> CliResult {
     match cmd {
         BenchCmd::Soap(a) => soap(a),
         BenchCmd::Http(a) => http(a),
         BenchCmd::Argon2(a) => argon2(a),
+        BenchCmd::Sqlite(a) => sqlite(a),
     }
 }
 
@@ -139,6 +170,124 @@ fn argon2(a: Argon2Args) -> CliResult {
     println!();
     println!("load average at end: {}", loadavg());
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// sqlite
+
+/// A row shaped like a charge record: a dozen columns, UNIQUE (spid, transaction_id) and one more
+/// index, as `Store` would write it.
+const SQLITE_SCHEMA: &str = "CREATE TABLE charge (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    spid TEXT NOT NULL,
+    transaction_id TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    vnet_user_id TEXT NOT NULL,
+    service_id TEXT NOT NULL,
+    service_item_id TEXT NOT NULL,
+    fee_type TEXT NOT NULL,
+    fee INTEGER NOT NULL,
+    batch_count INTEGER NOT NULL,
+    charge_at INTEGER NOT NULL,
+    ledger_date TEXT NOT NULL,
+    bill_month TEXT NOT NULL,
+    UNIQUE (spid, transaction_id)
+);
+CREATE INDEX charge_recon ON charge(spid, ledger_date, charge_at, transaction_id);";
+
+const SQLITE_INSERT: &str = "INSERT INTO charge (spid, transaction_id, operation, vnet_user_id, service_id, service_item_id, \
+     fee_type, fee, batch_count, charge_at, ledger_date, bill_month) VALUES (?1, ?2, 'Charge', ?3, ?4, ?5, '1', 1, 1, ?6, ?7, ?8)";
+
+fn sqlite(a: SqliteArgs) -> CliResult {
+    let bad_time = |x: f64, min: f64| x.is_nan() || x < min;
+    if bad_time(a.duration_s, f64::MIN_POSITIVE) || bad_time(a.warmup_s, 0.0) || a.batch.iter().any(|&b| b == 0 || b > 100_000) {
+        return Err(Failed("--duration-s must be > 0, --warmup-s >= 0, --batch values 1..100000".into()));
+    }
+    let parent = a.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let dir = parent.join(format!("vnetd-bench-sqlite-{}-{:08x}", std::process::id(), subsec_nanos()));
+    std::fs::create_dir_all(&dir).map_err(|e| Failed(format!("cannot create {}: {e}", dir.display())))?;
+    let result = sqlite_runs(&a, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn sqlite_runs(a: &SqliteArgs, dir: &std::path::Path) -> CliResult {
+    use rusqlite::params;
+    let path = dir.join("bench.db");
+    // The pragmas of store::open_conn and Store::open.
+    let conn = rusqlite::Connection::open(&path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Failed(format!("cannot switch {} to WAL mode", path.display())));
+    }
+    conn.execute_batch(SQLITE_SCHEMA)?;
+    println!(
+        "SQLite {} in {}: journal_mode=WAL, synchronous=FULL, foreign_keys=ON, busy_timeout 10 s; one thread, BEGIN IMMEDIATE … COMMIT; \
+         a 13-column charge row with UNIQUE (spid, transaction_id) and one more index; warm-up {} s, measured {} s per run",
+        rusqlite::version(),
+        dir.display(),
+        a.warmup_s,
+        a.duration_s
+    );
+    println!();
+    println!("| rows/transaction | transactions | rows | commits/s | rows/s | p50 ms | p99 ms | max ms | CPU (cores) | rows in table after |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let mut seq: u64 = 0;
+    for &b in std::iter::once(&1).chain(&a.batch) {
+        let start = Instant::now();
+        let (measure_from, end) = (start + Duration::from_secs_f64(a.warmup_s), start + Duration::from_secs_f64(a.warmup_s + a.duration_s));
+        let mut lat_us: Vec<u32> = Vec::with_capacity(1 << 16);
+        let (mut cpu0, mut last) = (None, measure_from);
+        loop {
+            let t0 = Instant::now();
+            if t0 >= end {
+                break;
+            }
+            if t0 >= measure_from && cpu0.is_none() {
+                cpu0 = Some(cpu_self());
+            }
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            {
+                let mut st = conn.prepare_cached(SQLITE_INSERT)?;
+                for _ in 0..b {
+                    seq += 1;
+                    let user = format!("35{:010}", seq % 300);
+                    st.execute(params!["35000001", format!("bench-{seq}"), user, "3500000100000001", "3500000100000101", now, "20240115", "202401"])?;
+                }
+            }
+            conn.execute_batch("COMMIT")?;
+            let done = Instant::now();
+            if t0 >= measure_from {
+                lat_us.push(done.duration_since(t0).as_micros().min(u32::MAX as u128) as u32);
+                last = done;
+            }
+        }
+        let secs = last.duration_since(measure_from).as_secs_f64().max(1e-9);
+        let cpu = cpu0.map_or(0.0, |c| (cpu_self() - c) / secs);
+        lat_us.sort_unstable();
+        let txns = lat_us.len();
+        let rows_in_table: i64 = conn.query_row("SELECT count(*) FROM charge", [], |r| r.get(0))?;
+        println!(
+            "| {b} | {txns} | {} | {:.0} | {:.0} | {} | {} | {} | {cpu:.2} | {rows_in_table} |",
+            txns * b,
+            txns as f64 / secs,
+            (txns * b) as f64 / secs,
+            ms(percentile(&lat_us, 0.50)),
+            ms(percentile(&lat_us, 0.99)),
+            ms(lat_us.last().copied()),
+        );
+    }
+    println!();
+    println!("load average at end: {}", loadavg());
+    Ok(())
+}
+
+fn subsec_nanos() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -184,7 +333,7 @@ fn http(a: HttpArgs) -> CliResult {
     println!("| concurrency | requests | errors | req/s | p50 ms | p99 ms | max ms | server CPU (cores, --pid) | bench CPU (cores) | other CPU (cores) | load avg after |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for &n in &a.load.concurrency {
-        let r = run_load(addr, n, &a.load, build.clone(), check.clone(), &a.pid);
+        let r = run_load(addr, n, &a.load, build.clone(), check.clone(), &a.pid, false);
         println!(
             "| {n} | {} | {} | {:.0} | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
             r.requests,
@@ -214,6 +363,11 @@ const IV: &str = "0102030405060708";
 const ACCOUNT: &str = "benchuser0001";
 const PASSWORD: &str = "Bench-Pass-2024";
 const SOAP_PATH: &str = "/ProvinceForSP/services/ProvinceForSP";
+const SERVICE_ID: &str = "3500000100000001";
+const PER_USE_ITEM: &str = "3500000100000101";
+const MONTHLY_ITEMS: [&str; 4] = ["3500000100000102", "3500000100000103", "3500000100000104", "3500000100000105"];
+/// Accounts of the imported users start with this.
+const IMPORT_PREFIX: &str = "benchimp";
 
 /// The daemon under test; stopped (SIGTERM, then SIGKILL) and its directory removed on drop.
 struct Daemon {
@@ -296,8 +450,7 @@ fn free_port() -> Result<u16, Failed> {
 }
 
 fn start_daemon(keep: bool, env: &[String]) -> Result<(Daemon, Config), Failed> {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("vnetd-bench-{}-{nanos:08x}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("vnetd-bench-{}-{:08x}", std::process::id(), subsec_nanos()));
     std::fs::create_dir_all(&dir)?;
     let (port, admin) = (free_port()?, free_port()?);
     // Production Argon2 parameters and connection cap: the config defaults.
@@ -337,13 +490,47 @@ struct SoapReq {
     clock: Clock,
     user_id: String,
     password_enc: String,
+    /// Imported users (Charge, Order).
+    users: Arc<Vec<String>>,
+    charge_users: usize,
+    /// Requests built so far: the TransactionID, and for Order the (user, item) pair.
+    seq: AtomicUsize,
 }
 
 impl SoapReq {
+    /// Whether every request must be new (a TransactionID each).
+    fn fresh(&self) -> bool {
+        matches!(self.op, "Charge" | "Order")
+    }
+
     fn build(&self) -> Vec<u8> {
         let ts = self.clock.now_ts();
+        let n = if self.fresh() { self.seq.fetch_add(1, Ordering::Relaxed) } else { 0 };
+        let txid = format!("bench-{}-{n}", self.op.to_ascii_lowercase());
+        let users = self.users.len().max(1);
+        let user = |i: usize| self.users.get(i % users).map_or("", String::as_str);
         let mut fields: Vec<(&str, &str)> = match self.op {
             "UserAuth" => vec![("SPID", SP_ID), ("ServiceID", ""), ("AccountType", "01"), ("Account", ACCOUNT), ("Password", &self.password_enc), ("UserIP", "")],
+            "Charge" => vec![
+                ("SPID", SP_ID),
+                ("ServiceID", SERVICE_ID),
+                ("ServiceItemID", PER_USE_ITEM),
+                ("VNetUserID", user(n % self.charge_users.max(1))),
+                ("Fee", "1"),
+                ("BatchCount", "1"),
+                ("TransactionID", &txid),
+            ],
+            // Pair n: user n mod U, item n / U (so 4 × U pairs before one repeats).
+            "Order" => vec![
+                ("SPID", SP_ID),
+                ("ServiceID", SERVICE_ID),
+                ("ServiceItemID", MONTHLY_ITEMS[(n / users) % MONTHLY_ITEMS.len()]),
+                ("ProductID", ""),
+                ("VNetUserID", user(n)),
+                ("ContractID", ""),
+                ("IfExtend", "1"),
+                ("TransactionID", &txid),
+            ],
             _ => vec![("SPID", SP_ID), ("VNetUserID", &self.user_id)],
         };
         fields.push(("TimeStamp", &ts));
@@ -352,6 +539,11 @@ impl SoapReq {
         fields.push(("Authenticator", &auth));
         let mut body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><{}>", self.op);
         for (k, v) in &fields {
+            // Charge and Order leave empty optional fields out (they still count as "" in the
+            // Authenticator).
+            if v.is_empty() && self.fresh() {
+                continue;
+            }
             body.push_str(&format!("<{k}>"));
             crate::soap::writer::escape(&mut body, v);
             body.push_str(&format!("</{k}>"));
@@ -368,6 +560,42 @@ impl SoapReq {
     }
 }
 
+/// For Charge and Order: a catalogue whose SP is the bench peer (a per-use item and 4 monthly
+/// items, 1 fen each) and `n` postpaid users with a large credit limit, imported with the CLI as
+/// an operator would. Returns the users' VNetUserIDs in import order.
+fn billing_setup(d: &Daemon, cfg: &Config, n: usize) -> Result<Vec<String>, Failed> {
+    let mut toml = format!(
+        "[[sp]]\nspid = \"{SP_ID}\"\nname = \"bench SP\"\nscope = \"province\"\noffline_payment = true\nroam_out = false\n\n\
+         [[service]]\nservice_id = \"{SERVICE_ID}\"\nspid = \"{SP_ID}\"\nname = \"bench service\"\nstatus = \"active\"\n\n\
+         [[item]]\nservice_item_id = \"{PER_USE_ITEM}\"\nservice_id = \"{SERVICE_ID}\"\nname = \"bench per use\"\nfee_type = \"1\"\nprice = 1\nstatus = \"active\"\n"
+    );
+    for (i, item) in MONTHLY_ITEMS.iter().enumerate() {
+        toml.push_str(&format!(
+            "\n[[item]]\nservice_item_id = \"{item}\"\nservice_id = \"{SERVICE_ID}\"\nname = \"bench monthly {i}\"\nfee_type = \"2\"\nprice = 1\nstatus = \"active\"\n"
+        ));
+    }
+    let cat = d.dir.join("catalog.toml");
+    std::fs::write(&cat, toml)?;
+    d.cli(&["catalog", "import", &cat.to_string_lossy()], None)?;
+    let mut csv = String::from("account_type,account,city_code,user_type,credit_limit,balance,alias,binding_access_no\n");
+    for i in 0..n {
+        csv.push_str(&format!("01,{IMPORT_PREFIX}{i:07},0591,1,100000000,0,,\n"));
+    }
+    let file = d.dir.join("users.csv");
+    std::fs::write(&file, csv)?;
+    let t = Instant::now();
+    d.cli(&["user", "import", &file.to_string_lossy()], None)?;
+    let import_s = t.elapsed().as_secs_f64();
+    let db = rusqlite::Connection::open_with_flags(&cfg.storage.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut st = db.prepare("SELECT vnet_user_id FROM user WHERE account LIKE ?1 ORDER BY account")?;
+    let ids = st.query_map([format!("{IMPORT_PREFIX}%")], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+    if ids.len() != n {
+        return Err(Failed(format!("imported {n} users but found {} in the database", ids.len())));
+    }
+    eprintln!("setup: catalogue imported; {n} users imported in {import_s:.1} s");
+    Ok(ids)
+}
+
 fn soap_ok(status: u16, body: &[u8]) -> bool {
     status == 200 && contains(body, b"<Result>0</Result>")
 }
@@ -378,21 +606,49 @@ fn soap(a: SoapArgs) -> CliResult {
     let pid = d.pid();
     d.cli(&["peer", "add", "--id", SP_ID, "--kind", "sp", "--key", SP_KEY, "--return-url", "http://sp.example/"], None)?;
     let user_id = d.cli(&["user", "add", "--account-type", "01", "--account", ACCOUNT, "--city-code", "0591", "--password-stdin"], Some(PASSWORD))?;
+    let op_name = |op: &str| -> &'static str {
+        match op {
+            "UserAuth" => "UserAuth",
+            "Charge" => "Charge",
+            "Order" => "Order",
+            _ => "GetUserinfo",
+        }
+    };
+    let has = |name: &str| a.ops.iter().any(|o| o == name);
+    let users = if has("Charge") || has("Order") {
+        let n = if has("Order") { a.users.max(a.charge_users) } else { a.charge_users };
+        billing_setup(&d, &cfg, n.max(1))?
+    } else {
+        Vec::new()
+    };
+    let users = Arc::new(users);
     let addr = cfg.listen_addr();
     let key = TdesKey::from_hex(SP_KEY, IV).map_err(|e| Failed(e.to_string()))?;
-    let mk = |op: &'static str| SoapReq {
-        op,
-        host: addr.to_string(),
-        key: TdesKey::from_hex(SP_KEY, IV).expect("valid key"),
-        clock: Clock::from_config(&cfg),
-        user_id: user_id.clone(),
-        password_enc: key.encrypt_b64(PASSWORD.as_bytes()),
+    let mk = |op: &'static str| {
+        Arc::new(SoapReq {
+            op,
+            host: addr.to_string(),
+            key: TdesKey::from_hex(SP_KEY, IV).expect("valid key"),
+            clock: Clock::from_config(&cfg),
+            user_id: user_id.clone(),
+            password_enc: key.encrypt_b64(PASSWORD.as_bytes()),
+            users: users.clone(),
+            charge_users: a.charge_users.max(1),
+            seq: AtomicUsize::new(0),
+        })
     };
+    // One builder per operation, for the probe and all its runs (TransactionIDs and Order pairs
+    // are never reused).
+    let mut reqs: Vec<(&'static str, Arc<SoapReq>)> = Vec::new();
+    for op in std::iter::once("GetUserinfo").chain(a.ops.iter().map(|o| op_name(o))) {
+        if !reqs.iter().any(|(o, _)| *o == op) {
+            reqs.push((op, mk(op)));
+        }
+    }
     // The daemon's peer cache refreshes every second: probe until the SP is known.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut sizes = Vec::new();
-    for op in ["GetUserinfo", "UserAuth"] {
-        let r = mk(op);
+    for (op, r) in &reqs {
         loop {
             let mut c = Conn::open(addr)?;
             let (status, body, _) = c.exchange(&r.build())?;
@@ -422,19 +678,30 @@ fn soap(a: SoapArgs) -> CliResult {
     if !a.daemon_env.is_empty() {
         println!("daemon environment: {}", a.daemon_env.join(" "));
     }
+    if !users.is_empty() {
+        println!(
+            "billing: {} imported postpaid users (credit limit 100000000 fen); Charge: item {PER_USE_ITEM} (per use, 1 fen), BatchCount 1, round {} users; \
+             Order: monthly items {}… (1 fen), a fresh (user, item) pair per request, {} pairs",
+            users.len(),
+            a.charge_users.min(users.len()),
+            MONTHLY_ITEMS[0],
+            users.len() * MONTHLY_ITEMS.len()
+        );
+    }
     println!("daemon RSS before load: {} MiB (VmHWM so far {} MiB); load average {}", mib(rss0), mib(hwm0), loadavg());
     println!();
     println!("| op | concurrency | requests | errors | req/s | p50 ms | p99 ms | max ms | peak RSS MiB | daemon CPU (cores) | bench CPU (cores) | other CPU (cores) | load avg after |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut any_errors = false;
     for op in &a.ops {
-        let op: &'static str = if op == "UserAuth" { "UserAuth" } else { "GetUserinfo" };
-        let r = Arc::new(mk(op));
+        let op = op_name(op);
+        let r = reqs.iter().find(|(o, _)| *o == op).map(|(_, r)| r.clone()).expect("a builder per op");
+        let fresh = r.fresh();
         let build: Arc<Build> = Arc::new(move || r.build());
         for &n in &a.load.concurrency {
             // Reset the peak (Linux: "5" clears VmHWM) so each run reports its own.
             let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
-            let res = run_load(addr, n, &a.load, build.clone(), Arc::new(soap_ok), &[pid]);
+            let res = run_load(addr, n, &a.load, build.clone(), Arc::new(soap_ok), &[pid], fresh);
             let hwm = proc_status_kib(pid, "VmHWM");
             println!(
                 "| {op} | {n} | {} | {} | {:.0} | {} | {} | {} | {}{} | {:.2} | {:.2} | {:.2} | {} |",
@@ -459,6 +726,12 @@ fn soap(a: SoapArgs) -> CliResult {
                 return Err(Failed(format!("the daemon exited during the run ({st}); log:\n{}", d.log_tail())));
             }
         }
+    }
+    if let Some(r) = reqs.iter().find(|(o, _)| *o == "Order") {
+        let used = r.1.seq.load(Ordering::Relaxed);
+        let pairs = users.len() * MONTHLY_ITEMS.len();
+        println!();
+        println!("Order requests sent (with probe and warm-up): {used} of {pairs} fresh pairs{}", if used > pairs { " — pairs were reused: expect -21010 errors; raise --users" } else { "" });
     }
     let warn_lines = std::fs::read_to_string(&d.log).unwrap_or_default().lines().filter(|l| !l.contains("event=")).count();
     if warn_lines > 0 || any_errors {
@@ -623,15 +896,20 @@ impl LoadResult {
         }
     }
     fn pct(&self, p: f64) -> Option<u32> {
-        if self.lat_us.is_empty() {
-            return None;
-        }
-        let i = ((self.lat_us.len() as f64 * p).ceil() as usize).clamp(1, self.lat_us.len()) - 1;
-        Some(self.lat_us[i])
+        percentile(&self.lat_us, p)
     }
     fn max(&self) -> Option<u32> {
         self.lat_us.last().copied()
     }
+}
+
+/// The `p` quantile of sorted latencies.
+fn percentile(sorted: &[u32], p: f64) -> Option<u32> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    Some(sorted[i])
 }
 
 fn ms(us: Option<u32>) -> String {
@@ -650,7 +928,8 @@ struct ThreadResult {
 }
 
 /// `n` clients, each on its own connection, for the warm-up plus the measured duration.
-fn run_load(addr: SocketAddr, n: usize, l: &LoadArgs, build: Arc<Build>, check: Arc<Check>, target_pids: &[u32]) -> LoadResult {
+/// `fresh`: build a new request for every request (else at most once a second).
+fn run_load(addr: SocketAddr, n: usize, l: &LoadArgs, build: Arc<Build>, check: Arc<Check>, target_pids: &[u32], fresh: bool) -> LoadResult {
     let connected = Arc::new(Barrier::new(n + 1));
     let go = Arc::new(Barrier::new(n + 1));
     let times: Arc<OnceLock<(Instant, Instant)>> = Arc::new(OnceLock::new());
@@ -682,7 +961,7 @@ fn run_load(addr: SocketAddr, n: usize, l: &LoadArgs, build: Arc<Build>, check: 
                         if t0 >= end {
                             break;
                         }
-                        if t0.duration_since(built) >= Duration::from_secs(1) {
+                        if fresh || t0.duration_since(built) >= Duration::from_secs(1) {
                             req = build();
                             built = t0;
                         }

@@ -4,6 +4,7 @@ mod backup;
 mod bench;
 mod catalog;
 mod peer;
+mod recon;
 mod run;
 mod tools;
 mod user;
@@ -65,9 +66,9 @@ pub enum Cmd {
     /// Outbox status and retries (not implemented yet: issue 4)
     #[command(hide = true)]
     Outbox { #[arg(trailing_var_arg = true, allow_hyphen_values = true)] rest: Vec<String> },
-    /// Reconciliation export (not implemented yet: issue 3)
-    #[command(hide = true)]
-    Recon { #[arg(trailing_var_arg = true, allow_hyphen_values = true)] rest: Vec<String> },
+    /// Reconciliation: export one SP's charges of one LedgerDate
+    #[command(subcommand)]
+    Recon(recon::ReconCmd),
     /// The centre simulator (not implemented yet: issue 4)
     #[command(hide = true, name = "centre-sim")]
     CentreSim { #[arg(trailing_var_arg = true, allow_hyphen_values = true)] rest: Vec<String> },
@@ -106,7 +107,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Cmd::Encrypt(a) => tools::encrypt(a),
         Cmd::Bench(c) => bench::run(c),
         Cmd::Catalog(c) => catalog::run(&load_config(path)?, c),
-        Cmd::Recon { .. } => not_yet("recon", 3),
+        Cmd::Recon(c) => recon::run(&load_config(path)?, c),
         Cmd::Roam { .. } => not_yet("roam", 4),
         Cmd::Outbox { .. } => not_yet("outbox", 4),
         Cmd::CentreSim { .. } => not_yet("centre-sim", 4),

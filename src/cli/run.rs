@@ -32,6 +32,10 @@ pub fn run(cfg: Config) -> CliResult {
     }
     let store = super::open_store(&cfg)?;
     let app = Arc::new(App::new(cfg, clock, store.clone()).map_err(Failed)?);
+    // Missed rollovers and day closes are done before the first request is served.
+    crate::jobs::catch_up(&app).map_err(|e| Failed(format!("cannot run the jobs missed while down: {e}")))?;
+    let stop_jobs = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let jobs = crate::jobs::spawn(app.clone(), stop_jobs.clone()).map_err(|e| Failed(format!("cannot start the job thread: {e}")))?;
     let listeners = crate::http::Listeners::start(app.clone()).map_err(Failed)?;
     log::info!(
         "vnetd {} serving SOAP on {} and admin on {} (province {}, device {}, database {})",
@@ -48,6 +52,8 @@ pub fn run(cfg: Config) -> CliResult {
     log::info!("{sig} received; shutting down");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     listeners.stop();
+    stop_jobs.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = jobs.join();
     store.shutdown();
     logging::audit("daemon_stop", &[("signal", sig.as_str())]);
     Ok(())

@@ -213,8 +213,10 @@ pub fn import(conn: &Connection, f: &CatalogFile, now: i64) -> DbResult<Result<I
     }
     for e in &f.sp {
         conn.execute(
-            "INSERT INTO sp(spid, name, scope, offline_payment, roam_out, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(spid) DO UPDATE SET name = ?2, scope = ?3, offline_payment = ?4, roam_out = ?5, updated_at = ?6",
+            "INSERT INTO sp(spid, name, scope, offline_payment, roam_out, updated_at, province_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, CASE ?3 WHEN 'national' THEN '00' ELSE '' END)
+             ON CONFLICT(spid) DO UPDATE SET name = ?2, scope = ?3, offline_payment = ?4, roam_out = ?5, updated_at = ?6,
+                 province_id = excluded.province_id",
             params![e.spid, e.name, e.scope, e.offline_payment, e.roam_out, now],
         )?;
     }
@@ -255,17 +257,21 @@ pub fn import(conn: &Connection, f: &CatalogFile, now: i64) -> DbResult<Result<I
 pub struct ServiceInfo {
     pub spid: String,
     pub active: bool,
-    /// The SP's scope: "province" or "national".
-    pub scope: String,
+    /// The SP is of this province (not national, not another province's).
+    pub local: bool,
+    /// Some item of it is approved for this province's users (RoamServiceNotify).
+    pub roams_in: bool,
 }
 
 pub fn service(conn: &Connection, service_id: &str) -> DbResult<Option<ServiceInfo>> {
     let mut st = conn.prepare_cached(
-        "SELECT s.spid, s.status, sp.scope FROM service s JOIN sp ON sp.spid = s.spid WHERE s.service_id = ?1",
+        "SELECT s.spid, s.status, sp.province_id = '',
+                EXISTS(SELECT 1 FROM item WHERE item.service_id = s.service_id AND item.roam_in = 1)
+         FROM service s JOIN sp ON sp.spid = s.spid WHERE s.service_id = ?1",
     )?;
     Ok(st
         .query_row([service_id], |r| {
-            Ok(ServiceInfo { spid: r.get(0)?, active: r.get::<_, String>(1)? == "active", scope: r.get(2)? })
+            Ok(ServiceInfo { spid: r.get(0)?, active: r.get::<_, String>(1)? == "active", local: r.get(2)?, roams_in: r.get(3)? })
         })
         .optional()?)
 }

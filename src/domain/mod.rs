@@ -1,4 +1,6 @@
 //! Business rules. No HTTP or SOAP types here.
+pub mod billing;
+pub mod calendar;
 pub mod catalog;
 pub mod hashing;
 pub mod passport;

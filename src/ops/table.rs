@@ -2,7 +2,7 @@
 //! operation once"). Field order is the spec's, which is also the Authenticator order.
 
 use super::{opt, req, Field, ListSpec, Op, Service, Ty};
-use crate::services::{passport as pp, province_for_vnet as vnet};
+use crate::services::{billing as bl, passport as pp, province_for_vnet as vnet};
 
 const ACCOUNT_TYPES: Ty = Ty::OneOf(&["01", "02", "03", "04", "09"]);
 const USER_TYPES: Ty = Ty::OneOf(&["1", "2"]);
@@ -18,6 +18,39 @@ const USER_PROFILE: &[&str] =
     &["VNetUserID", "AccountType", "Account", "Alias", "ProvinceID", "CityCode", "UserType", "Status", "NumFlag", "ContractID"];
 const AUTH_RESULT: &[&str] = &["VNetUserID", "ProvinceID", "CityCode", "UserType", "Status"];
 const NO_LISTS: &[ListSpec] = &[];
+
+const SPID_FIELD: Field = req("SPID", Ty::N(8));
+const SERVICE: Field = req("ServiceID", Ty::N(16));
+const ITEM_OPT: Field = opt("ServiceItemID", Ty::N(16));
+const ITEM: Field = req("ServiceItemID", Ty::N(16));
+const PRODUCT_OPT: Field = opt("ProductID", Ty::N(16));
+const CONTRACT: Field = opt("ContractID", Ty::S(32));
+const IF_EXTEND: Field = req("IfExtend", Ty::Flag);
+const STOP_TYPE: Field = opt("StopType", Ty::OneOf(&["1", "2"]));
+const FEE: Field = req("Fee", Ty::Fen);
+const BATCH_COUNT: Field = opt("BatchCount", Ty::Int);
+const LEDGER_DATE: Field = req("LedgerDate", Ty::Date8);
+
+const SERVICE_AUTH_RESP: &[&str] = &["FeeType", "EndTime"];
+const ORDER_RESP: &[&str] = &["OrderID", "StartTime", "EndTime"];
+const CANCEL_RESP: &[&str] = &["OrderID", "EndTime"];
+const CHARGE_RESP: &[&str] = &["TransactionID", "ChargeTime"];
+const CHARGE_QUERY_RESP: &[&str] = &["VNetUserID", "ServiceID", "ServiceItemID", "Fee", "ChargeTime"];
+const ORDERS: &[ListSpec] = &[ListSpec {
+    name: "Orders",
+    item: "Order",
+    fields: &["OrderID", "ServiceID", "ServiceItemID", "ProductID", "Status", "StartTime", "EndTime", "IfExtend"],
+}];
+const BILL_ITEMS: &[ListSpec] = &[ListSpec {
+    name: "Items",
+    item: "Item",
+    fields: &["SPID", "ServiceID", "ServiceItemID", "ServiceItemName", "FeeType", "Count", "Fee"],
+}];
+const RECON_RECORDS: &[ListSpec] = &[ListSpec {
+    name: "Records",
+    item: "Record",
+    fields: &["TransactionID", "VNetUserID", "ServiceID", "ServiceItemID", "FeeType", "Fee", "ChargeTime"],
+}];
 
 macro_rules! op {
     ($svc:ident, $name:literal, [$($f:expr),* $(,)?], $resp:expr, auth: $auth:expr, idem: $idem:expr, $handler:expr, check: $check:expr, $doc:literal) => {
@@ -58,6 +91,37 @@ pub static OPS: &[Op] = &[
         "Register a mobile number as a VNet user."),
     op!(ProvinceForSP, "GetTime", [opt("SPID", Ty::S(usize::MAX))], &["ServerTime"], auth: false, idem: false, pp::get_time,
         "Node time (时钟同步); no Authenticator."),
+    op!(ProvinceForSP, "ServiceAuth", [SPID, SERVICE, ITEM_OPT, VNETUSERID, TS, AUTH],
+        SERVICE_AUTH_RESP, auth: true, idem: false, bl::service_auth,
+        "May this user use this service now (用户使用鉴权)."),
+    op!(ProvinceForSP, "Order", [SPID, SERVICE, ITEM_OPT, PRODUCT_OPT, VNETUSERID, CONTRACT, IF_EXTEND, TXID, TS, AUTH],
+        ORDER_RESP, auth: true, idem: true, bl::order,
+        "Subscribe to a monthly item or a package (订购 / 套餐订购)."),
+    op!(ProvinceForSP, "CancelOrder", [SPID, SERVICE, ITEM_OPT, PRODUCT_OPT, VNETUSERID, STOP_TYPE, TXID, TS, AUTH],
+        CANCEL_RESP, auth: true, idem: true, bl::cancel_order,
+        "Unsubscribe (取消订购 / 套餐退订)."),
+    op!(ProvinceForSP, "ReOrder", [SPID, SERVICE, ITEM_OPT, PRODUCT_OPT, VNETUSERID, TXID, TS, AUTH],
+        ORDER_RESP, auth: true, idem: true, bl::reorder,
+        "Renew a lapsed subscription (续订)."),
+    op!(ProvinceForSP, "Charge", [SPID, SERVICE, ITEM, VNETUSERID, FEE, BATCH_COUNT, TXID, TS, AUTH],
+        CHARGE_RESP, auth: true, idem: true, bl::charge, check: bl::check_charge,
+        "Pay per use (按次收费)."),
+    op!(ProvinceForSP, "OfflineCharge",
+        [SPID, SERVICE, ITEM, VNETUSERID, FEE, req("PaymentType", Ty::OneOf(&["1", "2"])), req("BillMonth", Ty::Month6), TXID, TS, AUTH],
+        &[], auth: true, idem: true, bl::offline_charge, check: bl::check_offline_charge,
+        "Offline payment (离线支付)."),
+    op!(ProvinceForSP, "ChargeQuery", [SPID, TXID, TS, AUTH],
+        CHARGE_QUERY_RESP, auth: true, idem: false, bl::charge_query,
+        "Look up one of this SP's charges by TransactionID."),
+    Op { lists: ORDERS, ..op!(ProvinceForSP, "OrderQuery", [SPID, VNETUSERID, opt("ServiceID", Ty::N(16)), TS, AUTH],
+        &["Orders"], auth: true, idem: false, bl::order_query,
+        "A user's subscriptions to this SP's services (服务订购查询).") },
+    op!(ProvinceForSP, "Reconcile", [SPID, LEDGER_DATE, req("TotalCount", Ty::Digits(10)), req("TotalFee", Ty::Digits(12)), TS, AUTH],
+        &["LocalCount", "LocalFee"], auth: true, idem: false, bl::reconcile,
+        "Daily reconciliation (对帐); -22001 is its success."),
+    Op { lists: RECON_RECORDS, ..op!(ProvinceForSP, "ReconDetail", [SPID, LEDGER_DATE, req("SequenceID", Ty::Digits(9)), TS, AUTH],
+        &["SequenceID", "IsFinal", "TotalCount", "Records"], auth: true, idem: false, bl::recon_detail, check: bl::check_recon_detail,
+        "The detail behind Reconcile, paged.") },
     // ---- ProvinceForBSS (callers: kind bss) ----
     op!(ProvinceForBSS, "UserOpen",
         [SRC, req("AccountType", ACCOUNT_TYPES), req("Account", Ty::S(64)), opt("Password", Ty::Enc),
@@ -82,6 +146,19 @@ pub static OPS: &[Op] = &[
         [SRC, req("PhoneNum", Ty::Phone), opt("Password", Ty::Enc), opt("CityCode", Ty::Digits(6)), TS, AUTH],
         &["UserID"], auth: true, idem: false, pp::mphone_registry,
         "Register a mobile number as a VNet user."),
+    op!(ProvinceForBSS, "Order", [SRC, SPID_FIELD, SERVICE, ITEM_OPT, PRODUCT_OPT, VNETUSERID, CONTRACT, IF_EXTEND, TXID, TS, AUTH],
+        ORDER_RESP, auth: true, idem: true, bl::order,
+        "Subscribe a user at the business hall (营业厅开通); the SP is told by OrderNotify."),
+    op!(ProvinceForBSS, "CancelOrder", [SRC, SPID_FIELD, SERVICE, ITEM_OPT, PRODUCT_OPT, VNETUSERID, STOP_TYPE, TXID, TS, AUTH],
+        CANCEL_RESP, auth: true, idem: true, bl::cancel_order,
+        "Unsubscribe a user at the business hall; the SP is told by OrderNotify."),
+    Op { lists: ORDERS, ..op!(ProvinceForBSS, "OrderQuery",
+        [SRC, VNETUSERID, opt("SPID", Ty::N(8)), opt("ServiceID", Ty::N(16)), TS, AUTH],
+        &["Orders"], auth: true, idem: false, bl::order_query,
+        "All of a user's orders, optionally of one SP or service.") },
+    Op { lists: BILL_ITEMS, ..op!(ProvinceForBSS, "BillQuery", [SRC, VNETUSERID, req("BillMonth", Ty::Month6), TS, AUTH],
+        &["TotalFee", "Items"], auth: true, idem: false, bl::bill_query,
+        "A user's charges of a month, by item (帐务).") },
     // ---- ProvinceForVNet (caller: kind centre) ----
     op!(ProvinceForVNet, "UserInfoQueryV3",
         [SRC, req("AccountType", ACCOUNT_TYPES), req("Account", Ty::S(64)), TS, AUTH],
@@ -98,6 +175,28 @@ pub static OPS: &[Op] = &[
          opt("EffectTimeStamp", Ty::Ts), TS, AUTH],
         &[], auth: true, idem: false, vnet::key_update,
         "The centre rotates its key with this node (密钥更新)."),
+    op!(ProvinceForVNet, "ServiceAuth", [SRC, SPID_FIELD, SERVICE, ITEM_OPT, VNETUSERID, TS, AUTH],
+        SERVICE_AUTH_RESP, auth: true, idem: false, bl::service_auth,
+        "The centre, for an SP: may this user use this service now."),
+    op!(ProvinceForVNet, "Order", [SRC, SPID_FIELD, SERVICE, ITEM_OPT, PRODUCT_OPT, VNETUSERID, CONTRACT, IF_EXTEND, TXID, TS, AUTH],
+        ORDER_RESP, auth: true, idem: true, bl::order,
+        "The centre, for an SP: subscribe (channel CENTRE)."),
+    op!(ProvinceForVNet, "CancelOrder", [SRC, SPID_FIELD, SERVICE, ITEM_OPT, PRODUCT_OPT, VNETUSERID, STOP_TYPE, TXID, TS, AUTH],
+        CANCEL_RESP, auth: true, idem: true, bl::cancel_order,
+        "The centre, for an SP: unsubscribe."),
+    op!(ProvinceForVNet, "ReOrder", [SRC, SPID_FIELD, SERVICE, ITEM_OPT, PRODUCT_OPT, VNETUSERID, TXID, TS, AUTH],
+        ORDER_RESP, auth: true, idem: true, bl::reorder,
+        "The centre, for an SP: renew a lapsed subscription."),
+    op!(ProvinceForVNet, "Charge", [SRC, SPID_FIELD, SERVICE, ITEM, VNETUSERID, FEE, BATCH_COUNT, TXID, TS, AUTH],
+        CHARGE_RESP, auth: true, idem: true, bl::charge, check: bl::check_charge,
+        "The centre, for an SP: pay per use."),
+    op!(ProvinceForVNet, "ChargeQuery", [SRC, SPID_FIELD, TXID, TS, AUTH],
+        CHARGE_QUERY_RESP, auth: true, idem: false, bl::charge_query,
+        "The centre, for an SP: look up a charge by TransactionID."),
+    op!(ProvinceForVNet, "MPhoneRegistry",
+        [SRC, req("PhoneNum", Ty::Phone), opt("Password", Ty::Enc), opt("CityCode", Ty::Digits(6)), TS, AUTH],
+        &["UserID"], auth: true, idem: false, pp::mphone_registry,
+        "The centre registers a mobile number as a VNet user."),
 ];
 
 /// The operation `name` of `service`.
@@ -126,7 +225,10 @@ mod tests {
                 assert_eq!(names[names.len() - 1], "Authenticator", "{}", op.name);
                 assert_eq!(names[names.len() - 2], "TimeStamp", "{}", op.name);
             }
-            assert_eq!(op.idempotent, names.contains(&"TransactionID"), "{}", op.name);
+            // ChargeQuery names a TransactionID without being idempotent.
+            if op.idempotent || op.name != "ChargeQuery" {
+                assert_eq!(op.idempotent, names.contains(&"TransactionID"), "{}", op.name);
+            }
             let unique: std::collections::HashSet<_> = names.iter().collect();
             assert_eq!(unique.len(), names.len(), "{}: duplicate field", op.name);
         }

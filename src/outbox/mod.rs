@@ -6,9 +6,13 @@ use crate::store::DbResult;
 use rusqlite::{params, Connection};
 
 pub const CENTRE: &str = "centre";
+/// Operation of the records of the BatchSync streams (6.5); one row per record.
+pub const BATCH_SYNC: &str = "BatchSync";
 
-/// Queue a message. `payload` holds the operation's fields in order, without SrcDeviceNo,
-/// ProvinceID, TimeStamp and Authenticator (added at each delivery attempt). Secret fields must
+/// Queue a message. `payload` holds the operation's fields in order, without TimeStamp and
+/// Authenticator (added at each delivery attempt) and, for centre operations, without SrcDeviceNo
+/// and ProvinceID (OrderNotify to an SP holds its SPID and ProvinceID). A BatchSync row is one
+/// record of a stream, RecordSeq first. Secret fields must
 /// already be encrypted under the destination's key, whose version is `key_version`.
 pub fn enqueue(
     conn: &Connection,
@@ -32,4 +36,14 @@ pub fn enqueue(
 /// Ordering key of PassPort messages: per user.
 pub fn user_key(vnet_user_id: &str) -> String {
     format!("user:{vnet_user_id}")
+}
+
+/// Ordering key of a BatchSync stream (ORDER, CHARGE, SETTLE): per stream.
+pub fn stream_key(stream: &str) -> String {
+    format!("stream:{stream}")
+}
+
+/// Ordering key of OrderNotify: per SP.
+pub fn sp_key(spid: &str) -> String {
+    format!("sp:{spid}")
 }

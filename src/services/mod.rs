@@ -1,3 +1,4 @@
 //! Service modules: the business calls behind each declared operation.
+pub mod billing;
 pub mod passport;
 pub mod province_for_vnet;

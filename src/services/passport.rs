@@ -2,6 +2,8 @@
 //! fields in, domain call, fields out.
 
 use crate::app::App;
+use crate::domain::billing;
+use crate::domain::calendar::Cal;
 use crate::domain::passport::{self as pp, Holder, NewUser, User};
 use crate::ops::codes::*;
 use crate::ops::pipeline::write_idempotent;
@@ -100,9 +102,8 @@ pub fn authenticate(app: &App, channel: &str, account_type: &str, account: &str,
 }
 
 /// The use rules for a ServiceID named in an authentication of a local user (spec 4, 11): the
-/// service exists and is the calling SP's own (-20004), it is active (-20005), and a national
-/// (centre) service needs a roaming approval for this province (-21001; approvals arrive with
-/// RoamServiceNotify, issue 4, so none exists yet).
+/// service exists and is the calling SP's own (-20004), it is active (-20005), and a service of
+/// another province or the centre needs a roaming approval for this province (-21001).
 fn check_service(app: &App, call: &Call) -> Option<Resp> {
     let id = call.opt("ServiceID")?;
     let info = match app.store.read(|c| crate::domain::catalog::service(c, id)) {
@@ -113,7 +114,7 @@ fn check_service(app: &App, call: &Call) -> Option<Resp> {
         Some(s) if s.spid != call.caller_id() => Some(Resp::err(SERVICE_UNKNOWN, "service unknown")),
         None => Some(Resp::err(SERVICE_UNKNOWN, "service unknown")),
         Some(s) if !s.active => Some(Resp::code(SERVICE_ABNORMAL)),
-        Some(s) if s.scope == "national" => Some(Resp::code(REGION_NOT_ALLOWED)),
+        Some(s) if !s.local && !s.roams_in => Some(Resp::code(REGION_NOT_ALLOWED)),
         Some(_) => None,
     }
 }
@@ -279,6 +280,7 @@ pub fn user_status_change(app: &App, call: &Call) -> Resp {
     let id = call.get("VNetUserID").to_string();
     let status = call.get("Status").to_string();
     let (clock, now) = (app.clock.clone(), app.clock.unix());
+    let province = app.cfg.node.province_id.clone();
     let resp = write_idempotent(app, call, {
         let (id, status) = (id.clone(), status.clone());
         move |c| {
@@ -291,6 +293,11 @@ pub fn user_status_change(app: &App, call: &Call) -> Resp {
                     "UPDATE user SET status = ?2, status_at = ?3, updated_at = ?3 WHERE vnet_user_id = ?1",
                     rusqlite::params![id, status, now],
                 )?;
+                if status == pp::STATUS_CANCELLED {
+                    // Cancelling the account ends every order now (OrderNotify ActionType 5).
+                    let ctx = billing::Ctx { conn: c, cal: Cal::new(clock.tz()), province: &province, now };
+                    billing::end_orders_of_user(&ctx, &id)?;
+                }
                 u.status = status;
                 queue_info_notify(c, &clock, &u, "3", now)?;
             }

@@ -1,0 +1,339 @@
+//! Ordering, charging, billing and reconciliation operations of ProvinceForSP, ProvinceForBSS
+//! and ProvinceForVNet (spec 4.1, 4.3, 4.4, 11): fields in, domain call, fields out.
+
+use crate::app::App;
+use crate::clock::Clock;
+use crate::domain::billing::{self as bl, Channel, Ctx, Kind, Req, Target};
+use crate::domain::calendar::{Cal, Ym};
+use crate::ops::codes::*;
+use crate::ops::pipeline::write_idempotent;
+use crate::ops::{Call, Resp, Service};
+use crate::store::DbResult;
+
+fn channel(call: &Call) -> Channel {
+    match call.op.service {
+        Service::ProvinceForSP => Channel::Sp,
+        Service::ProvinceForBSS => Channel::Bss,
+        Service::ProvinceForVNet => Channel::Centre,
+    }
+}
+
+/// The SP whose service a call names: the caller for ProvinceForSP (an SP names only its own
+/// services), the SPID field otherwise.
+fn spid(call: &Call) -> String {
+    match call.op.service {
+        Service::ProvinceForSP => call.caller_id().to_string(),
+        _ => call.get("SPID").to_string(),
+    }
+}
+
+fn request(call: &Call, kind: Kind) -> Req {
+    Req {
+        kind,
+        channel: channel(call),
+        spid: spid(call),
+        service_id: call.get("ServiceID").to_string(),
+        item_id: call.opt("ServiceItemID").map(str::to_string),
+        product_id: call.opt("ProductID").map(str::to_string),
+        user_id: call.get("VNetUserID").to_string(),
+    }
+}
+
+/// A user of another province named by an SP: roaming consumption goes through the centre (6.9),
+/// which this node does not call yet (issue 4).
+fn roaming_unavailable() -> Resp {
+    Resp::err(SYSTEM_ERROR, "roaming consumption not available")
+}
+
+/// Run an idempotent ordering operation in the writer: resolve the request, then `f`.
+fn ordering<F>(app: &App, call: &Call, kind: Kind, f: F) -> Resp
+where
+    F: FnOnce(&Ctx, Target) -> DbResult<Resp> + Send + 'static,
+{
+    let req = request(call, kind);
+    let (cal, province, now) = (Cal::new(app.clock.tz()), app.cfg.node.province_id.clone(), app.clock.unix());
+    write_idempotent(app, call, move |conn| {
+        let ctx = Ctx { conn, cal, province: &province, now };
+        match bl::resolve(&ctx, &req)? {
+            Err(code) => Ok(Resp::code(code)),
+            Ok(t) if t.user.is_none() => Ok(roaming_unavailable()),
+            Ok(t) => f(&ctx, t),
+        }
+    })
+}
+
+fn order_times(cal: Cal, o: &bl::OrderRow) -> Resp {
+    Resp::ok().with("OrderID", &o.order_id).with("StartTime", cal.ts(o.start_at)).with("EndTime", cal.ts(o.end_at))
+}
+
+pub fn service_auth(app: &App, call: &Call) -> Resp {
+    let req = request(call, Kind::ServiceAuth);
+    let (cal, now) = (Cal::new(app.clock.tz()), app.clock.unix());
+    let province = app.cfg.node.province_id.as_str();
+    let r = app.store.read(|conn| {
+        let ctx = Ctx { conn, cal, province, now };
+        Ok(match bl::resolve(&ctx, &req)? {
+            Err(code) => Resp::code(code),
+            Ok(t) if t.user.is_none() => roaming_unavailable(),
+            Ok(t) => match bl::service_auth(&ctx, &t)? {
+                Ok((fee_type, end)) => Resp::ok().with("FeeType", fee_type).with("EndTime", end.map(|e| cal.ts(e)).unwrap_or_default()),
+                Err(code) => Resp::code(code),
+            },
+        })
+    });
+    r.unwrap_or_else(|e| Resp::db(&e))
+}
+
+pub fn order(app: &App, call: &Call) -> Resp {
+    let (channel, contract, if_extend, txid) =
+        (channel(call), call.get("ContractID").to_string(), call.get("IfExtend") == "1", call.get("TransactionID").to_string());
+    ordering(app, call, Kind::Order, move |ctx, t| {
+        if !bl::exactly_one(&t) {
+            return Ok(Resp::code(BAD_PARAMETER));
+        }
+        if bl::txid_taken(ctx.conn, &t.svc.spid, &txid)? {
+            return Ok(Resp::code(BAD_TRANSACTION_ID));
+        }
+        Ok(match bl::order(ctx, &t, channel, &contract, if_extend, &txid)? {
+            Ok(o) => order_times(ctx.cal, &o),
+            Err(code) => Resp::code(code),
+        })
+    })
+}
+
+pub fn cancel_order(app: &App, call: &Call) -> Resp {
+    let (channel, immediately) = (channel(call), call.get("StopType") == "2");
+    ordering(app, call, Kind::Cancel, move |ctx, t| {
+        if !bl::exactly_one(&t) {
+            return Ok(Resp::code(BAD_PARAMETER));
+        }
+        Ok(match bl::cancel(ctx, &t, channel, immediately)? {
+            Ok(o) => Resp::ok().with("OrderID", &o.order_id).with("EndTime", ctx.cal.ts(o.end_at)),
+            Err(code) => Resp::code(code),
+        })
+    })
+}
+
+pub fn reorder(app: &App, call: &Call) -> Resp {
+    let (channel, txid) = (channel(call), call.get("TransactionID").to_string());
+    ordering(app, call, Kind::ReOrder, move |ctx, t| {
+        if !bl::exactly_one(&t) {
+            return Ok(Resp::code(BAD_PARAMETER));
+        }
+        if bl::txid_taken(ctx.conn, &t.svc.spid, &txid)? {
+            return Ok(Resp::code(BAD_TRANSACTION_ID));
+        }
+        Ok(match bl::reorder(ctx, &t, channel, &txid)? {
+            Ok(o) => order_times(ctx.cal, &o),
+            Err(code) => Resp::code(code),
+        })
+    })
+}
+
+fn batch_count(call: &Call) -> Option<i64> {
+    match call.opt("BatchCount") {
+        None => Some(1),
+        Some(v) => v.parse().ok().filter(|n| (1..=1000).contains(n)),
+    }
+}
+
+/// Validation stage 2 of Charge: BatchCount 1…1000.
+pub fn check_charge(call: &Call, _clock: &Clock) -> Option<i32> {
+    batch_count(call).is_none().then_some(BAD_BATCH_COUNT)
+}
+
+pub fn charge(app: &App, call: &Call) -> Resp {
+    let fee: i64 = call.get("Fee").parse().unwrap_or(-1);
+    let batch = batch_count(call).unwrap_or(1);
+    let txid = call.get("TransactionID").to_string();
+    ordering(app, call, Kind::Charge, move |ctx, t| {
+        let item = t.item.as_ref().expect("ServiceItemID is required");
+        if item.fee_type != "1" {
+            return Ok(Resp::code(BAD_FEE_TYPE));
+        }
+        if fee != item.price * batch {
+            return Ok(Resp::code(BAD_FEE));
+        }
+        if bl::txid_taken(ctx.conn, &t.svc.spid, &txid)? {
+            return Ok(Resp::code(BAD_TRANSACTION_ID));
+        }
+        Ok(match bl::charge(ctx, &t, fee, batch, &txid)? {
+            Ok(at) => Resp::ok().with("TransactionID", &txid).with("ChargeTime", ctx.cal.ts(at)),
+            Err(code) => Resp::code(code),
+        })
+    })
+}
+
+/// Validation stage 2 of OfflineCharge: BillMonth is the current or the previous month.
+pub fn check_offline_charge(call: &Call, clock: &Clock) -> Option<i32> {
+    let this = Cal::new(clock.tz()).month(clock.unix());
+    let ok = Ym::parse(call.get("BillMonth")).is_some_and(|m| m == this || m == this.prev());
+    (!ok).then_some(BAD_BILL_MONTH)
+}
+
+pub fn offline_charge(app: &App, call: &Call) -> Resp {
+    let fee: i64 = call.get("Fee").parse().unwrap_or(-1);
+    let Some(month) = Ym::parse(call.get("BillMonth")) else {
+        return Resp::code(BAD_BILL_MONTH);
+    };
+    let txid = call.get("TransactionID").to_string();
+    ordering(app, call, Kind::Offline, move |ctx, t| {
+        let item = t.item.as_ref().expect("ServiceItemID is required");
+        if !t.svc.offline_payment {
+            return Ok(Resp::code(OFFLINE_NOT_QUALIFIED));
+        }
+        if item.fee_type != "2" {
+            return Ok(Resp::code(BAD_FEE_TYPE));
+        }
+        if fee != item.price {
+            return Ok(Resp::code(BAD_FEE));
+        }
+        if bl::txid_taken(ctx.conn, &t.svc.spid, &txid)? {
+            return Ok(Resp::code(BAD_TRANSACTION_ID));
+        }
+        Ok(match bl::offline_charge(ctx, &t, fee, month, &txid)? {
+            Ok(()) => Resp::ok(),
+            Err(code) => Resp::code(code),
+        })
+    })
+}
+
+pub fn charge_query(app: &App, call: &Call) -> Resp {
+    let (sp, txid) = (spid(call), call.get("TransactionID"));
+    let cal = Cal::new(app.clock.tz());
+    match app.store.read(|c| bl::find_charge(c, &sp, txid)) {
+        Ok(Some((user, service, item, fee, at))) => Resp::ok()
+            .with("VNetUserID", user)
+            .with("ServiceID", service)
+            .with("ServiceItemID", item)
+            .with("Fee", fee.to_string())
+            .with("ChargeTime", cal.ts(at)),
+        Ok(None) => Resp::code(NO_SUCH_CHARGE),
+        Err(e) => Resp::db(&e),
+    }
+}
+
+pub fn order_query(app: &App, call: &Call) -> Resp {
+    let sp = match call.op.service {
+        Service::ProvinceForSP => Some(call.caller_id().to_string()),
+        _ => call.opt("SPID").map(str::to_string),
+    };
+    let cal = Cal::new(app.clock.tz());
+    match app.store.read(|c| bl::user_orders(c, call.get("VNetUserID"), sp.as_deref(), call.opt("ServiceID"))) {
+        Ok(orders) => {
+            let items = orders
+                .iter()
+                .map(|o| {
+                    vec![
+                        ("OrderID".to_string(), o.order_id.clone()),
+                        ("ServiceID".into(), o.service_id.clone()),
+                        ("ServiceItemID".into(), o.service_item_id.clone()),
+                        ("ProductID".into(), o.product_id.clone()),
+                        ("Status".into(), o.status.clone()),
+                        ("StartTime".into(), cal.ts(o.start_at)),
+                        ("EndTime".into(), cal.ts(o.end_at)),
+                        ("IfExtend".into(), if o.if_extend { "1" } else { "0" }.to_string()),
+                    ]
+                })
+                .collect();
+            Resp::ok().with_list("Orders", items)
+        }
+        Err(e) => Resp::db(&e),
+    }
+}
+
+pub fn bill_query(app: &App, call: &Call) -> Resp {
+    match app.store.read(|c| bl::bill(c, call.get("VNetUserID"), call.get("BillMonth"))) {
+        Ok(lines) => {
+            let total: i64 = lines.iter().map(|l| l.fee).sum();
+            let items = lines
+                .into_iter()
+                .map(|l| {
+                    vec![
+                        ("SPID".to_string(), l.spid),
+                        ("ServiceID".into(), l.service_id),
+                        ("ServiceItemID".into(), l.service_item_id),
+                        ("ServiceItemName".into(), l.service_item_name),
+                        ("FeeType".into(), l.fee_type),
+                        ("Count".into(), l.count.to_string()),
+                        ("Fee".into(), l.fee.to_string()),
+                    ]
+                })
+                .collect();
+            Resp::ok().with("TotalFee", total.to_string()).with_list("Items", items)
+        }
+        Err(e) => Resp::db(&e),
+    }
+}
+
+/// Reconcile and ReconDetail need a closed LedgerDate inside the window (-22003 / -22004).
+fn ledger_date_open(app: &App, conn: &rusqlite::Connection, date8: &str) -> DbResult<Option<i32>> {
+    let cal = Cal::new(app.clock.tz());
+    let today = cal.date8(app.clock.unix());
+    let (Some(day), Some(today_start)) = (cal.day_start(date8), cal.day_start(&today)) else {
+        return Ok(Some(param_code("LedgerDate")));
+    };
+    if day < today_start - app.cfg.billing.recon_window_days * 86_400 {
+        return Ok(Some(RECON_EXPIRED));
+    }
+    if !bl::day_closed(conn, date8)? {
+        return Ok(Some(RECON_TOO_EARLY));
+    }
+    Ok(None)
+}
+
+/// Validation stage 2 of ReconDetail: pages count from 1.
+pub fn check_recon_detail(call: &Call, _clock: &Clock) -> Option<i32> {
+    (call.get("SequenceID").parse::<i64>().unwrap_or(0) < 1).then_some(param_code("SequenceID"))
+}
+
+pub fn reconcile(app: &App, call: &Call) -> Resp {
+    let (sp, date) = (call.caller_id(), call.get("LedgerDate"));
+    let (count, fee): (i64, i64) = (call.get("TotalCount").parse().unwrap_or(-1), call.get("TotalFee").parse().unwrap_or(-1));
+    let r = app.store.read(|c| {
+        if let Some(code) = ledger_date_open(app, c, date)? {
+            return Ok(Resp::code(code));
+        }
+        let (local_count, local_fee) = bl::day_totals(c, sp, date)?;
+        let balanced = local_count == count && (local_fee - fee).abs() <= app.cfg.billing.recon_tolerance_fen;
+        let resp = if balanced { Resp::err(RECON_BALANCED, "") } else { Resp::code(RECON_UNBALANCED) };
+        Ok(resp.with("LocalCount", local_count.to_string()).with("LocalFee", local_fee.to_string()))
+    });
+    r.unwrap_or_else(|e| Resp::db(&e))
+}
+
+pub fn recon_detail(app: &App, call: &Call) -> Resp {
+    let (sp, date) = (call.caller_id(), call.get("LedgerDate"));
+    let page: i64 = call.get("SequenceID").parse().unwrap_or(1);
+    let size = app.cfg.billing.recon_page_size;
+    let cal = Cal::new(app.clock.tz());
+    let r = app.store.read(|c| {
+        if let Some(code) = ledger_date_open(app, c, date)? {
+            return Ok(Resp::code(code));
+        }
+        let (total, _) = bl::day_totals(c, sp, date)?;
+        let offset = (page - 1).saturating_mul(size);
+        let lines = if offset < total { bl::day_detail(c, sp, date, offset, size)? } else { Vec::new() };
+        let is_final = offset.saturating_add(lines.len() as i64) >= total;
+        let records = lines
+            .into_iter()
+            .map(|(txid, user, service, item, fee_type, fee, at)| {
+                vec![
+                    ("TransactionID".to_string(), txid),
+                    ("VNetUserID".into(), user),
+                    ("ServiceID".into(), service),
+                    ("ServiceItemID".into(), item),
+                    ("FeeType".into(), fee_type),
+                    ("Fee".into(), fee.to_string()),
+                    ("ChargeTime".into(), cal.ts(at)),
+                ]
+            })
+            .collect();
+        Ok(Resp::ok()
+            .with("SequenceID", page.to_string())
+            .with("IsFinal", if is_final { "1" } else { "0" })
+            .with("TotalCount", total.to_string())
+            .with_list("Records", records))
+    });
+    r.unwrap_or_else(|e| Resp::db(&e))
+}
