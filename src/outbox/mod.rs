@@ -25,11 +25,11 @@ pub fn enqueue(
 ) -> DbResult<i64> {
     let json = serde_json::to_string(&payload.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>())
         .map_err(|e| crate::store::DbError::Other(e.to_string()))?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO outbox(destination, operation, order_key, payload, key_version, next_attempt_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![destination, operation, order_key, json, key_version, now],
-    )?;
+    )?
+    .execute(params![destination, operation, order_key, json, key_version, now])?;
     Ok(conn.last_insert_rowid())
 }
 

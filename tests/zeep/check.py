@@ -12,7 +12,8 @@ parameters), provisions an SP and a BSS peer with the CLI, then, through zeep on
   pycryptodome (3DES = DES-EDE3-CBC, PKCS#7; the Authenticator field order is read from the
   request element of the WSDL, not hard-coded); a repeat with the same TransactionID gives the
   same answer; a wrong Authenticator gives -21548;
-* ProvinceForSP UserAuth (right and wrong password) and GetUserinfo for the created user.
+* ProvinceForSP UserAuth (right and wrong password) and GetUserinfo for the created user;
+* with the example catalogue: Order, Charge, OrderQuery (a list) and BillQuery (a list).
 
 The daemon is stopped at the end, also on failure or interruption. Last line of output:
 `N passed, N failed`. Exit status 0 iff nothing failed.
@@ -470,6 +471,48 @@ def checks(res, d):
         f = signed(sp, "ProvinceForSP", "GetUserinfo", sp_key, {"SPID": SP_ID, "VNetUserID": "359999999999"})
         expect(call(sp, "GetUserinfo", f), Result=-1)
     res.run("ProvinceForSP GetUserinfo of an unknown VNetUserID: -1", get_userinfo_unknown)
+
+    # --- ordering and charging on the example catalogue (lists read through zeep)
+    svc, per_use, monthly = "3500000100000001", "3500000100000101", "3500000100000102"
+    catalog = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "catalog-example.toml")
+    if res.run("catalog import of the example catalogue", lambda: d.cli("catalog", "import", catalog)) is None:
+        return
+
+    def order():
+        f = signed(sp, "ProvinceForSP", "Order", sp_key, {
+            "SPID": SP_ID, "ServiceID": svc, "ServiceItemID": monthly, "VNetUserID": uid, "IfExtend": "1",
+            "TransactionID": f"zo-{suffix}"})
+        r = call(sp, "Order", f)
+        expect(r, Result=0)
+        assert TS_RE.match(text(r.StartTime)) and text(r.EndTime).endswith("23:59:59"), (r.StartTime, r.EndTime)
+        return text(r.OrderID)
+    order_id = res.run("ProvinceForSP Order of a monthly item: Result 0, OrderID, period to the month's end", order)
+
+    def charge():
+        f = signed(sp, "ProvinceForSP", "Charge", sp_key, {
+            "SPID": SP_ID, "ServiceID": svc, "ServiceItemID": per_use, "VNetUserID": uid, "Fee": "600",
+            "BatchCount": "3", "TransactionID": f"zc-{suffix}"})
+        expect(call(sp, "Charge", f), Result=0, TransactionID=f"zc-{suffix}")
+    res.run("ProvinceForSP Charge (BatchCount 3): Result 0", charge)
+
+    def order_query():
+        f = signed(sp, "ProvinceForSP", "OrderQuery", sp_key, {"SPID": SP_ID, "VNetUserID": uid})
+        r = call(sp, "OrderQuery", f)
+        expect(r, Result=0)
+        orders = r.Orders.Order
+        assert len(orders) == 1, orders
+        o = orders[0]
+        assert (text(o.OrderID), text(o.ServiceItemID), text(o.Status), text(o.IfExtend)) == (order_id, monthly, "active", "1"), o
+    res.run("ProvinceForSP OrderQuery: the order in the Orders list", order_query)
+
+    def bill_query():
+        month = node_now()[:7].replace("-", "")
+        f = signed(bss, "ProvinceForBSS", "BillQuery", bss_key, {"SrcDeviceNo": BSS_ID, "VNetUserID": uid, "BillMonth": month})
+        r = call(bss, "BillQuery", f)
+        expect(r, Result=0, TotalFee="1600")
+        items = [(text(i.ServiceItemID), text(i.Count), text(i.Fee)) for i in r.Items.Item]
+        assert items == [(per_use, "3", "600"), (monthly, "1", "1000")], items
+    res.run("ProvinceForBSS BillQuery: TotalFee and Items grouped by item", bill_query)
 
 
 if __name__ == "__main__":
