@@ -7,6 +7,7 @@ use crate::domain::hashing::HashPool;
 use crate::domain::peers::PeerCache;
 use crate::ops_support::metrics::Metrics;
 use crate::store::Store;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 pub struct App {
@@ -16,6 +17,8 @@ pub struct App {
     pub peers: PeerCache,
     pub metrics: Arc<Metrics>,
     pub hasher: HashPool,
+    /// Unix seconds of the outbox relay's last round (0: not running); /readyz checks it.
+    pub relay_heartbeat: Arc<AtomicI64>,
 }
 
 /// Queue length of the hashing pool per thread: beyond it logins answer "busy".
@@ -32,6 +35,7 @@ impl App {
             hasher: HashPool::new(hasher, threads, threads * HASH_QUEUE_PER_THREAD),
             peers,
             metrics: Arc::new(Metrics::default()),
+            relay_heartbeat: Arc::new(AtomicI64::new(0)),
             cfg,
             clock,
             store,

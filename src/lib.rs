@@ -11,6 +11,7 @@ pub mod http;
 pub mod jobs;
 pub mod ops;
 pub mod ops_support;
+pub mod outbound;
 pub mod outbox;
 pub mod services;
 pub mod soap;

@@ -3,6 +3,7 @@
 mod backup;
 mod bench;
 mod catalog;
+mod outbox;
 mod peer;
 mod recon;
 mod run;
@@ -63,9 +64,9 @@ pub enum Cmd {
     /// Roaming services (not implemented yet: issue 4)
     #[command(hide = true)]
     Roam { #[arg(trailing_var_arg = true, allow_hyphen_values = true)] rest: Vec<String> },
-    /// Outbox status and retries (not implemented yet: issue 4)
-    #[command(hide = true)]
-    Outbox { #[arg(trailing_var_arg = true, allow_hyphen_values = true)] rest: Vec<String> },
+    /// The outbox: what waits for delivery; re-queue dead letters
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCmd),
     /// Reconciliation: export one SP's charges of one LedgerDate
     #[command(subcommand)]
     Recon(recon::ReconCmd),
@@ -109,7 +110,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Cmd::Catalog(c) => catalog::run(&load_config(path)?, c),
         Cmd::Recon(c) => recon::run(&load_config(path)?, c),
         Cmd::Roam { .. } => not_yet("roam", 4),
-        Cmd::Outbox { .. } => not_yet("outbox", 4),
+        Cmd::Outbox(c) => outbox::run(&load_config(path)?, c),
         Cmd::CentreSim { .. } => not_yet("centre-sim", 4),
     }
 }

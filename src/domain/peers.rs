@@ -151,6 +151,11 @@ impl PeerCache {
         self.snapshot().get(id).cloned()
     }
 
+    /// Every peer.
+    pub fn all(&self) -> Vec<Arc<Peer>> {
+        self.snapshot().values().cloned().collect()
+    }
+
     /// The (single) centre peer, if any.
     pub fn centre(&self) -> Option<Arc<Peer>> {
         self.snapshot().values().find(|p| p.kind == "centre" && p.active).cloned()

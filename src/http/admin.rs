@@ -1,4 +1,5 @@
-//! The admin listener: `/healthz` (the database answers), `/readyz` (also the listeners are up),
+//! The admin listener: `/healthz` (the database answers), `/readyz` (also the listeners are up and the
+//! outbox relay is running),
 //! `/metrics` (Prometheus text format).
 
 use super::{respond, text};
@@ -9,6 +10,12 @@ fn db_ok(app: &App) -> bool {
     app.store.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)).is_ok()
 }
 
+/// The relay's dispatcher went round within the last few seconds.
+fn relay_alive(app: &App) -> bool {
+    let hb = app.relay_heartbeat.load(std::sync::atomic::Ordering::Relaxed);
+    hb != 0 && (app.clock.unix() - hb).abs() <= 10
+}
+
 pub fn handle(app: &App, soap: &Server, rq: Request) {
     let path = rq.url().split('?').next().unwrap_or("").to_string();
     match path.as_str() {
@@ -17,7 +24,13 @@ pub fn handle(app: &App, soap: &Server, rq: Request) {
         }
         "/readyz" => {
             let listening = soap.server_addr().to_ip().is_some();
-            if db_ok(app) && listening { text(rq, 200, "ready\n") } else { text(rq, 503, "not ready\n") }
+            if !db_ok(app) || !listening {
+                text(rq, 503, "not ready\n")
+            } else if !relay_alive(app) {
+                text(rq, 503, "not ready: outbox relay stopped\n")
+            } else {
+                text(rq, 200, "ready\n")
+            }
         }
         "/metrics" => {
             refresh_gauges(app, soap);

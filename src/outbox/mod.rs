@@ -2,10 +2,15 @@
 //! transaction as the change that causes them. The relay that delivers them is built on this
 //! table (issue 4); until then rows wait, visible in the database.
 
+pub mod relay;
+
 use crate::store::DbResult;
 use rusqlite::{params, Connection};
 
 pub const CENTRE: &str = "centre";
+/// `job_state` entry `vnetd outbox retry` sets; the relay watches it and ends its destination
+/// back-offs at once.
+pub const RETRY_MARKER: &str = "outbox_retry_at";
 /// Operation of the records of the BatchSync streams (6.5); one row per record.
 pub const BATCH_SYNC: &str = "BatchSync";
 
@@ -25,11 +30,15 @@ pub fn enqueue(
 ) -> DbResult<i64> {
     let json = serde_json::to_string(&payload.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>())
         .map_err(|e| crate::store::DbError::Other(e.to_string()))?;
+    let seq: Option<i64> = match (operation, payload.first()) {
+        (BATCH_SYNC, Some(("RecordSeq", v))) => v.parse().ok(),
+        _ => None,
+    };
     conn.prepare_cached(
-        "INSERT INTO outbox(destination, operation, order_key, payload, key_version, next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        "INSERT INTO outbox(destination, operation, order_key, payload, key_version, next_attempt_at, created_at, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
     )?
-    .execute(params![destination, operation, order_key, json, key_version, now])?;
+    .execute(params![destination, operation, order_key, json, key_version, now, seq])?;
     Ok(conn.last_insert_rowid())
 }
 

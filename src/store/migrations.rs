@@ -4,7 +4,12 @@
 use rusqlite::Connection;
 
 /// Every migration in order; index + 1 is the version it produces.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql"), include_str!("schema_v3.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema_v1.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+    include_str!("schema_v4.sql"),
+];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
 

@@ -1,0 +1,668 @@
+//! The outbox relay (spec 6, 7.1, 11 "Sync"): delivers queued messages in order per ordering key
+//! and concurrently across keys, on its own threads, so request handling never waits for a peer.
+//!
+//! - One dispatcher thread looks at the database every `POLL` and hands work to a pool of
+//!   delivery workers: the next message of each ordering key that is not already in flight, and
+//!   for each BatchSync stream (one in flight at a time) a batch of up to `batch_max_records`
+//!   records, sent when full or `flush_interval_ms` after the dispatcher first saw a record.
+//! - The database is the only state that matters: a row is `pending` until its delivery is
+//!   acknowledged, then `delivered` (or `dead`). A crash between the peer's acknowledgement and
+//!   that update sends the message again (at least once; the centre drops duplicate RecordSeqs).
+//! - Failures back off exponentially with jitter (1 s … `retry_max_s`), per message; a transport
+//!   failure also backs off the whole destination so a peer that is down costs one probe at a
+//!   time. Definitive rejections dead-letter a message at once; so does age beyond
+//!   `dead_letter_after_h`. A BatchSync stream is never dead-lettered by age; a definitive
+//!   rejection stalls it (its records become `dead`) until `vnetd outbox retry --dead`.
+
+use crate::app::App;
+use crate::crypto::TdesKey;
+use crate::domain::peers::Peer;
+use crate::outbound::{self, Answer, CallError, Client};
+use crate::soap::writer::Value;
+use crate::store::DbResult;
+use rusqlite::{params, OptionalExtension};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often the dispatcher looks for work when idle.
+const POLL: Duration = Duration::from_millis(50);
+/// Delivery workers (concurrent deliveries across keys).
+const WORKERS: usize = 8;
+/// Rows looked at per destination and round when looking for the next message of each key.
+const HEAD_WINDOW: i64 = 2000;
+/// The BatchSync streams, in the order they are served.
+pub const STREAMS: [&str; 3] = ["ORDER", "CHARGE", "SETTLE"];
+
+/// What a delivery worker is asked to do.
+enum Job {
+    /// One message (PassPort notifications, PasswordReset, RoamServiceRevoke, OrderNotify).
+    Single(Row),
+    /// The next batch of a BatchSync stream.
+    Batch { stream: &'static str },
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    id: i64,
+    destination: String,
+    operation: String,
+    order_key: String,
+    payload: String,
+    key_version: Option<i64>,
+    attempts: i64,
+    created_at: i64,
+}
+
+/// A worker's report to the dispatcher.
+struct Done {
+    destination: String,
+    key: String,
+    /// The destination answered (at the HTTP/SOAP level), whatever the Result.
+    reachable: bool,
+    /// A batch that left records of its stream waiting.
+    more: bool,
+}
+
+/// The running relay.
+pub struct Relay {
+    stop: Arc<AtomicBool>,
+    dispatcher: Option<JoinHandle<()>>,
+    /// Unix seconds of the dispatcher's last round (for /readyz).
+    pub heartbeat: Arc<AtomicI64>,
+}
+
+impl Relay {
+    pub fn start(app: Arc<App>) -> std::io::Result<Relay> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let heartbeat = app.relay_heartbeat.clone();
+        heartbeat.store(app.clock.unix(), Ordering::Relaxed);
+        let timeout = Duration::from_millis(app.cfg.sync.centre_timeout_ms.max(100));
+        let client = Client::new(timeout);
+        let (job_tx, job_rx) = channel::<Job>();
+        let (done_tx, done_rx) = channel::<Done>();
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        for i in 0..WORKERS {
+            let (app, client, job_rx, done_tx) = (app.clone(), client.clone(), job_rx.clone(), done_tx.clone());
+            std::thread::Builder::new().name(format!("relay-{i}")).spawn(move || worker(&app, &client, &job_rx, &done_tx))?;
+        }
+        let d = Dispatcher {
+            app,
+            jobs: job_tx,
+            done: done_rx,
+            in_flight: HashSet::new(),
+            down_until: HashMap::new(),
+            down_failures: HashMap::new(),
+            first_seen: HashMap::new(),
+            backlog: HashSet::new(),
+            warned_no_url: HashSet::new(),
+            retry_marker: None,
+        };
+        let (stop2, hb) = (stop.clone(), heartbeat.clone());
+        let dispatcher = std::thread::Builder::new().name("relay".into()).spawn(move || d.run(&stop2, &hb))?;
+        Ok(Relay { stop, dispatcher: Some(dispatcher), heartbeat })
+    }
+
+    /// Stop dispatching. Deliveries in flight finish on their own; their rows stay pending if
+    /// they do not, and go again at the next start.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.dispatcher.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+struct Dispatcher {
+    app: Arc<App>,
+    jobs: Sender<Job>,
+    done: Receiver<Done>,
+    /// (destination, ordering key) being delivered now.
+    in_flight: HashSet<(String, String)>,
+    /// Destinations that failed at the transport level: not tried again before this instant.
+    down_until: HashMap<String, Instant>,
+    down_failures: HashMap<String, u32>,
+    /// When the dispatcher first saw a waiting record of a stream (the flush interval runs from it).
+    first_seen: HashMap<&'static str, Instant>,
+    /// Streams whose last batch left records waiting: the next batch goes at once.
+    backlog: HashSet<&'static str>,
+    warned_no_url: HashSet<String>,
+    /// The last `outbox retry` seen.
+    retry_marker: Option<String>,
+}
+
+impl Dispatcher {
+    fn run(mut self, stop: &AtomicBool, heartbeat: &AtomicI64) {
+        let mut failing = false;
+        while !stop.load(Ordering::Relaxed) {
+            heartbeat.store(self.app.clock.unix(), Ordering::Relaxed);
+            self.watch_retry_marker();
+            match self.round() {
+                Ok(()) => failing = false,
+                Err(e) => {
+                    if !failing {
+                        log::error!("outbox relay: cannot read the outbox (will retry): {e}");
+                    }
+                    failing = true;
+                }
+            }
+            // Wake early when a delivery finishes: its key may have more to send.
+            if let Ok(d) = self.done.recv_timeout(POLL) {
+                self.finished(d);
+            }
+            while let Ok(d) = self.done.try_recv() {
+                self.finished(d);
+            }
+        }
+    }
+
+    /// `vnetd outbox retry` ends every destination back-off at once.
+    fn watch_retry_marker(&mut self) {
+        let marker = self.app.store.read(|c| crate::domain::billing::job_state(c, super::RETRY_MARKER)).ok().flatten();
+        if marker != self.retry_marker {
+            if self.retry_marker.is_some() {
+                log::info!("outbox: retry requested; destination back-offs cleared");
+                self.down_until.clear();
+                self.down_failures.clear();
+            }
+            self.retry_marker = marker;
+        }
+    }
+
+    fn finished(&mut self, d: Done) {
+        self.in_flight.remove(&(d.destination.clone(), d.key.clone()));
+        if d.reachable {
+            self.down_until.remove(&d.destination);
+            self.down_failures.remove(&d.destination);
+        } else {
+            let n = self.down_failures.entry(d.destination.clone()).or_insert(0);
+            *n += 1;
+            let wait = backoff_s(*n as i64, self.app.cfg.sync.retry_max_s as i64);
+            self.down_until.insert(d.destination.clone(), Instant::now() + Duration::from_secs(wait as u64));
+        }
+        if let Some(stream) = d.key.strip_prefix("stream:").and_then(|s| STREAMS.iter().find(|x| **x == s)) {
+            if d.more {
+                self.backlog.insert(stream);
+            } else {
+                self.backlog.remove(stream);
+            }
+        }
+    }
+
+    /// One look at every destination.
+    fn round(&mut self) -> DbResult<()> {
+        let mut destinations: Vec<(String, Arc<Peer>)> = Vec::new();
+        if let Some(c) = self.app.peers.centre() {
+            destinations.push((super::CENTRE.to_string(), c));
+        }
+        for p in self.app.peers.all() {
+            if p.kind == "sp" {
+                destinations.push((p.id.clone(), p));
+            }
+        }
+        for (dest, peer) in destinations {
+            if peer.url.as_deref().unwrap_or("").is_empty() || !peer.active {
+                if self.has_pending(&dest)? && self.warned_no_url.insert(dest.clone()) {
+                    log::warn!("outbox: messages for {dest} wait: the peer has no URL or is disabled");
+                }
+                continue;
+            }
+            self.warned_no_url.remove(&dest);
+            // A destination that is down gets one probe at a time once its backoff has passed.
+            let down = self.down_until.contains_key(&dest);
+            if self.down_until.get(&dest).is_some_and(|t| Instant::now() < *t) {
+                continue;
+            }
+            if down && self.in_flight.iter().any(|(d, _)| *d == dest) {
+                continue;
+            }
+            if dest == super::CENTRE {
+                for stream in STREAMS {
+                    if self.maybe_batch(stream)? && down {
+                        break;
+                    }
+                }
+                if down && self.in_flight.iter().any(|(d, _)| *d == dest) {
+                    continue;
+                }
+            }
+            self.heads(&dest, down)?;
+        }
+        Ok(())
+    }
+
+    fn has_pending(&self, dest: &str) -> DbResult<bool> {
+        let dest = dest.to_string();
+        self.app.store.read(move |c| {
+            Ok(c.prepare_cached("SELECT EXISTS(SELECT 1 FROM outbox WHERE state = 'pending' AND destination = ?1)")?
+                .query_row([dest], |r| r.get(0))?)
+        })
+    }
+
+    /// Dispatch the next batch of a stream if one is due; true if dispatched.
+    fn maybe_batch(&mut self, stream: &'static str) -> DbResult<bool> {
+        let key = super::stream_key(stream);
+        let fkey = (super::CENTRE.to_string(), key.clone());
+        if self.in_flight.contains(&fkey) {
+            return Ok(false);
+        }
+        let max = self.app.cfg.sync.batch_max_records.max(1) as i64;
+        let now = self.app.clock.unix();
+        let k = key.clone();
+        let (waiting, head_due, head_attempts, stalled) = self.app.store.read(move |c| {
+            let waiting: i64 = c
+                .prepare_cached(
+                    "SELECT count(*) FROM (SELECT 1 FROM outbox WHERE state = 'pending' AND destination = 'centre' AND order_key = ?1 LIMIT ?2)",
+                )?
+                .query_row(params![k, max], |r| r.get(0))?;
+            let head: Option<(i64, i64)> = c
+                .prepare_cached(
+                    "SELECT next_attempt_at, attempts FROM outbox WHERE state = 'pending' AND destination = 'centre' AND order_key = ?1 ORDER BY id LIMIT 1",
+                )?
+                .query_row([&k], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let stalled: bool = c
+                .prepare_cached("SELECT EXISTS(SELECT 1 FROM outbox WHERE state = 'dead' AND destination = 'centre' AND order_key = ?1)")?
+                .query_row([&k], |r| r.get(0))?;
+            Ok((waiting, head.is_none_or(|(at, _)| at <= now), head.map(|h| h.1).unwrap_or(0), stalled))
+        })?;
+        self.app.metrics.set_gauge("vnetd_sync_stream_stalled", "1 while a BatchSync stream waits for `outbox retry --dead`", &[("stream", stream)], if stalled { 1.0 } else { 0.0 });
+        if waiting == 0 {
+            self.first_seen.remove(stream);
+            return Ok(false);
+        }
+        if stalled || !head_due {
+            return Ok(false);
+        }
+        let seen = *self.first_seen.entry(stream).or_insert_with(Instant::now);
+        let flush = Duration::from_millis(self.app.cfg.sync.flush_interval_ms);
+        let due = waiting >= max || seen.elapsed() >= flush || self.backlog.contains(stream) || head_attempts > 0;
+        if !due {
+            return Ok(false);
+        }
+        self.first_seen.remove(stream);
+        self.in_flight.insert(fkey);
+        let _ = self.jobs.send(Job::Batch { stream });
+        Ok(true)
+    }
+
+    /// Dispatch the next message of each ordering key of `dest` that is due and not in flight.
+    fn heads(&mut self, dest: &str, probe_only: bool) -> DbResult<()> {
+        let now = self.app.clock.unix();
+        let d = dest.to_string();
+        let rows: Vec<(Row, i64)> = self.app.store.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, destination, operation, order_key, payload, key_version, attempts, created_at, next_attempt_at
+                 FROM outbox WHERE state = 'pending' AND seq IS NULL AND destination = ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![d, HEAD_WINDOW], |r| {
+                Ok((
+                    Row {
+                        id: r.get(0)?,
+                        destination: r.get(1)?,
+                        operation: r.get(2)?,
+                        order_key: r.get(3)?,
+                        payload: r.get(4)?,
+                        key_version: r.get(5)?,
+                        attempts: r.get(6)?,
+                        created_at: r.get(7)?,
+                    },
+                    r.get(8)?,
+                ))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })?;
+        let mut seen: HashSet<String> = HashSet::new();
+        for (row, next_at) in rows {
+            if !seen.insert(row.order_key.clone()) {
+                continue; // not the head of its key
+            }
+            let fkey = (row.destination.clone(), row.order_key.clone());
+            if next_at > now || self.in_flight.contains(&fkey) {
+                continue;
+            }
+            if self.in_flight.len() >= WORKERS * 4 {
+                break;
+            }
+            self.in_flight.insert(fkey);
+            let _ = self.jobs.send(Job::Single(row));
+            if probe_only {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Seconds to wait before attempt `attempts + 1`: 1, 2, 4, … up to `max_s`, with jitter (50–100 %).
+pub fn backoff_s(attempts: i64, max_s: i64) -> i64 {
+    let base = 1i64.checked_shl(attempts.clamp(1, 30) as u32 - 1).unwrap_or(i64::MAX).min(max_s.max(1));
+    let r = crate::crypto::random_bytes(1)[0] as i64; // 0..=255
+    (base * (128 + r / 2) / 255).max(1)
+}
+
+/// Definitive rejections (spec 11): dead-letter at once.
+pub fn is_definitive(result: i32) -> bool {
+    result == -20001 || result == -20003 || ((-21999..=-21500).contains(&result) && result != -21519 && result != -21514 && result != -21548)
+}
+
+fn worker(app: &App, client: &Client, jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>) {
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => match rx.recv() {
+                Ok(j) => j,
+                Err(_) => return,
+            },
+            Err(_) => return,
+        };
+        let report = match job {
+            Job::Single(row) => deliver_one(app, client, row),
+            Job::Batch { stream } => deliver_batch(app, client, stream),
+        };
+        let report = report.unwrap_or_else(|(dest, key, e)| {
+            log::error!("outbox: cannot record a delivery for {dest} ({key}): {e}");
+            Done { destination: dest, key, reachable: true, more: false }
+        });
+        if done.send(report).is_err() {
+            return;
+        }
+    }
+}
+
+type Failure = (String, String, crate::store::DbError);
+
+/// The peer and key a message for `destination` goes to now.
+fn target(app: &App, destination: &str) -> Option<(Arc<Peer>, String, TdesKey, i64)> {
+    let now = app.clock.unix();
+    let peer = if destination == super::CENTRE { app.peers.centre()? } else { app.peers.get(destination)? };
+    let url = peer.url.clone().filter(|u| !u.is_empty())?;
+    let k = peer.current_key(now)?;
+    let (key, version) = (k.key.clone(), k.version);
+    Some((peer, url, key, version))
+}
+
+fn alarm(app: &App, destination: &str, result: i32) {
+    if result == -21514 || result == -21548 {
+        app.metrics.inc_counter(
+            "vnetd_sync_alarms_total",
+            "Deliveries refused for TimeStamp (-21514) or Authenticator (-21548): clocks or keys disagree",
+            &[("destination", destination), ("result", &result.to_string())],
+            1,
+        );
+        log::warn!("outbox: {destination} refused a delivery with {result} (clock or key mismatch); retrying");
+    }
+}
+
+fn deliver_one(app: &App, client: &Client, row: Row) -> Result<Done, Failure> {
+    let (dest, key) = (row.destination.clone(), row.order_key.clone());
+    let fail = |e| (dest.clone(), key.clone(), e);
+    let Some((peer, url, tdes, version)) = target(app, &row.destination) else {
+        // The peer lost its URL or key meanwhile: leave the row; the dispatcher warns.
+        return Ok(Done { destination: dest, key, reachable: true, more: false });
+    };
+    let payload: Vec<(String, String)> = match serde_json::from_str(&row.payload) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("outbox: message {} has an unreadable payload ({e}); dead-lettered", row.id);
+            mark(app, row.id, Outcome::Dead(format!("unreadable payload: {e}"))).map_err(fail)?;
+            return Ok(Done { destination: dest, key, reachable: true, more: false });
+        }
+    };
+    let (mut fields, ns) = if row.destination == super::CENTRE {
+        let mut f = vec![("SrcDeviceNo".to_string(), app.cfg.node.device_no.clone()), ("ProvinceID".to_string(), app.cfg.node.province_id.clone())];
+        f.extend(payload);
+        (f, outbound::CENTRE_NS)
+    } else {
+        (payload, outbound::SP_NS)
+    };
+    // Passwords travel encrypted under the centre key of `key_version`; each attempt re-encrypts
+    // under the key in effect now (spec 11 "Keys").
+    if let Some(v) = row.key_version.filter(|v| *v != version) {
+        let Some(old) = peer.keys.iter().find(|k| k.version == v) else {
+            mark(app, row.id, Outcome::Dead(format!("centre key version {v} is gone"))).map_err(fail)?;
+            return Ok(Done { destination: dest, key, reachable: true, more: false });
+        };
+        for (name, value) in fields.iter_mut().filter(|(n, _)| n == "Password" || n == "NewPassword") {
+            match old.key.decrypt_b64_str(value) {
+                Ok(plain) => *value = tdes.encrypt_b64(plain.as_bytes()),
+                Err(_) => log::error!("outbox: message {} field {name} does not decrypt under key version {v}", row.id),
+            }
+        }
+    }
+    let signed = outbound::sign(&tdes, fields, app.clock.now_ts());
+    let answer = client.call(&url, ns, &row.operation, &outbound::text_fields(&signed));
+    let age_limit = app.cfg.sync.dead_letter_after_h as i64 * 3600;
+    let too_old = app.clock.unix() - row.created_at >= age_limit;
+    let (outcome, reachable) = match &answer {
+        Ok(a) if a.result == 0 => (Outcome::Delivered(contract_of(&row, a)), true),
+        Ok(a) if is_definitive(a.result) => {
+            log::error!("outbox: {} {} to {dest} rejected definitively ({} {}); dead-lettered", row.operation, row.id, a.result, a.desc);
+            (Outcome::Dead(format!("Result {} {}", a.result, a.desc)), true)
+        }
+        Ok(a) => {
+            alarm(app, &dest, a.result);
+            (retry_or_dead(app, &row, too_old, format!("Result {} {}", a.result, a.desc)), true)
+        }
+        Err(e) => (retry_or_dead(app, &row, too_old, e.to_string()), false),
+    };
+    count(app, &dest, &row.operation, &outcome);
+    mark(app, row.id, outcome).map_err(fail)?;
+    Ok(Done { destination: dest, key, reachable, more: false })
+}
+
+/// A PUserInfoNotify's ContractID to keep on the user (spec 6.2).
+fn contract_of(row: &Row, a: &Answer) -> Option<(String, String)> {
+    if row.operation != "PUserInfoNotify" || a.get("ContractID").is_empty() {
+        return None;
+    }
+    let user = row.order_key.strip_prefix("user:")?.to_string();
+    Some((user, a.get("ContractID").chars().take(32).collect()))
+}
+
+fn retry_or_dead(app: &App, row: &Row, too_old: bool, why: String) -> Outcome {
+    if too_old {
+        log::error!("outbox: {} {} to {} undelivered for {} h ({why}); dead-lettered", row.operation, row.id, row.destination, app.cfg.sync.dead_letter_after_h);
+        Outcome::Dead(why)
+    } else {
+        let wait = backoff_s(row.attempts + 1, app.cfg.sync.retry_max_s as i64);
+        log::debug!("outbox: {} {} to {} failed ({why}); retry in {wait} s", row.operation, row.id, row.destination);
+        Outcome::Retry { at: app.clock.unix() + wait, why }
+    }
+}
+
+enum Outcome {
+    /// Delivered; for PUserInfoNotify, the (user, ContractID) to store.
+    Delivered(Option<(String, String)>),
+    Retry { at: i64, why: String },
+    Dead(String),
+}
+
+fn count(app: &App, dest: &str, op: &str, o: &Outcome) {
+    let outcome = match o {
+        Outcome::Delivered(_) => "delivered",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Dead(_) => "dead",
+    };
+    let dest = if dest == super::CENTRE { dest } else { "sp" };
+    app.metrics.inc_counter("vnetd_outbox_deliveries_total", "Delivery attempts by destination, operation and outcome", &[("destination", dest), ("operation", op), ("outcome", outcome)], 1);
+}
+
+fn mark(app: &App, id: i64, outcome: Outcome) -> DbResult<()> {
+    let now = app.clock.unix();
+    app.store.write(move |c| {
+        match outcome {
+            Outcome::Delivered(contract) => {
+                c.prepare_cached("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2, last_error = '' WHERE id = ?1 AND state = 'pending'")?
+                    .execute(params![id, now])?;
+                if let Some((user, contract)) = contract {
+                    c.prepare_cached("UPDATE user SET contract_id = ?2 WHERE vnet_user_id = ?1")?.execute(params![user, contract])?;
+                }
+            }
+            Outcome::Retry { at, why } => {
+                c.prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1 AND state = 'pending'")?
+                    .execute(params![id, at, truncate(&why)])?;
+            }
+            Outcome::Dead(why) => {
+                c.prepare_cached("UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'")?
+                    .execute(params![id, truncate(&why)])?;
+            }
+        }
+        Ok(())
+    })
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(300).collect()
+}
+
+/// Send the next batch of `stream` (6.5) and record the centre's LastSequenceID.
+fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Done, Failure> {
+    let key = super::stream_key(stream);
+    let dest = super::CENTRE.to_string();
+    let fail = |e| (dest.clone(), key.clone(), e);
+    let Some((_peer, url, tdes, _)) = target(app, super::CENTRE) else {
+        return Ok(Done { destination: dest, key, reachable: true, more: false });
+    };
+    let max = app.cfg.sync.batch_max_records.max(1) as i64;
+    let k = key.clone();
+    let rows: Vec<(i64, i64, String, i64)> = app
+        .store
+        .read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, seq, payload, attempts FROM outbox WHERE state = 'pending' AND destination = 'centre' AND order_key = ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![k, max + 1], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .map_err(fail)?;
+    if rows.is_empty() {
+        return Ok(Done { destination: dest, key, reachable: true, more: false });
+    }
+    let more = rows.len() as i64 > max;
+    let batch = &rows[..rows.len().min(max as usize)];
+    let mut records: Vec<Vec<(String, String)>> = Vec::with_capacity(batch.len());
+    for (id, _, payload, _) in batch {
+        match serde_json::from_str::<Vec<(String, String)>>(payload) {
+            Ok(r) => records.push(r),
+            Err(e) => {
+                // Never skip a record (that would leave a gap): stall the stream instead.
+                log::error!("outbox: {stream} record {id} has an unreadable payload ({e}); the stream stalls");
+                let id = *id;
+                app.store
+                    .write(move |c| Ok(c.execute("UPDATE outbox SET state = 'dead', last_error = 'unreadable payload' WHERE id = ?1", [id])?))
+                    .map_err(fail)?;
+                return Ok(Done { destination: dest, key, reachable: true, more: false });
+            }
+        }
+    }
+    let values: Vec<Vec<String>> = records.iter().map(|r| r.iter().map(|(_, v)| v.clone()).collect()).collect();
+    let first = batch[0].1;
+    let last = batch[batch.len() - 1].1;
+    let head = vec![
+        ("SrcDeviceNo".to_string(), app.cfg.node.device_no.clone()),
+        ("ProvinceID".to_string(), app.cfg.node.province_id.clone()),
+        ("Stream".to_string(), stream.to_string()),
+        ("SequenceID".to_string(), first.to_string()),
+        ("TotalCount".to_string(), batch.len().to_string()),
+        ("IsFinal".to_string(), if more { "0" } else { "1" }.to_string()),
+        ("RecordsDigest".to_string(), crate::crypto::records_digest(&values)),
+    ];
+    let signed = outbound::sign(&tdes, head, app.clock.now_ts());
+    let mut fields = outbound::text_fields(&signed);
+    fields.push(("Records", Value::List(records), "Record"));
+    let answer = client.call(&url, outbound::CENTRE_NS, super::BATCH_SYNC, &fields);
+    let last_seq = |a: &Answer| a.get("LastSequenceID").trim().parse::<i64>().ok();
+    let head_id = batch[0].0;
+    let head_attempts = batch[0].3;
+    let ids: Vec<i64> = batch.iter().map(|r| r.0).collect();
+    let (reachable, result) = match &answer {
+        Ok(a) if a.result == 0 || a.result == -21519 => match last_seq(a) {
+            Some(l) => {
+                if a.result == -21519 {
+                    log::warn!("outbox: centre reports a gap in {stream} after {l}; resending from {}", l + 1);
+                }
+                app.metrics.set_gauge("vnetd_sync_last_sequence", "Highest RecordSeq the centre acknowledged", &[("stream", stream)], l as f64);
+                (true, acknowledge(app, &key, l, last).map_err(fail)?)
+            }
+            None => (true, retry_batch(app, head_id, head_attempts, format!("Result {} without LastSequenceID", a.result)).map_err(fail)?),
+        },
+        Ok(a) if is_definitive(a.result) => {
+            log::error!("outbox: centre rejected {stream} batch {first}..{last} definitively ({} {}); the stream stalls until `vnetd outbox retry --dead`", a.result, a.desc);
+            let why = format!("Result {} {}", a.result, a.desc);
+            app.store
+                .write(move |c| {
+                    for id in ids {
+                        c.prepare_cached("UPDATE outbox SET state = 'dead', last_error = ?2 WHERE id = ?1")?.execute(params![id, truncate(&why)])?;
+                    }
+                    Ok(())
+                })
+                .map_err(fail)?;
+            (true, false)
+        }
+        Ok(a) => {
+            alarm(app, &dest, a.result);
+            (true, retry_batch(app, head_id, head_attempts, format!("Result {} {}", a.result, a.desc)).map_err(fail)?)
+        }
+        Err(e) => (!matches!(e, CallError::Transport(_) | CallError::Status(_)), retry_batch(app, head_id, head_attempts, e.to_string()).map_err(fail)?),
+    };
+    let outcome = if answer.as_ref().is_ok_and(|a| a.result == 0) { "delivered" } else { "retry" };
+    app.metrics.inc_counter("vnetd_outbox_batches_total", "BatchSync batches sent by stream and outcome", &[("stream", stream), ("outcome", outcome)], 1);
+    Ok(Done { destination: dest, key, reachable, more: more || result })
+}
+
+/// The centre holds everything up to `l`: mark it delivered; anything after `l` that was marked
+/// delivered before goes again. Returns true if records are waiting to be (re)sent.
+fn acknowledge(app: &App, key: &str, l: i64, sent_last: i64) -> DbResult<bool> {
+    let (key, now) = (key.to_string(), app.clock.unix());
+    app.store.write(move |c| {
+        c.prepare_cached("UPDATE outbox SET state = 'delivered', delivered_at = ?3, attempts = attempts + 1, last_error = '' WHERE order_key = ?1 AND seq <= ?2 AND state = 'pending'")?
+            .execute(params![key, l, now])?;
+        let resend = c
+            .prepare_cached("UPDATE outbox SET state = 'pending', next_attempt_at = ?3, delivered_at = NULL WHERE order_key = ?1 AND seq > ?2 AND state = 'delivered'")?
+            .execute(params![key, l, now])?;
+        if resend > 0 {
+            log::warn!("outbox: resending {resend} records of {key} after {l}");
+        }
+        Ok(resend > 0 || l < sent_last)
+    })
+}
+
+fn retry_batch(app: &App, head_id: i64, attempts: i64, why: String) -> DbResult<bool> {
+    let at = app.clock.unix() + backoff_s(attempts + 1, app.cfg.sync.retry_max_s as i64);
+    log::debug!("outbox: batch starting at row {head_id} failed ({why}); retrying");
+    app.store.write(move |c| {
+        c.prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1")?
+            .execute(params![head_id, at, truncate(&why)])?;
+        Ok(false)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter() {
+        for _ in 0..50 {
+            let b1 = backoff_s(1, 300);
+            assert!((1..=1).contains(&b1), "{b1}");
+            let b5 = backoff_s(5, 300);
+            assert!((8..=16).contains(&b5), "{b5}");
+            let b20 = backoff_s(20, 300);
+            assert!((150..=300).contains(&b20), "{b20}");
+        }
+    }
+
+    #[test]
+    fn definitive_rejections() {
+        for r in [-20001, -20003, -21500, -21513, -21999] {
+            assert!(is_definitive(r), "{r}");
+        }
+        for r in [0, -21519, -21514, -21548, -22500, -20504, -20002] {
+            assert!(!is_definitive(r), "{r}");
+        }
+    }
+}
