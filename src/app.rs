@@ -19,6 +19,8 @@ pub struct App {
     pub hasher: HashPool,
     /// Unix seconds of the outbox relay's last round (0: not running); /readyz checks it.
     pub relay_heartbeat: Arc<AtomicI64>,
+    /// Keep-alive client for synchronous centre calls (RoamAuthV2, roaming consumption).
+    pub centre_client: crate::outbound::Client,
 }
 
 /// Queue length of the hashing pool per thread: beyond it logins answer "busy".
@@ -36,6 +38,7 @@ impl App {
             peers,
             metrics: Arc::new(Metrics::default()),
             relay_heartbeat: Arc::new(AtomicI64::new(0)),
+            centre_client: crate::outbound::Client::new(std::time::Duration::from_millis(cfg.sync.centre_timeout_ms.max(100))),
             cfg,
             clock,
             store,

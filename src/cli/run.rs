@@ -36,6 +36,8 @@ pub fn run(cfg: Config) -> CliResult {
     crate::jobs::catch_up(&app).map_err(|e| Failed(format!("cannot run the jobs missed while down: {e}")))?;
     let stop_jobs = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let jobs = crate::jobs::spawn(app.clone(), stop_jobs.clone()).map_err(|e| Failed(format!("cannot start the job thread: {e}")))?;
+    let clock_sync = crate::jobs::clock_sync::spawn(app.clone(), stop_jobs.clone())
+        .map_err(|e| Failed(format!("cannot start the clock sync thread: {e}")))?;
     let relay = crate::outbox::relay::Relay::start(app.clone()).map_err(|e| Failed(format!("cannot start the outbox relay: {e}")))?;
     let listeners = crate::http::Listeners::start(app.clone()).map_err(Failed)?;
     log::info!(
@@ -56,6 +58,7 @@ pub fn run(cfg: Config) -> CliResult {
     stop_jobs.store(true, std::sync::atomic::Ordering::Relaxed);
     relay.stop();
     let _ = jobs.join();
+    let _ = clock_sync.join();
     store.shutdown();
     logging::audit("daemon_stop", &[("signal", sig.as_str())]);
     Ok(())

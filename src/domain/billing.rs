@@ -512,7 +512,32 @@ pub fn debit(conn: &Connection, user_id: &str, fee: i64, bill_month: &str) -> Db
 
 /// Insert a charge and its CHARGE stream record (6.5).
 pub fn record_charge(ctx: &Ctx, c: &NewCharge) -> DbResult<()> {
-    ctx.conn
+    insert_charge(ctx.conn, c)?;
+    let seq = next_counter(ctx.conn, "seq:CHARGE")?;
+    let record = [
+        ("RecordSeq", seq.to_string()),
+        ("TransactionID", c.transaction_id.clone()),
+        ("VNetUserID", c.vnet_user_id.clone()),
+        ("UserProvinceID", c.user_province_id.clone()),
+        ("SPID", c.spid.clone()),
+        ("ServiceID", c.service_id.clone()),
+        ("ServiceItemID", c.service_item_id.clone()),
+        ("ServiceItemName", c.service_item_name.clone()),
+        ("FeeType", c.fee_type.clone()),
+        ("Fee", c.fee.to_string()),
+        ("BatchCount", c.batch_count.to_string()),
+        ("ChargeTime", ctx.cal.ts(c.charge_at)),
+        ("LedgerDate", c.ledger_date.clone()),
+        ("RoamType", c.roam_type.clone()),
+    ];
+    outbox::enqueue(ctx.conn, outbox::CENTRE, outbox::BATCH_SYNC, &outbox::stream_key("CHARGE"), &record, None, ctx.now)?;
+    Ok(())
+}
+
+/// Insert a charge row only: a roaming usage (6.9) of another province's user, which that
+/// province bills and reports; here it counts for Reconcile and the day's SETTLE.
+pub fn insert_charge(conn: &Connection, c: &NewCharge) -> DbResult<()> {
+    conn
         .prepare_cached(
             "INSERT INTO charge(spid, transaction_id, operation, vnet_user_id, user_province_id, service_id, service_item_id,
                  service_item_name, product_id, fee_type, fee, batch_count, charge_at, ledger_date, bill_month, roam_type, order_id)
@@ -537,24 +562,6 @@ pub fn record_charge(ctx: &Ctx, c: &NewCharge) -> DbResult<()> {
             c.roam_type,
             c.order_id
         ])?;
-    let seq = next_counter(ctx.conn, "seq:CHARGE")?;
-    let record = [
-        ("RecordSeq", seq.to_string()),
-        ("TransactionID", c.transaction_id.clone()),
-        ("VNetUserID", c.vnet_user_id.clone()),
-        ("UserProvinceID", c.user_province_id.clone()),
-        ("SPID", c.spid.clone()),
-        ("ServiceID", c.service_id.clone()),
-        ("ServiceItemID", c.service_item_id.clone()),
-        ("ServiceItemName", c.service_item_name.clone()),
-        ("FeeType", c.fee_type.clone()),
-        ("Fee", c.fee.to_string()),
-        ("BatchCount", c.batch_count.to_string()),
-        ("ChargeTime", ctx.cal.ts(c.charge_at)),
-        ("LedgerDate", c.ledger_date.clone()),
-        ("RoamType", c.roam_type.clone()),
-    ];
-    outbox::enqueue(ctx.conn, outbox::CENTRE, outbox::BATCH_SYNC, &outbox::stream_key("CHARGE"), &record, None, ctx.now)?;
     Ok(())
 }
 

@@ -261,17 +261,26 @@ pub struct ServiceInfo {
     pub local: bool,
     /// Some item of it is approved for this province's users (RoamServiceNotify).
     pub roams_in: bool,
+    /// Some item of it is approved for other provinces' users (roam-out).
+    pub roams_out: bool,
 }
 
 pub fn service(conn: &Connection, service_id: &str) -> DbResult<Option<ServiceInfo>> {
     let mut st = conn.prepare_cached(
         "SELECT s.spid, s.status, sp.province_id = '',
-                EXISTS(SELECT 1 FROM item WHERE item.service_id = s.service_id AND item.roam_in = 1)
+                EXISTS(SELECT 1 FROM item WHERE item.service_id = s.service_id AND item.roam_in = 1),
+                EXISTS(SELECT 1 FROM item WHERE item.service_id = s.service_id AND item.roam_out = 1)
          FROM service s JOIN sp ON sp.spid = s.spid WHERE s.service_id = ?1",
     )?;
     Ok(st
         .query_row([service_id], |r| {
-            Ok(ServiceInfo { spid: r.get(0)?, active: r.get::<_, String>(1)? == "active", local: r.get(2)?, roams_in: r.get(3)? })
+            Ok(ServiceInfo {
+                spid: r.get(0)?,
+                active: r.get::<_, String>(1)? == "active",
+                local: r.get(2)?,
+                roams_in: r.get(3)?,
+                roams_out: r.get(4)?,
+            })
         })
         .optional()?)
 }

@@ -5,3 +5,4 @@ pub mod catalog;
 pub mod hashing;
 pub mod passport;
 pub mod peers;
+pub mod roaming;

@@ -4,6 +4,8 @@
 //! first, rollovers before day closes (spec 11 "Jobs after downtime"), and an interrupted job
 //! continues where its last transaction ended.
 
+pub mod clock_sync;
+
 use crate::app::App;
 use crate::domain::billing::{self as bl, Ctx};
 use crate::domain::calendar::{Cal, Ym};

@@ -175,6 +175,16 @@ pub static OPS: &[Op] = &[
          opt("EffectTimeStamp", Ty::Ts), TS, AUTH],
         &[], auth: true, idem: false, vnet::key_update,
         "The centre rotates its key with this node (密钥更新)."),
+    op!(ProvinceForVNet, "RoamAuthV2",
+        [SRC, req("SrcProvinceID", Ty::N(2)), SPID_FIELD, opt("ServiceID", Ty::N(16)), req("AccountType", ACCOUNT_TYPES),
+         req("Account", Ty::S(64)), req("Password", Ty::Enc), opt("UserIP", Ty::Ip), req("RoamType", Ty::OneOf(&["1", "2"])), TXID, TS, AUTH],
+        AUTH_RESULT, auth: true, idem: false, vnet::roam_auth_v2,
+        "The centre asks this home province to authenticate its user for a roaming use (漫游认证)."),
+    op!(ProvinceForVNet, "RoamServiceNotify",
+        [SRC, req("ActionType", Ty::OneOf(&["1", "2", "3"])), SPID_FIELD, req("SPProvinceID", Ty::N(2)), SERVICE, ITEM,
+         req("ServiceItemName", Ty::S(64)), req("FeeType", Ty::OneOf(&["1", "2", "3"])), req("Price", Ty::Fen), TS, AUTH],
+        &["Status"], auth: true, idem: false, vnet::roam_service_notify,
+        "Roaming service approval (1), revocation (2) and verification (3) (漫游服务流程)."),
     op!(ProvinceForVNet, "ServiceAuth", [SRC, SPID_FIELD, SERVICE, ITEM_OPT, VNETUSERID, TS, AUTH],
         SERVICE_AUTH_RESP, auth: true, idem: false, bl::service_auth,
         "The centre, for an SP: may this user use this service now."),
@@ -225,8 +235,8 @@ mod tests {
                 assert_eq!(names[names.len() - 1], "Authenticator", "{}", op.name);
                 assert_eq!(names[names.len() - 2], "TimeStamp", "{}", op.name);
             }
-            // ChargeQuery names a TransactionID without being idempotent.
-            if op.idempotent || op.name != "ChargeQuery" {
+            // ChargeQuery and RoamAuthV2 name a TransactionID without being idempotent (spec 11).
+            if op.idempotent || !["ChargeQuery", "RoamAuthV2"].contains(&op.name) {
                 assert_eq!(op.idempotent, names.contains(&"TransactionID"), "{}", op.name);
             }
             let unique: std::collections::HashSet<_> = names.iter().collect();

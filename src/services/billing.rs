@@ -8,6 +8,7 @@ use crate::domain::calendar::{Cal, Ym};
 use crate::ops::codes::*;
 use crate::ops::pipeline::write_idempotent;
 use crate::ops::{Call, Resp, Service};
+use crate::services::centre;
 use crate::store::DbResult;
 
 fn channel(call: &Call) -> Channel {
@@ -39,10 +40,104 @@ fn request(call: &Call, kind: Kind) -> Req {
     }
 }
 
-/// A user of another province named by an SP: roaming consumption goes through the centre (6.9),
-/// which this node does not call yet (issue 4).
-fn roaming_unavailable() -> Resp {
-    Resp::err(SYSTEM_ERROR, "roaming consumption not available")
+/// A ProvinceForSP call naming a user of another province: roaming consumption (6.9).
+fn is_roaming(app: &App, req: &Req) -> bool {
+    req.channel == Channel::Sp && !req.user_id.starts_with(app.cfg.node.province_id.as_str())
+}
+
+/// The checks of the operation that need only the catalogue (after `resolve`): the exactly-one
+/// rule, Charge's FeeType and Fee. Some(code) refuses.
+fn own_catalogue_rules(kind: Kind, t: &Target, fee: i64, batch: i64) -> Option<i32> {
+    match kind {
+        Kind::Order | Kind::Cancel | Kind::ReOrder if !bl::exactly_one(t) => Some(BAD_PARAMETER),
+        Kind::Charge => {
+            let item = t.item.as_ref()?;
+            if item.fee_type != "1" {
+                Some(BAD_FEE_TYPE)
+            } else if fee != item.price * batch {
+                Some(BAD_FEE)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Roaming consumption (6.9): a local SP's service used by another province's user. The local
+/// service must be approved for roaming out (-21001); then the centre's operation of the same name
+/// answers, and on success a Charge, Order or ReOrder leaves a roaming usage row (RoamType 1) for
+/// reconciliation and the day's SETTLE. No local user is charged.
+fn roaming_consumption(app: &App, call: &Call, req: Req) -> Resp {
+    let kind = req.kind;
+    let (cal, now) = (Cal::new(app.clock.tz()), app.clock.unix());
+    let province = app.cfg.node.province_id.as_str();
+    let fee: i64 = call.get("Fee").parse().unwrap_or(0);
+    let batch = batch_count(call).unwrap_or(1);
+    let txid = call.get("TransactionID").to_string();
+    let checked = app.store.read(|conn| {
+        let ctx = Ctx { conn, cal, province, now };
+        Ok(match bl::resolve(&ctx, &req)? {
+            Err(code) => Err(code),
+            Ok(t) => match own_catalogue_rules(kind, &t, fee, batch) {
+                Some(code) => Err(code),
+                None if !txid.is_empty() && kind != Kind::Cancel && bl::txid_taken(conn, &t.svc.spid, &txid)? => Err(BAD_TRANSACTION_ID),
+                None => Ok(t),
+            },
+        })
+    });
+    let t = match checked {
+        Ok(Ok(t)) => t,
+        Ok(Err(code)) if kind == Kind::ServiceAuth => return Resp::code(code),
+        Ok(Err(code)) => return write_idempotent(app, call, move |_| Ok(Resp::code(code))),
+        Err(e) => return Resp::db(&e),
+    };
+    let fields: Vec<(String, String)> = call
+        .op
+        .request
+        .iter()
+        .filter(|f| f.name != "TimeStamp" && f.name != "Authenticator")
+        .map(|f| (f.name.to_string(), call.get(f.name).to_string()))
+        .collect();
+    let answer = match centre::call(app, call.op.name, fields, &[]) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let resp = centre::relay_answer(call, &answer);
+    if kind == Kind::ServiceAuth {
+        return resp;
+    }
+    let usage = (resp.result == OK && matches!(kind, Kind::Charge | Kind::Order | Kind::ReOrder)).then(|| bl::NewCharge {
+        spid: t.svc.spid.clone(),
+        transaction_id: txid.clone(),
+        operation: match kind {
+            Kind::Charge => "RoamingCharge",
+            Kind::Order => "RoamingOrder",
+            _ => "RoamingReOrder",
+        },
+        vnet_user_id: req.user_id.clone(),
+        user_province_id: req.user_id.chars().take(2).collect(),
+        service_id: t.svc.id.clone(),
+        service_item_id: t.item_id().to_string(),
+        service_item_name: t.name().to_string(),
+        product_id: t.product_id().to_string(),
+        fee_type: t.item.as_ref().map(|i| i.fee_type.clone()).unwrap_or_else(|| "2".into()),
+        fee: if kind == Kind::Charge { fee } else { t.monthly_price() },
+        batch_count: if kind == Kind::Charge { batch } else { 1 },
+        charge_at: now,
+        ledger_date: cal.date8(now),
+        bill_month: cal.month(now).to_string(),
+        roam_type: "1".into(),
+        order_id: answer.get("OrderID").chars().take(24).collect(),
+    });
+    write_idempotent(app, call, move |conn| {
+        if let Some(c) = usage {
+            if !bl::txid_taken(conn, &c.spid, &c.transaction_id)? {
+                bl::insert_charge(conn, &c)?;
+            }
+        }
+        Ok(resp)
+    })
 }
 
 /// Run an idempotent ordering operation in the writer: resolve the request, then `f`.
@@ -51,12 +146,16 @@ where
     F: FnOnce(&Ctx, Target) -> DbResult<Resp> + Send + 'static,
 {
     let req = request(call, kind);
+    if is_roaming(app, &req) {
+        return roaming_consumption(app, call, req);
+    }
     let (cal, province, now) = (Cal::new(app.clock.tz()), app.cfg.node.province_id.clone(), app.clock.unix());
     write_idempotent(app, call, move |conn| {
         let ctx = Ctx { conn, cal, province: &province, now };
         match bl::resolve(&ctx, &req)? {
             Err(code) => Ok(Resp::code(code)),
-            Ok(t) if t.user.is_none() => Ok(roaming_unavailable()),
+            // A user of another province reaches here only through another channel: unknown.
+            Ok(t) if t.user.is_none() => Ok(Resp::code(ACCOUNT_UNKNOWN)),
             Ok(t) => f(&ctx, t),
         }
     })
@@ -68,13 +167,16 @@ fn order_times(cal: Cal, o: &bl::OrderRow) -> Resp {
 
 pub fn service_auth(app: &App, call: &Call) -> Resp {
     let req = request(call, Kind::ServiceAuth);
+    if is_roaming(app, &req) {
+        return roaming_consumption(app, call, req);
+    }
     let (cal, now) = (Cal::new(app.clock.tz()), app.clock.unix());
     let province = app.cfg.node.province_id.as_str();
     let r = app.store.read(|conn| {
         let ctx = Ctx { conn, cal, province, now };
         Ok(match bl::resolve(&ctx, &req)? {
             Err(code) => Resp::code(code),
-            Ok(t) if t.user.is_none() => roaming_unavailable(),
+            Ok(t) if t.user.is_none() => Resp::code(ACCOUNT_UNKNOWN),
             Ok(t) => match bl::service_auth(&ctx, &t)? {
                 Ok((fee_type, end)) => Resp::ok().with("FeeType", fee_type).with("EndTime", end.map(|e| cal.ts(e)).unwrap_or_default()),
                 Err(code) => Resp::code(code),
@@ -88,8 +190,8 @@ pub fn order(app: &App, call: &Call) -> Resp {
     let (channel, contract, if_extend, txid) =
         (channel(call), call.get("ContractID").to_string(), call.get("IfExtend") == "1", call.get("TransactionID").to_string());
     ordering(app, call, Kind::Order, move |ctx, t| {
-        if !bl::exactly_one(&t) {
-            return Ok(Resp::code(BAD_PARAMETER));
+        if let Some(code) = own_catalogue_rules(Kind::Order, &t, 0, 1) {
+            return Ok(Resp::code(code));
         }
         if bl::txid_taken(ctx.conn, &t.svc.spid, &txid)? {
             return Ok(Resp::code(BAD_TRANSACTION_ID));
@@ -104,8 +206,8 @@ pub fn order(app: &App, call: &Call) -> Resp {
 pub fn cancel_order(app: &App, call: &Call) -> Resp {
     let (channel, immediately) = (channel(call), call.get("StopType") == "2");
     ordering(app, call, Kind::Cancel, move |ctx, t| {
-        if !bl::exactly_one(&t) {
-            return Ok(Resp::code(BAD_PARAMETER));
+        if let Some(code) = own_catalogue_rules(Kind::Cancel, &t, 0, 1) {
+            return Ok(Resp::code(code));
         }
         Ok(match bl::cancel(ctx, &t, channel, immediately)? {
             Ok(o) => Resp::ok().with("OrderID", &o.order_id).with("EndTime", ctx.cal.ts(o.end_at)),
@@ -117,8 +219,8 @@ pub fn cancel_order(app: &App, call: &Call) -> Resp {
 pub fn reorder(app: &App, call: &Call) -> Resp {
     let (channel, txid) = (channel(call), call.get("TransactionID").to_string());
     ordering(app, call, Kind::ReOrder, move |ctx, t| {
-        if !bl::exactly_one(&t) {
-            return Ok(Resp::code(BAD_PARAMETER));
+        if let Some(code) = own_catalogue_rules(Kind::ReOrder, &t, 0, 1) {
+            return Ok(Resp::code(code));
         }
         if bl::txid_taken(ctx.conn, &t.svc.spid, &txid)? {
             return Ok(Resp::code(BAD_TRANSACTION_ID));
@@ -147,12 +249,8 @@ pub fn charge(app: &App, call: &Call) -> Resp {
     let batch = batch_count(call).unwrap_or(1);
     let txid = call.get("TransactionID").to_string();
     ordering(app, call, Kind::Charge, move |ctx, t| {
-        let item = t.item.as_ref().expect("ServiceItemID is required");
-        if item.fee_type != "1" {
-            return Ok(Resp::code(BAD_FEE_TYPE));
-        }
-        if fee != item.price * batch {
-            return Ok(Resp::code(BAD_FEE));
+        if let Some(code) = own_catalogue_rules(Kind::Charge, &t, fee, batch) {
+            return Ok(Resp::code(code));
         }
         if bl::txid_taken(ctx.conn, &t.svc.spid, &txid)? {
             return Ok(Resp::code(BAD_TRANSACTION_ID));

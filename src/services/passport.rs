@@ -10,6 +10,7 @@ use crate::ops::pipeline::write_idempotent;
 use crate::ops::{Call, Resp};
 use crate::ops_support::logging::audit;
 use crate::outbox;
+use crate::services::centre;
 use crate::store::DbError;
 
 fn own_province(app: &App) -> &str {
@@ -34,32 +35,37 @@ fn count_login(app: &App, result: &str) {
     app.metrics.inc_counter("vnetd_logins_total", "Password logins by outcome", &[("result", result)], 1);
 }
 
+/// Why an authentication did not produce a local user.
+pub enum AuthFail {
+    /// The answer to give (audited; password failures count toward lockout).
+    Refused(Resp),
+    /// No local user holds the account, cancelled or not: it may belong to another province.
+    NotLocal,
+}
+
+impl From<Resp> for AuthFail {
+    fn from(r: Resp) -> AuthFail {
+        AuthFail::Refused(r)
+    }
+}
+
 /// The auth rules (spec 4, 11): account exists, not locked, password correct, status 00.
-/// On failure the Resp to answer; failures are audited and count toward lockout.
-pub fn authenticate(app: &App, channel: &str, account_type: &str, account: &str, password: &str) -> Result<User, Resp> {
+pub fn authenticate(app: &App, channel: &str, account_type: &str, account: &str, password: &str) -> Result<User, AuthFail> {
     let now = app.clock.unix();
-    let holder = match app.store.read(|c| pp::holder(c, account_type, account)) {
-        Ok(h) => h,
-        Err(e) => return Err(Resp::db(&e)),
-    };
+    let holder = app.store.read(|c| pp::holder(c, account_type, account)).map_err(|e| Resp::db(&e))?;
     let user = match holder {
         Holder::Live(u) => u,
         Holder::Cancelled(u) => {
             audit("login_refused", &[("channel", channel), ("user", &u.vnet_user_id), ("reason", "cancelled")]);
             count_login(app, "refused");
-            return Err(Resp::code(USER_ABNORMAL));
+            return Err(Resp::code(USER_ABNORMAL).into());
         }
-        // Roaming to the centre arrives with the centre integration (issue 4).
-        Holder::None => {
-            audit("login_failed", &[("channel", channel), ("reason", "unknown_account")]);
-            count_login(app, "unknown");
-            return Err(Resp::code(ACCOUNT_UNKNOWN));
-        }
+        Holder::None => return Err(AuthFail::NotLocal),
     };
     if user.locked_until > now {
         audit("login_refused", &[("channel", channel), ("user", &user.vnet_user_id), ("reason", "locked")]);
         count_login(app, "locked");
-        return Err(Resp::err(USER_ABNORMAL, "locked"));
+        return Err(Resp::err(USER_ABNORMAL, "locked").into());
     }
     let correct = match &user.password_phc {
         None => false,
@@ -67,7 +73,7 @@ pub fn authenticate(app: &App, channel: &str, account_type: &str, account: &str,
             Ok(ok) => ok,
             Err(_) => {
                 app.metrics.inc_counter("vnetd_hash_busy_total", "Logins refused because the hashing pool was full", &[], 1);
-                return Err(Resp::err(SYSTEM_ERROR, "busy, try again"));
+                return Err(Resp::err(SYSTEM_ERROR, "busy, try again").into());
             }
         },
     };
@@ -75,7 +81,7 @@ pub fn authenticate(app: &App, channel: &str, account_type: &str, account: &str,
         let (id, threshold, lock_s) = (user.vnet_user_id.clone(), app.cfg.security.lockout_threshold, app.cfg.security.lockout_minutes * 60);
         let locked = match app.store.write(move |c| pp::record_failure(c, &id, threshold, lock_s, now)) {
             Ok(l) => l,
-            Err(e) => return Err(Resp::db(&e)),
+            Err(e) => return Err(Resp::db(&e).into()),
         };
         audit("login_failed", &[("channel", channel), ("user", &user.vnet_user_id), ("reason", "password")]);
         count_login(app, "failed");
@@ -83,28 +89,29 @@ pub fn authenticate(app: &App, channel: &str, account_type: &str, account: &str,
             audit("lockout", &[("user", &user.vnet_user_id), ("minutes", &app.cfg.security.lockout_minutes.to_string())]);
             app.metrics.inc_counter("vnetd_lockouts_total", "Accounts locked after repeated failures", &[], 1);
         }
-        return Err(Resp::code(AUTH_FAILED));
+        return Err(Resp::code(AUTH_FAILED).into());
     }
     if user.failed_logins != 0 || user.locked_until != 0 {
         let id = user.vnet_user_id.clone();
         if let Err(e) = app.store.write(move |c| pp::reset_failures(c, &id)) {
-            return Err(Resp::db(&e));
+            return Err(Resp::db(&e).into());
         }
     }
     if user.status != pp::STATUS_NORMAL {
         audit("login_refused", &[("channel", channel), ("user", &user.vnet_user_id), ("reason", "status")]);
         count_login(app, "refused");
-        return Err(Resp::code(USER_ABNORMAL));
+        return Err(Resp::code(USER_ABNORMAL).into());
     }
     audit("login", &[("channel", channel), ("user", &user.vnet_user_id)]);
     count_login(app, "ok");
     Ok(user)
 }
 
-/// The use rules for a ServiceID named in an authentication of a local user (spec 4, 11): the
-/// service exists and is the calling SP's own (-20004), it is active (-20005), and a service of
-/// another province or the centre needs a roaming approval for this province (-21001).
-fn check_service(app: &App, call: &Call) -> Option<Resp> {
+/// The use rules for a ServiceID named in an authentication (spec 4, 11): the service exists and
+/// is the calling SP's own (-20004), it is active (-20005), and the region rule (-21001): a local
+/// user may use another province's or the centre's service only if approved for this province; a
+/// user of another province may use a local service only if it is approved for roaming out.
+fn check_service(app: &App, call: &Call, local_user: bool) -> Option<Resp> {
     let id = call.opt("ServiceID")?;
     let info = match app.store.read(|c| crate::domain::catalog::service(c, id)) {
         Ok(i) => i,
@@ -114,7 +121,8 @@ fn check_service(app: &App, call: &Call) -> Option<Resp> {
         Some(s) if s.spid != call.caller_id() => Some(Resp::err(SERVICE_UNKNOWN, "service unknown")),
         None => Some(Resp::err(SERVICE_UNKNOWN, "service unknown")),
         Some(s) if !s.active => Some(Resp::code(SERVICE_ABNORMAL)),
-        Some(s) if !s.local && !s.roams_in => Some(Resp::code(REGION_NOT_ALLOWED)),
+        Some(s) if local_user && !s.local && !s.roams_in => Some(Resp::code(REGION_NOT_ALLOWED)),
+        Some(s) if !local_user && s.local && !s.roams_out => Some(Resp::code(REGION_NOT_ALLOWED)),
         Some(_) => None,
     }
 }
@@ -128,22 +136,62 @@ fn auth_resp(app: &App, u: &User) -> Resp {
         .with("Status", &u.status)
 }
 
-pub fn user_auth(app: &App, call: &Call) -> Resp {
-    let channel = format!("sp:{}", call.caller_id());
-    let password = call.plain("Password").unwrap_or("");
-    match authenticate(app, &channel, call.get("AccountType"), call.get("Account"), password) {
+/// An account no local user holds goes to the centre with RoamAuthV2 (spec 4.1, 6.1, 11) when a
+/// centre peer with a URL exists; the centre's answer is returned unchanged.
+fn roam_auth(app: &App, call: &Call, channel: &str, account_type: &str, account: &str, password: &str) -> Resp {
+    if !centre::configured(app) {
+        audit("login_failed", &[("channel", channel), ("reason", "unknown_account")]);
+        count_login(app, "unknown");
+        return Resp::code(ACCOUNT_UNKNOWN);
+    }
+    if let Some(r) = check_service(app, call, false) {
+        return r;
+    }
+    let txid = format!("RA{}", crate::crypto::random_bytes(12).iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let fields = vec![
+        ("SPID".to_string(), call.caller_id().to_string()),
+        ("ServiceID".to_string(), call.get("ServiceID").to_string()),
+        ("AccountType".to_string(), account_type.to_string()),
+        ("Account".to_string(), account.to_string()),
+        ("Password".to_string(), password.to_string()),
+        ("UserIP".to_string(), call.get("UserIP").to_string()),
+        ("RoamType".to_string(), "1".to_string()),
+        ("TransactionID".to_string(), txid),
+    ];
+    match centre::call(app, "RoamAuthV2", fields, &["Password"]) {
+        Ok(a) => {
+            let outcome = if a.result == OK { "ok" } else { "refused" };
+            audit("login_roaming", &[("channel", channel), ("result", &a.result.to_string()), ("user", a.get("VNetUserID"))]);
+            count_login(app, &format!("roaming_{outcome}"));
+            let mut r = centre::relay_answer(call, &a);
+            if r.result == OK && call.op.response.contains(&"NumFlag") {
+                r = r.with("NumFlag", pp::num_flag(account_type));
+            }
+            r
+        }
         Err(r) => r,
-        Ok(u) => check_service(app, call).unwrap_or_else(|| auth_resp(app, &u)),
     }
 }
 
-pub fn phone_num_auth(app: &App, call: &Call) -> Resp {
+fn login(app: &App, call: &Call, account_type: &str, account: &str, numflag: bool) -> Resp {
     let channel = format!("sp:{}", call.caller_id());
     let password = call.plain("Password").unwrap_or("");
-    match authenticate(app, &channel, "09", call.get("PhoneNum"), password) {
-        Err(r) => r,
-        Ok(u) => check_service(app, call).unwrap_or_else(|| auth_resp(app, &u).with("NumFlag", u.num_flag())),
+    match authenticate(app, &channel, account_type, account, password) {
+        Ok(u) => check_service(app, call, true).unwrap_or_else(|| {
+            let r = auth_resp(app, &u);
+            if numflag { r.with("NumFlag", u.num_flag()) } else { r }
+        }),
+        Err(AuthFail::Refused(r)) => r,
+        Err(AuthFail::NotLocal) => roam_auth(app, call, &channel, account_type, account, password),
     }
+}
+
+pub fn user_auth(app: &App, call: &Call) -> Resp {
+    login(app, call, call.get("AccountType"), call.get("Account"), false)
+}
+
+pub fn phone_num_auth(app: &App, call: &Call) -> Resp {
+    login(app, call, "09", call.get("PhoneNum"), true)
 }
 
 pub fn get_userinfo(app: &App, call: &Call) -> Resp {

@@ -1,7 +1,8 @@
 //! Centre-only operations of ProvinceForVNet (spec 4.3).
 
 use crate::app::App;
-use crate::domain::peers;
+use crate::domain::{peers, roaming};
+use crate::services::passport;
 use crate::ops::codes::*;
 use crate::ops::{Call, Resp};
 use crate::ops_support::logging::audit;
@@ -37,6 +38,71 @@ pub fn key_update(app: &App, call: &Call) -> Resp {
             );
             Resp::ok()
         }
+        Err(e) => Resp::db(&e),
+    }
+}
+
+/// RoamAuthV2 (4.3): the centre asks this home province to authenticate its user for a roaming
+/// use. Auth rules; a ServiceID must be approved for this province (-21001). Not stored (11).
+pub fn roam_auth_v2(app: &App, call: &Call) -> Resp {
+    let channel = format!("centre:{}", call.caller_id());
+    let password = call.plain("Password").unwrap_or("");
+    let user = match passport::authenticate(app, &channel, call.get("AccountType"), call.get("Account"), password) {
+        Ok(u) => u,
+        Err(passport::AuthFail::Refused(r)) => return r,
+        Err(passport::AuthFail::NotLocal) => return Resp::code(ACCOUNT_UNKNOWN),
+    };
+    if let Some(id) = call.opt("ServiceID") {
+        match app.store.read(|c| crate::domain::catalog::service(c, id)) {
+            Ok(Some(s)) if s.local || s.roams_in => {}
+            Ok(_) => return Resp::code(REGION_NOT_ALLOWED),
+            Err(e) => return Resp::db(&e),
+        }
+    }
+    Resp::ok()
+        .with("VNetUserID", &user.vnet_user_id)
+        .with("ProvinceID", &app.cfg.node.province_id)
+        .with("CityCode", &user.city_code)
+        .with("UserType", &user.user_type)
+        .with("Status", &user.status)
+}
+
+/// RoamServiceNotify (4.3): approve (1), revoke (2) or verify (3) the roaming of an item: roam-in
+/// for another province's or the centre's item, roam-out for a local one. Status 1/2/0.
+pub fn roam_service_notify(app: &App, call: &Call) -> Resp {
+    let own = app.cfg.node.province_id.clone();
+    let action = call.get("ActionType");
+    let notice = roaming::Notice {
+        approve: action == "1",
+        spid: call.get("SPID").to_string(),
+        sp_province: call.get("SPProvinceID").to_string(),
+        service_id: call.get("ServiceID").to_string(),
+        item_id: call.get("ServiceItemID").to_string(),
+        item_name: call.get("ServiceItemName").to_string(),
+        fee_type: call.get("FeeType").to_string(),
+        price: call.get("Price").parse().unwrap_or(0),
+    };
+    if action == "3" {
+        return match app.store.read(|c| roaming::status(c, &own, &notice.sp_province, &notice.item_id)) {
+            Ok(s) => Resp::ok().with("Status", s),
+            Err(e) => Resp::db(&e),
+        };
+    }
+    let now = app.clock.unix();
+    let r = app.store.write({
+        let (own, notice) = (own.clone(), notice.clone());
+        move |c| roaming::apply(c, &own, &notice, now)
+    });
+    match r {
+        Ok(Some(status)) => {
+            let direction = if notice.sp_province == own { "out" } else { "in" };
+            audit(
+                "roaming_change",
+                &[("by", call.caller_id()), ("direction", direction), ("item", &notice.item_id), ("status", status)],
+            );
+            Resp::ok().with("Status", status)
+        }
+        Ok(None) => Resp::code(SERVICE_ITEM_ABNORMAL).with("Status", roaming::UNKNOWN),
         Err(e) => Resp::db(&e),
     }
 }

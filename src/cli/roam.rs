@@ -1,0 +1,52 @@
+//! `vnetd roam list | roam revoke --sp SPID --service ID --item ID [--reason TEXT]`.
+
+use super::{open_store, print_table, CliResult, Failed};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::domain::roaming;
+use crate::ops_support::logging::audit;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum RoamCmd {
+    /// Roaming state of items: roam-out of local items, roam-in of other provinces' and the centre's
+    List,
+    /// End the roaming of a local SP's item for other provinces' users and tell the centre
+    /// (RoamServiceRevoke)
+    Revoke {
+        #[arg(long)]
+        sp: String,
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        item: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+pub fn run(cfg: &Config, cmd: RoamCmd) -> CliResult {
+    let store = open_store(cfg)?;
+    let own = cfg.node.province_id.clone();
+    match cmd {
+        RoamCmd::List => {
+            let rows = store.read(|c| roaming::list(c, &own))?;
+            print_table(&["direction", "spid", "sp_province", "service_id", "service_item_id", "name", "state", "set_by"], &rows);
+            Ok(())
+        }
+        RoamCmd::Revoke { sp, service, item, reason } => {
+            if reason.chars().count() > 256 {
+                return Err(Failed("--reason is at most 256 characters".into()));
+            }
+            let now = Clock::from_config(cfg).unix();
+            let r = {
+                let (sp, service, item, reason) = (sp.clone(), service.clone(), item.clone(), reason.clone());
+                store.write(move |c| roaming::revoke_out(c, &sp, &service, &item, &reason, now))?
+            };
+            r.map_err(Failed)?;
+            audit("roam_revoke", &[("sp", &sp), ("service", &service), ("item", &item), ("reason", &reason)]);
+            println!("roaming of item {item} revoked; RoamServiceRevoke queued for the centre");
+            Ok(())
+        }
+    }
+}
