@@ -2,6 +2,7 @@
 //! benchmark can use its codecs; the daemon and CLI live in the `vnetd` binary.
 
 pub mod app;
+pub mod centre_sim;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -3,9 +3,11 @@
 mod backup;
 mod bench;
 mod catalog;
+mod centre_sim;
 mod outbox;
 mod peer;
 mod recon;
+mod roam;
 mod run;
 mod tools;
 mod user;
@@ -61,22 +63,18 @@ pub enum Cmd {
     /// The service catalogue: SPs, services, items, packages
     #[command(subcommand)]
     Catalog(catalog::CatalogCmd),
-    /// Roaming services (not implemented yet: issue 4)
-    #[command(hide = true)]
-    Roam { #[arg(trailing_var_arg = true, allow_hyphen_values = true)] rest: Vec<String> },
+    /// Roaming of services between provinces
+    #[command(subcommand)]
+    Roam(roam::RoamCmd),
     /// The outbox: what waits for delivery; re-queue dead letters
     #[command(subcommand)]
     Outbox(outbox::OutboxCmd),
     /// Reconciliation: export one SP's charges of one LedgerDate
     #[command(subcommand)]
     Recon(recon::ReconCmd),
-    /// The centre simulator (not implemented yet: issue 4)
-    #[command(hide = true, name = "centre-sim")]
-    CentreSim { #[arg(trailing_var_arg = true, allow_hyphen_values = true)] rest: Vec<String> },
-}
-
-fn not_yet(what: &str, issue: u32) -> CliResult {
-    Err(Failed(format!("`{what}` is not implemented in this version yet (planned in issue {issue})")))
+    /// The centre simulator: serves the centre's side of the outbound operations (and SPs' OrderNotify) for tests and checks
+    #[command(name = "centre-sim")]
+    CentreSim(centre_sim::CentreSimArgs),
 }
 
 pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failed> {
@@ -109,9 +107,9 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Cmd::Bench(c) => bench::run(c),
         Cmd::Catalog(c) => catalog::run(&load_config(path)?, c),
         Cmd::Recon(c) => recon::run(&load_config(path)?, c),
-        Cmd::Roam { .. } => not_yet("roam", 4),
+        Cmd::Roam(c) => roam::run(&load_config(path)?, c),
         Cmd::Outbox(c) => outbox::run(&load_config(path)?, c),
-        Cmd::CentreSim { .. } => not_yet("centre-sim", 4),
+        Cmd::CentreSim(a) => centre_sim::run(a),
     }
 }
 

@@ -961,8 +961,11 @@ pub fn day_closed(conn: &Connection, date8: &str) -> DbResult<bool> {
 
 // ---------------------------------------------------------------- queries
 
-/// ChargeQuery: (VNetUserID, ServiceID, ServiceItemID, Fee, ChargeTime unix) of an SP's charge.
-pub fn find_charge(conn: &Connection, spid: &str, txid: &str) -> DbResult<Option<(String, String, String, i64, i64)>> {
+/// What ChargeQuery answers: VNetUserID, ServiceID, ServiceItemID, Fee, ChargeTime (unix).
+pub type FoundCharge = (String, String, String, i64, i64);
+
+/// An SP's charge by TransactionID (ChargeQuery).
+pub fn find_charge(conn: &Connection, spid: &str, txid: &str) -> DbResult<Option<FoundCharge>> {
     let mut st = conn.prepare_cached(
         "SELECT vnet_user_id, service_id, service_item_id, fee, charge_at FROM charge WHERE spid = ?1 AND transaction_id = ?2",
     )?;

@@ -11,3 +11,4 @@ mod crash;
 mod cli;
 mod http_attacks;
 mod catalog;
+mod centre_sim;

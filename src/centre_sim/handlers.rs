@@ -1,0 +1,742 @@
+//! The operations the simulated centre answers (spec 6.1–6.7, 6.9) and an SP's OrderNotify (6.8):
+//! field lists in Authenticator order, the envelope checks, and what each operation stores.
+
+use super::store::{self, Store};
+use crate::clock::Clock;
+use crate::crypto::{self, TdesKey};
+use crate::domain::calendar::Cal;
+use crate::ops::codes;
+use crate::soap::envelope::{Elem, SoapVersion};
+use crate::soap::writer::{self, Value};
+use std::collections::HashMap;
+
+/// Namespace of the centre's operations.
+pub const CENTRE_NS: &str = "http://vnet.cn/centre/v3";
+/// Namespace of an SP's OrderNotify endpoint.
+pub const SP_NS: &str = "http://vnet.cn/sp/v3";
+/// ±seconds a TimeStamp may differ from the simulator's clock.
+pub const CLOCK_TOLERANCE_S: i64 = 300;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    UserInfo,
+    PasswordNotify,
+    RoamRevoke,
+    ClockSync,
+    RoamAuth,
+    Consumption,
+    BatchSync,
+    OrderNotify,
+}
+
+/// One operation: request fields in Authenticator order (TimeStamp included, Authenticator
+/// excluded: it always follows; BatchSync's Records follows it and is not signed), and the
+/// response fields after Result and ErrDescription.
+#[derive(Debug)]
+pub struct OpDef {
+    pub name: &'static str,
+    pub ns: &'static str,
+    pub request: &'static [&'static str],
+    pub response: &'static [&'static str],
+    kind: Kind,
+}
+
+const fn centre(name: &'static str, request: &'static [&'static str], response: &'static [&'static str], kind: Kind) -> OpDef {
+    OpDef { name, ns: CENTRE_NS, request, response, kind }
+}
+
+/// Every operation the simulator answers.
+pub const OPS: &[OpDef] = &[
+    centre(
+        "PUserInfoNotify",
+        &["SrcDeviceNo", "ProvinceID", "ActionType", "VNetUserID", "AccountType", "Account", "Alias", "CityCode", "UserType", "Status", "NumFlag", "BindingAccessNo", "ChangeTime", "TimeStamp"],
+        &["ContractID"],
+        Kind::UserInfo,
+    ),
+    centre("PUserPasswordNotify", &["SrcDeviceNo", "ProvinceID", "VNetUserID", "Password", "ChangeTime", "TimeStamp"], &[], Kind::PasswordNotify),
+    centre("PasswordReset", &["SrcDeviceNo", "ProvinceID", "VNetUserID", "NewPassword", "TransactionID", "TimeStamp"], &[], Kind::PasswordNotify),
+    centre("RoamServiceRevoke", &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "Reason", "TimeStamp"], &[], Kind::RoamRevoke),
+    centre("ClockSync", &["SrcDeviceNo", "ProvinceID", "LocalTime", "TimeStamp"], &["ServerTime"], Kind::ClockSync),
+    centre(
+        "RoamAuthV2",
+        &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "AccountType", "Account", "Password", "UserIP", "RoamType", "TransactionID", "TimeStamp"],
+        &["VNetUserID", "ProvinceID", "CityCode", "UserType", "Status"],
+        Kind::RoamAuth,
+    ),
+    centre("ServiceAuth", &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "VNetUserID", "TimeStamp"], &["FeeType", "EndTime"], Kind::Consumption),
+    centre(
+        "Order",
+        &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "ProductID", "VNetUserID", "ContractID", "IfExtend", "TransactionID", "TimeStamp"],
+        &["OrderID", "StartTime", "EndTime"],
+        Kind::Consumption,
+    ),
+    centre(
+        "CancelOrder",
+        &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "ProductID", "VNetUserID", "StopType", "TransactionID", "TimeStamp"],
+        &["OrderID", "EndTime"],
+        Kind::Consumption,
+    ),
+    centre(
+        "ReOrder",
+        &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "ProductID", "VNetUserID", "TransactionID", "TimeStamp"],
+        &["OrderID", "StartTime", "EndTime"],
+        Kind::Consumption,
+    ),
+    centre(
+        "Charge",
+        &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "VNetUserID", "Fee", "BatchCount", "TransactionID", "TimeStamp"],
+        &["TransactionID", "ChargeTime"],
+        Kind::Consumption,
+    ),
+    centre(
+        "BatchSync",
+        &["SrcDeviceNo", "ProvinceID", "Stream", "SequenceID", "TotalCount", "IsFinal", "RecordsDigest", "TimeStamp"],
+        &["LastSequenceID"],
+        Kind::BatchSync,
+    ),
+    OpDef {
+        name: "OrderNotify",
+        ns: SP_NS,
+        request: &["SPID", "ProvinceID", "OrderID", "ActionType", "VNetUserID", "ServiceID", "ServiceItemID", "ProductID", "StartTime", "EndTime", "Channel", "TimeStamp"],
+        response: &[],
+        kind: Kind::OrderNotify,
+    },
+];
+
+/// The operation named by a request's wrapper element.
+pub fn op(name: &str) -> Option<&'static OpDef> {
+    OPS.iter().find(|o| o.name == name)
+}
+
+/// BatchSync streams and the fields of their records, in RecordsDigest order (spec 6.5).
+pub const STREAMS: &[(&str, &[&str])] = &[
+    (
+        "ORDER",
+        &["RecordSeq", "OrderID", "ActionType", "VNetUserID", "SPID", "ServiceID", "ServiceItemID", "ServiceItemName", "ProductID", "ContractID", "StartTime", "EndTime", "Channel", "EventTime"],
+    ),
+    (
+        "CHARGE",
+        &["RecordSeq", "TransactionID", "VNetUserID", "UserProvinceID", "SPID", "ServiceID", "ServiceItemID", "ServiceItemName", "FeeType", "Fee", "BatchCount", "ChargeTime", "LedgerDate", "RoamType"],
+    ),
+    ("SETTLE", &["RecordSeq", "LedgerDate", "SPID", "SPProvinceID", "ServiceID", "ServiceItemID", "ServiceItemName", "RoamType", "TotalCount", "TotalFee"]),
+];
+
+/// Fields carrying a password (`enc`): decrypted to check them, never stored or logged.
+const SECRETS: &[&str] = &["Password", "NewPassword"];
+/// What is stored in place of a secret that decrypted correctly.
+pub const SECRET_PLACEHOLDER: &str = "password ok";
+
+/// The simulated centre.
+pub struct Sim {
+    /// Keys that verify centre messages (any of them; several for key-rotation tests).
+    pub keys: Vec<TdesKey>,
+    /// SPs whose OrderNotify endpoint is simulated, with their keys.
+    pub sp_keys: HashMap<String, TdesKey>,
+    /// The simulator's clock (UTC+08:00).
+    pub clock: Clock,
+    /// Seconds added to the ServerTime that ClockSync answers (to provoke the node's clock alarm).
+    pub clock_offset_s: i64,
+    pub store: Store,
+}
+
+/// An answer to one request.
+#[derive(Debug)]
+pub struct Answer {
+    pub op: &'static OpDef,
+    pub result: i32,
+    pub desc: String,
+    pub values: HashMap<&'static str, String>,
+}
+
+impl Answer {
+    /// The response document: Result, ErrDescription, then every listed field (empty when absent).
+    pub fn render(&self, version: SoapVersion) -> String {
+        let mut fields: Vec<(&str, Value, &str)> = vec![("Result", Value::Text(self.result.to_string()), ""), ("ErrDescription", Value::Text(self.desc.clone()), "")];
+        for name in self.op.response {
+            fields.push((name, Value::Text(self.values.get(name).cloned().unwrap_or_default()), ""));
+        }
+        writer::response(version, self.op.ns, self.op.name, &fields, "UTF-8")
+    }
+}
+
+/// A non-zero Result, with any response fields it carries (BatchSync's LastSequenceID).
+struct Reject {
+    code: i32,
+    desc: String,
+    values: HashMap<&'static str, String>,
+}
+
+impl Reject {
+    fn code(code: i32) -> Reject {
+        Reject { code, desc: codes::describe(code).to_string(), values: HashMap::new() }
+    }
+    fn new(code: i32, desc: impl Into<String>) -> Reject {
+        Reject { code, desc: desc.into(), values: HashMap::new() }
+    }
+    fn db(e: rusqlite::Error) -> Reject {
+        log::error!("centre-sim database error: {e}");
+        Reject::code(codes::SYSTEM_ERROR)
+    }
+}
+
+/// An accepted request: its response fields and a short note for the log.
+struct Accept {
+    values: HashMap<&'static str, String>,
+    note: String,
+}
+
+fn digits(s: &str, n: usize) -> bool {
+    s.len() == n && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// For logs: at most 40 characters of a value sent by the peer.
+fn short(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// The request's values by field name (local names; first occurrence; absent = "").
+struct Req<'a> {
+    elem: &'a Elem,
+}
+
+impl<'a> Req<'a> {
+    fn get(&self, name: &str) -> &'a str {
+        self.elem.child(name).map(|c| c.text.as_str()).unwrap_or("")
+    }
+}
+
+impl Sim {
+    /// Answer one request; `None` when the operation is not one of [`OPS`] (a Client fault).
+    pub fn handle(&self, elem: &Elem) -> Option<Answer> {
+        let def = op(&elem.name)?;
+        let req = Req { elem };
+        let src = req.get(def.request[0]);
+        let at = self.clock.now_ts();
+        let outcome = match self.envelope(def, &req) {
+            Ok(key) => match def.kind {
+                Kind::BatchSync => self.batch_sync(def, &req, &at),
+                _ => self.message(def, &req, key, &at),
+            },
+            Err(r) => Err(r),
+        };
+        Some(match outcome {
+            Ok(acc) => {
+                log::info!("centre-sim: accepted {} from {}{}", def.name, short(src), acc.note);
+                Answer { op: def, result: codes::OK, desc: String::new(), values: acc.values }
+            }
+            Err(r) => {
+                log::info!("centre-sim: rejected {} from {}: Result {} ({})", def.name, short(src), r.code, r.desc);
+                if let Err(e) = self.store.reject(def.name, src, r.code, &r.desc, &at) {
+                    log::error!("centre-sim database error: {e}");
+                }
+                Answer { op: def, result: r.code, desc: r.desc, values: r.values }
+            }
+        })
+    }
+
+    /// Caller id, Authenticator (the key that verified it is returned), TimeStamp.
+    fn envelope(&self, def: &OpDef, req: &Req) -> Result<&TdesKey, Reject> {
+        let src = req.get(def.request[0]);
+        let keys: Vec<&TdesKey> = if def.kind == Kind::OrderNotify {
+            match self.sp_keys.get(src) {
+                Some(k) => vec![k],
+                None => return Err(Reject::code(codes::CALLER_UNKNOWN)),
+            }
+        } else {
+            if !digits(src, 16) {
+                return Err(Reject::new(codes::param_code("SrcDeviceNo"), "SrcDeviceNo must be 16 digits"));
+            }
+            self.keys.iter().collect()
+        };
+        let signed: Vec<&str> = def.request.iter().map(|f| req.get(f)).collect();
+        let given = req.get("Authenticator");
+        let key = keys.into_iter().find(|k| crypto::verify_authenticator(k, &signed, given)).ok_or_else(|| Reject::code(codes::BAD_AUTHENTICATOR))?;
+        let now = self.clock.unix();
+        let fresh = self.clock.parse_ts(req.get("TimeStamp")).is_some_and(|ts| (ts - now).abs() <= CLOCK_TOLERANCE_S);
+        if !fresh {
+            return Err(Reject::new(codes::BAD_TIMESTAMP, "TimeStamp missing, malformed or outside the clock tolerance"));
+        }
+        Ok(key)
+    }
+
+    /// Field syntax the simulator checks, then secrets; returns the fields to store (JSON object).
+    fn fields(&self, def: &OpDef, req: &Req, key: &TdesKey) -> Result<serde_json::Map<String, serde_json::Value>, Reject> {
+        let has = |f: &str| def.request.contains(&f);
+        if has("ProvinceID") && !digits(req.get("ProvinceID"), 2) {
+            return Err(Reject::new(codes::param_code("ProvinceID"), "ProvinceID must be 2 digits"));
+        }
+        if has("VNetUserID") && !digits(req.get("VNetUserID"), 12) {
+            return Err(Reject::new(codes::param_code("VNetUserID"), "VNetUserID must be 12 digits"));
+        }
+        if has("TransactionID") {
+            let t = req.get("TransactionID");
+            if t.is_empty() || t.len() > 32 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                return Err(Reject::new(codes::BAD_TRANSACTION_ID, "TransactionID must be 1 to 32 of [A-Za-z0-9_-]"));
+            }
+        }
+        if def.kind == Kind::UserInfo && !matches!(req.get("ActionType"), "1" | "2" | "3") {
+            return Err(Reject::new(codes::param_code("ActionType"), "ActionType must be 1, 2 or 3"));
+        }
+        let mut out = serde_json::Map::new();
+        for f in def.request {
+            let v = req.get(f);
+            if SECRETS.contains(f) {
+                match crypto::decrypt_enc_field(key, v) {
+                    // The plaintext is dropped here: only the fact that it decrypted is kept.
+                    Ok(_) => out.insert(f.to_string(), SECRET_PLACEHOLDER.into()),
+                    Err(e) => return Err(Reject::new(e.code(), format!("{f}: {e}"))),
+                };
+            } else {
+                out.insert(f.to_string(), v.into());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every operation but BatchSync: checks, then (in one transaction) the idempotency look-up,
+    /// the business check, and the stored message.
+    fn message(&self, def: &'static OpDef, req: &Req, key: &TdesKey, at: &str) -> Result<Accept, Reject> {
+        let fields = self.fields(def, req, key)?;
+        let src = req.get(def.request[0]);
+        let now = self.clock.unix();
+        // RoamAuthV2 is an authentication, not a state change: no replay (spec 11).
+        let idempotent = def.request.contains(&"TransactionID") && def.kind != Kind::RoamAuth;
+        let fields_json = serde_json::Value::Object(fields).to_string();
+        let outcome = self.store.with_tx(|tx| {
+            if idempotent {
+                let spid = def.request.contains(&"SPID").then(|| req.get("SPID"));
+                if let Some((old_fields, old_resp)) = store::find_transaction(tx, def.name, src, spid, req.get("TransactionID"))? {
+                    let strip = |json: &str| {
+                        let mut m: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).unwrap_or_default();
+                        m.remove("TimeStamp");
+                        m
+                    };
+                    if strip(&old_fields) != strip(&fields_json) {
+                        return Ok(Err(Reject::new(codes::BAD_TRANSACTION_ID, "TransactionID already used with different fields")));
+                    }
+                    let old: HashMap<String, String> = serde_json::from_str(&old_resp).unwrap_or_default();
+                    let values = def.response.iter().map(|f| (*f, old.get(*f).cloned().unwrap_or_default())).collect();
+                    return Ok(Ok(Accept { values, note: format!(" (repeat of TransactionID {}: same answer, not stored again)", short(req.get("TransactionID"))) }));
+                }
+            }
+            let values = match self.business(def, req, key, tx, now)? {
+                Ok(v) => v,
+                Err(r) => return Ok(Err(r)),
+            };
+            let resp: serde_json::Map<String, serde_json::Value> = def.response.iter().map(|f| (f.to_string(), values.get(f).cloned().unwrap_or_default().into())).collect();
+            let id = store::insert_message(tx, def.name, src, &fields_json, &serde_json::Value::Object(resp).to_string(), at)?;
+            Ok(Ok(Accept { values, note: note(def, req, id) }))
+        });
+        outcome.map_err(Reject::db)?
+    }
+
+    /// The operation's own rules and response values.
+    fn business(&self, def: &OpDef, req: &Req, key: &TdesKey, tx: &rusqlite::Connection, now: i64) -> rusqlite::Result<Result<HashMap<&'static str, String>, Reject>> {
+        let mut v: HashMap<&'static str, String> = HashMap::new();
+        let cal = Cal::new(self.clock.tz());
+        let month_end = cal.ts(cal.month_end(cal.month(now)));
+        let now_ts = self.clock.format_ts(now);
+        match def.kind {
+            Kind::UserInfo => {
+                v.insert("ContractID", format!("C{}", req.get("VNetUserID")));
+            }
+            Kind::PasswordNotify | Kind::RoamRevoke | Kind::OrderNotify | Kind::BatchSync => {}
+            Kind::ClockSync => {
+                v.insert("ServerTime", self.clock.format_ts(now + self.clock_offset_s));
+            }
+            Kind::RoamAuth => {
+                let Some(user) = store::user_by_account(tx, req.get("AccountType"), req.get("Account"))? else {
+                    return Ok(Err(Reject::code(codes::ACCOUNT_UNKNOWN)));
+                };
+                // The Password was checked to decrypt in `fields`; decrypted again only to compare.
+                let matches = crypto::decrypt_enc_field(key, req.get("Password")).is_ok_and(|p| user.password_matches(&p));
+                if !matches {
+                    return Ok(Err(Reject::code(codes::AUTH_FAILED)));
+                }
+                v.insert("VNetUserID", user.vnet_user_id);
+                v.insert("ProvinceID", user.province_id);
+                v.insert("CityCode", user.city_code);
+                v.insert("UserType", "1".into());
+                v.insert("Status", "00".into());
+            }
+            Kind::Consumption => {
+                let user = req.get("VNetUserID");
+                if !store::user_exists(tx, user)? {
+                    return Ok(Err(Reject::code(codes::ACCOUNT_UNKNOWN)));
+                }
+                let new_order_id = || -> rusqlite::Result<String> { Ok(format!("SIM{:010}", store::next_message_id(tx)?)) };
+                let existing = || store::latest_order_id(tx, user, req.get("SPID"), req.get("ServiceID"), req.get("ServiceItemID"), req.get("ProductID"));
+                match def.name {
+                    "ServiceAuth" => {
+                        v.insert("FeeType", "2".into());
+                        v.insert("EndTime", month_end);
+                    }
+                    "Order" => {
+                        v.insert("OrderID", new_order_id()?);
+                        v.insert("StartTime", now_ts);
+                        v.insert("EndTime", month_end);
+                    }
+                    "CancelOrder" => {
+                        v.insert("OrderID", match existing()? {
+                            Some(id) => id,
+                            None => new_order_id()?,
+                        });
+                        v.insert("EndTime", if req.get("StopType") == "2" { now_ts } else { month_end });
+                    }
+                    "ReOrder" => {
+                        v.insert("OrderID", match existing()? {
+                            Some(id) => id,
+                            None => new_order_id()?,
+                        });
+                        v.insert("StartTime", now_ts);
+                        v.insert("EndTime", month_end);
+                    }
+                    _ => {
+                        v.insert("TransactionID", req.get("TransactionID").to_string());
+                        v.insert("ChargeTime", now_ts);
+                    }
+                }
+            }
+        }
+        Ok(Ok(v))
+    }
+
+    /// BatchSync: structure, RecordsDigest, then (one transaction) the gap check and the records.
+    fn batch_sync(&self, def: &OpDef, req: &Req, at: &str) -> Result<Accept, Reject> {
+        let stream = req.get("Stream");
+        let Some((_, names)) = STREAMS.iter().find(|(s, _)| *s == stream) else {
+            return Err(Reject::new(codes::BAD_PARAMETER, "unknown Stream"));
+        };
+        // Problems with the batch itself answer -21500 with the stream's LastSequenceID.
+        let bad = |desc: &str| {
+            let mut r = Reject::new(codes::BAD_PARAMETER, desc);
+            match self.store.with_tx(|tx| store::stream_state(tx, stream)) {
+                Ok((last, _)) => {
+                    r.values.insert("LastSequenceID", last.to_string());
+                }
+                Err(e) => return Reject::db(e),
+            }
+            r
+        };
+        if !digits(req.get("ProvinceID"), 2) {
+            return Err(Reject::new(codes::param_code("ProvinceID"), "ProvinceID must be 2 digits"));
+        }
+        let seq_id: i64 = match req.get("SequenceID").parse() {
+            Ok(n) if n >= 1 && req.get("SequenceID").bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => return Err(bad("SequenceID must be a positive integer")),
+        };
+        let total: usize = match req.get("TotalCount").parse() {
+            Ok(n) if req.get("TotalCount").bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => return Err(bad("TotalCount must be a non-negative integer")),
+        };
+        if !matches!(req.get("IsFinal"), "0" | "1") {
+            return Err(bad("IsFinal must be 0 or 1"));
+        }
+        let records: Vec<Vec<String>> = req
+            .elem
+            .child("Records")
+            .map(|rs| {
+                rs.children
+                    .iter()
+                    .filter(|r| r.name == "Record")
+                    .map(|r| names.iter().map(|n| r.child(n).map(|c| c.text.clone()).unwrap_or_default()).collect())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if records.len() != total {
+            return Err(bad(&format!("TotalCount {total} but {} records", records.len())));
+        }
+        let mut seqs = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            let expect = seq_id + i as i64;
+            if r[0] != expect.to_string() {
+                return Err(bad(&format!("RecordSeq of record {} is not {expect} (SequenceID, SequenceID+1, ...)", i + 1)));
+            }
+            seqs.push(expect);
+        }
+        if !crypto::ct_eq(crypto::records_digest(&records).as_bytes(), req.get("RecordsDigest").as_bytes()) {
+            return Err(bad("RecordsDigest does not match the records"));
+        }
+        let outcome = self.store.with_tx(|tx| {
+            let (last, _) = store::stream_state(tx, stream)?;
+            if seq_id > last + 1 {
+                let mut r = Reject::new(codes::param_code("SequenceID"), format!("gap: next expected RecordSeq is {}", last + 1));
+                r.values.insert("LastSequenceID", last.to_string());
+                return Ok(Err(r));
+            }
+            store::store_batch(tx, stream, &seqs, &records, at).map(Ok)
+        });
+        let stored = outcome.map_err(Reject::db)??;
+        if stored.differing > 0 {
+            log::warn!("centre-sim: BatchSync {stream}: {} duplicate record(s) differ from the stored ones (kept the first)", stored.differing);
+        }
+        let range = if records.is_empty() { "no records".to_string() } else { format!("RecordSeq {}..{}", seq_id, seq_id + records.len() as i64 - 1) };
+        let mut values = HashMap::new();
+        values.insert(def.response[0], stored.last_seq.to_string());
+        Ok(Accept {
+            values,
+            note: format!(" (stream {stream}, {range}, IsFinal {}: {} stored, {} duplicate(s) dropped, LastSequenceID {})", req.get("IsFinal"), stored.stored, stored.duplicates, stored.last_seq),
+        })
+    }
+}
+
+/// A log note naming the message (identifiers only, never secrets).
+fn note(def: &OpDef, req: &Req, id: i64) -> String {
+    let mut parts = vec![format!("message {id}")];
+    for f in ["VNetUserID", "SPID", "ServiceID", "OrderID", "TransactionID", "ActionType"] {
+        if def.request.contains(&f) && !req.get(f).is_empty() {
+            parts.push(format!("{f} {}", short(req.get(f))));
+        }
+    }
+    format!(" ({})", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::parse_utc_offset;
+
+    const KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90112233445566778a";
+    const OLD_KEY: &str = "00112233445566778899aabbccddeeff0011223344556677";
+    const SP_KEY: &str = "0123456789abcdeffedcba987654321089abcdef01234567";
+    const IV: &str = "0102030405060708";
+    const DEV: &str = "3500000000000101";
+    const NOW: i64 = 1_795_917_600; // 2026-11-29 10:00:00 +08:00
+
+    fn key(h: &str) -> TdesKey {
+        TdesKey::from_hex(h, IV).unwrap()
+    }
+
+    fn sim() -> Sim {
+        let store = Store::in_memory().unwrap();
+        let users = store::parse_users_csv(&format!("{}\n01,roamer,secret1,110000000001,11,0101\n", store::USERS_HEADER)).unwrap();
+        store.load_users(&users).unwrap();
+        Sim {
+            keys: vec![key(KEY), key(OLD_KEY)],
+            sp_keys: [("35000001".to_string(), key(SP_KEY))].into_iter().collect(),
+            clock: Clock::manual(parse_utc_offset("+08:00").unwrap(), NOW),
+            clock_offset_s: 90,
+            store,
+        }
+    }
+
+    /// A request element: `fields` in Authenticator order without TimeStamp and Authenticator.
+    fn signed(op: &str, k: &str, fields: &[(&str, &str)], ts: &str, extra: Vec<Elem>) -> Elem {
+        let mut children: Vec<Elem> = fields.iter().map(|(n, v)| Elem { name: n.to_string(), text: v.to_string(), children: vec![] }).collect();
+        children.push(Elem { name: "TimeStamp".into(), text: ts.into(), children: vec![] });
+        let values: Vec<&str> = children.iter().map(|c| c.text.as_str()).collect();
+        let auth = crypto::authenticator(&key(k), &values);
+        children.push(Elem { name: "Authenticator".into(), text: auth, children: vec![] });
+        children.extend(extra);
+        Elem { name: op.into(), text: String::new(), children }
+    }
+
+    const TS: &str = "2026-11-29 10:00:00";
+
+    fn info(k: &str, ts: &str) -> Elem {
+        let f = [
+            ("SrcDeviceNo", DEV),
+            ("ProvinceID", "35"),
+            ("ActionType", "1"),
+            ("VNetUserID", "350000000001"),
+            ("AccountType", "01"),
+            ("Account", "alice"),
+            ("Alias", ""),
+            ("CityCode", "0591"),
+            ("UserType", "1"),
+            ("Status", "00"),
+            ("NumFlag", ""),
+            ("BindingAccessNo", ""),
+            ("ChangeTime", TS),
+        ];
+        signed("PUserInfoNotify", k, &f, ts, vec![])
+    }
+
+    fn count(s: &Sim, table: &str) -> i64 {
+        s.store.with_tx(|tx| tx.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))).unwrap()
+    }
+
+    #[test]
+    fn envelope_checks() {
+        let s = sim();
+        let a = s.handle(&info(KEY, TS)).unwrap();
+        assert_eq!((a.result, a.values["ContractID"].as_str()), (0, "C350000000001"));
+        assert_eq!(s.handle(&info(OLD_KEY, TS)).unwrap().result, 0, "any configured key verifies");
+        assert_eq!(s.handle(&info(SP_KEY, TS)).unwrap().result, -21548);
+        assert_eq!(s.handle(&info(KEY, "2026-11-29 10:05:01")).unwrap().result, -21514);
+        assert_eq!(s.handle(&info(KEY, "2026-11-29 09:55:00")).unwrap().result, 0);
+        let mut bad_src = info(KEY, TS);
+        bad_src.children[0].text = "35".into();
+        assert_eq!(s.handle(&bad_src).unwrap().result, -21511);
+        assert!(s.handle(&Elem { name: "Nope".into(), ..Default::default() }).is_none());
+        assert_eq!((count(&s, "message"), count(&s, "rejected")), (3, 3));
+        let doc = s.handle(&info(KEY, TS)).unwrap().render(SoapVersion::V11);
+        assert!(doc.contains("<PUserInfoNotifyResponse xmlns=\"http://vnet.cn/centre/v3\"><Result>0</Result><ErrDescription></ErrDescription><ContractID>C350000000001</ContractID>"), "{doc}");
+    }
+
+    #[test]
+    fn passwords_are_checked_not_stored() {
+        let s = sim();
+        let enc = key(KEY).encrypt_b64(b"n3wPassw0rd");
+        let f = [("SrcDeviceNo", DEV), ("ProvinceID", "35"), ("VNetUserID", "350000000001"), ("Password", enc.as_str()), ("ChangeTime", TS)];
+        assert_eq!(s.handle(&signed("PUserPasswordNotify", KEY, &f, TS, vec![])).unwrap().result, 0);
+        let stored: String = s.store.with_tx(|tx| tx.query_row("SELECT fields FROM message", [], |r| r.get(0))).unwrap();
+        assert!(stored.contains("\"Password\":\"password ok\"") && !stored.contains(&enc), "{stored}");
+        let f = [("SrcDeviceNo", DEV), ("ProvinceID", "35"), ("VNetUserID", "350000000001"), ("Password", "not base64!"), ("ChangeTime", TS)];
+        assert_eq!(s.handle(&signed("PUserPasswordNotify", KEY, &f, TS, vec![])).unwrap().result, -21557);
+        // Decrypted with the key that verified the Authenticator (here the second one): empty.
+        let empty = key(OLD_KEY).encrypt_b64(b"");
+        let f = [("SrcDeviceNo", DEV), ("ProvinceID", "35"), ("VNetUserID", "350000000001"), ("NewPassword", empty.as_str()), ("TransactionID", "T1")];
+        assert_eq!(s.handle(&signed("PasswordReset", OLD_KEY, &f, TS, vec![])).unwrap().result, -21555);
+        // Encrypted under another key than the one that verified: cannot be decrypted.
+        let other = key(SP_KEY).encrypt_b64(b"n3wPassw0rd");
+        let f = [("SrcDeviceNo", DEV), ("ProvinceID", "35"), ("VNetUserID", "350000000001"), ("NewPassword", other.as_str()), ("TransactionID", "T2")];
+        assert_eq!(s.handle(&signed("PasswordReset", KEY, &f, TS, vec![])).unwrap().result, -21557);
+    }
+
+    fn roam(pw_key: &str, account: &str, password: &str) -> Elem {
+        let enc = key(pw_key).encrypt_b64(password.as_bytes());
+        let f = [
+            ("SrcDeviceNo", DEV),
+            ("ProvinceID", "35"),
+            ("SPID", "35000001"),
+            ("ServiceID", ""),
+            ("AccountType", "01"),
+            ("Account", account),
+            ("Password", enc.as_str()),
+            ("UserIP", ""),
+            ("RoamType", "1"),
+            ("TransactionID", "RA1"),
+        ];
+        signed("RoamAuthV2", KEY, &f, TS, vec![])
+    }
+
+    #[test]
+    fn roam_auth() {
+        let s = sim();
+        let a = s.handle(&roam(KEY, "roamer", "secret1")).unwrap();
+        assert_eq!(a.result, 0);
+        assert_eq!((a.values["VNetUserID"].as_str(), a.values["ProvinceID"].as_str(), a.values["CityCode"].as_str()), ("110000000001", "11", "0101"));
+        assert_eq!(s.handle(&roam(KEY, "roamer", "secret1")).unwrap().result, 0, "no idempotency for RoamAuthV2");
+        assert_eq!(s.handle(&roam(KEY, "roamer", "wrong")).unwrap().result, -20501);
+        assert_eq!(s.handle(&roam(KEY, "nobody", "secret1")).unwrap().result, -20504);
+        let rej = s.handle(&roam(KEY, "roamer", "wrong")).unwrap().render(SoapVersion::V11);
+        assert!(rej.contains("<VNetUserID></VNetUserID><ProvinceID></ProvinceID><CityCode></CityCode><UserType></UserType><Status></Status>"), "{rej}");
+    }
+
+    fn order(tx: &str, product: &str) -> Elem {
+        let f = [
+            ("SrcDeviceNo", DEV),
+            ("ProvinceID", "35"),
+            ("SPID", "35000001"),
+            ("ServiceID", "3500000100000001"),
+            ("ServiceItemID", "3500000100000011"),
+            ("ProductID", product),
+            ("VNetUserID", "110000000001"),
+            ("ContractID", ""),
+            ("IfExtend", "1"),
+            ("TransactionID", tx),
+        ];
+        signed("Order", KEY, &f, TS, vec![])
+    }
+
+    #[test]
+    fn consumption_and_replay() {
+        let s = sim();
+        let a = s.handle(&order("T1", "")).unwrap();
+        assert_eq!(a.result, 0);
+        assert_eq!(a.values["OrderID"], "SIM0000000001");
+        assert_eq!(a.values["EndTime"], "2026-11-30 23:59:59");
+        assert_eq!(a.values["StartTime"], TS);
+        let again = s.handle(&order("T1", "")).unwrap();
+        assert_eq!((again.result, again.values["OrderID"].as_str()), (0, "SIM0000000001"));
+        assert_eq!(s.handle(&order("T1", "3500000100000099")).unwrap().result, -21513);
+        assert_eq!(count(&s, "message"), 1);
+        let f = [
+            ("SrcDeviceNo", DEV),
+            ("ProvinceID", "35"),
+            ("SPID", "35000001"),
+            ("ServiceID", "3500000100000001"),
+            ("ServiceItemID", "3500000100000011"),
+            ("ProductID", ""),
+            ("VNetUserID", "110000000001"),
+            ("StopType", "2"),
+            ("TransactionID", "T2"),
+        ];
+        let c = s.handle(&signed("CancelOrder", KEY, &f, TS, vec![])).unwrap();
+        assert_eq!((c.result, c.values["OrderID"].as_str(), c.values["EndTime"].as_str()), (0, "SIM0000000001", TS));
+        let f = [("SrcDeviceNo", DEV), ("ProvinceID", "35"), ("SPID", "35000001"), ("ServiceID", "1"), ("ServiceItemID", ""), ("VNetUserID", "350000000009")];
+        assert_eq!(s.handle(&signed("ServiceAuth", KEY, &f, TS, vec![])).unwrap().result, -20504);
+        let f = [("SrcDeviceNo", DEV), ("ProvinceID", "35"), ("LocalTime", TS)];
+        let cs = s.handle(&signed("ClockSync", KEY, &f, TS, vec![])).unwrap();
+        assert_eq!(cs.values["ServerTime"], "2026-11-29 10:01:30");
+    }
+
+    fn batch(stream: &str, from: i64, to: i64, digest: Option<&str>) -> Elem {
+        let names = STREAMS.iter().find(|(s, _)| *s == stream).unwrap_or(&STREAMS[0]).1;
+        let records: Vec<Vec<String>> = (from..=to).map(|n| names.iter().enumerate().map(|(i, f)| if i == 0 { n.to_string() } else { format!("{f}{n}") }).collect()).collect();
+        let d = digest.map(str::to_string).unwrap_or_else(|| crypto::records_digest(&records));
+        let recs = Elem {
+            name: "Records".into(),
+            text: String::new(),
+            children: records
+                .iter()
+                .map(|r| Elem { name: "Record".into(), text: String::new(), children: names.iter().zip(r).map(|(n, v)| Elem { name: n.to_string(), text: v.clone(), children: vec![] }).collect() })
+                .collect(),
+        };
+        let (seq, total) = (from.to_string(), records.len().to_string());
+        let f = [("SrcDeviceNo", DEV), ("ProvinceID", "35"), ("Stream", stream), ("SequenceID", seq.as_str()), ("TotalCount", total.as_str()), ("IsFinal", "1"), ("RecordsDigest", d.as_str())];
+        signed("BatchSync", KEY, &f, TS, vec![recs])
+    }
+
+    #[test]
+    fn batch_sync_sequence() {
+        let s = sim();
+        let r = |e: Elem| {
+            let a = s.handle(&e).unwrap();
+            (a.result, a.values.get("LastSequenceID").cloned().unwrap_or_default())
+        };
+        assert_eq!(r(batch("ORDER", 1, 3, None)), (0, "3".into()));
+        assert_eq!(r(batch("ORDER", 2, 4, None)), (0, "4".into()));
+        assert_eq!(r(batch("ORDER", 7, 8, None)), (-21519, "4".into()));
+        assert_eq!(r(batch("ORDER", 5, 5, Some("AAAA"))), (-21500, "4".into()));
+        assert_eq!(r(batch("CHARGE", 1, 1, None)), (0, "1".into()));
+        assert_eq!(r(batch("SETTLE", 2, 2, None)), (-21519, "0".into()));
+        assert_eq!(r(batch("BOGUS", 1, 1, None)), (-21500, "".into()));
+        assert_eq!(count(&s, "record"), 5);
+        assert_eq!(s.store.with_tx(|tx| store::stream_state(tx, "ORDER")).unwrap(), (4, 2));
+        // TotalCount that does not match, RecordSeq out of order.
+        let mut e = batch("ORDER", 5, 6, None);
+        let recs = e.children.pop().unwrap();
+        let mut swapped = recs.clone();
+        swapped.children.swap(0, 1);
+        e.children.push(swapped);
+        assert_eq!(r(e).0, -21500);
+        assert_eq!(count(&s, "record"), 5);
+    }
+
+    #[test]
+    fn order_notify() {
+        let s = sim();
+        let f = [
+            ("SPID", "35000001"),
+            ("ProvinceID", "35"),
+            ("OrderID", "O1"),
+            ("ActionType", "1"),
+            ("VNetUserID", "350000000001"),
+            ("ServiceID", "3500000100000001"),
+            ("ServiceItemID", "3500000100000011"),
+            ("ProductID", ""),
+            ("StartTime", TS),
+            ("EndTime", "2026-11-30 23:59:59"),
+            ("Channel", "BSS"),
+        ];
+        let a = s.handle(&signed("OrderNotify", SP_KEY, &f, TS, vec![])).unwrap();
+        assert_eq!(a.result, 0);
+        assert!(a.render(SoapVersion::V11).contains("<OrderNotifyResponse xmlns=\"http://vnet.cn/sp/v3\">"));
+        assert_eq!(s.handle(&signed("OrderNotify", KEY, &f, TS, vec![])).unwrap().result, -21548);
+        let mut g = f;
+        g[0].1 = "35000002";
+        assert_eq!(s.handle(&signed("OrderNotify", SP_KEY, &g, TS, vec![])).unwrap().result, -20001);
+    }
+}
