@@ -29,15 +29,15 @@ pub fn run(cfg: &Config, cmd: OutboxCmd) -> CliResult {
         OutboxCmd::Status => {
             let rows = store.read(|c| {
                 let mut st = c.prepare(
-                    "SELECT destination, CASE WHEN seq IS NULL THEN operation ELSE 'BatchSync ' || substr(order_key, 8) END AS what,
+                    "WITH o AS (SELECT *, CASE WHEN seq IS NULL THEN operation ELSE 'BatchSync ' || substr(order_key, 8) END AS what FROM outbox)
+                     SELECT destination, what,
                             sum(state = 'pending'), sum(state = 'dead'), sum(state = 'delivered'),
                             min(CASE WHEN state = 'pending' THEN created_at END),
                             min(CASE WHEN state = 'pending' THEN next_attempt_at END),
                             max(CASE WHEN seq IS NOT NULL AND state = 'delivered' THEN seq END),
-                            (SELECT last_error FROM outbox o2 WHERE o2.destination = o.destination AND o2.state <> 'delivered'
-                               AND o2.last_error <> '' AND (CASE WHEN o2.seq IS NULL THEN o2.operation ELSE 'BatchSync ' || substr(o2.order_key, 8) END) = what
-                             ORDER BY o2.id DESC LIMIT 1)
-                     FROM outbox o GROUP BY destination, what ORDER BY destination, what",
+                            (SELECT o2.last_error FROM o o2 WHERE o2.destination = o.destination AND o2.what = o.what
+                               AND o2.state <> 'delivered' AND o2.last_error <> '' ORDER BY o2.id DESC LIMIT 1)
+                     FROM o GROUP BY destination, what ORDER BY destination, what",
                 )?;
                 let rows = st.query_map([], |r| {
                     let ts = |v: Option<i64>| v.map(|t| clock.format_ts(t)).unwrap_or_default();
