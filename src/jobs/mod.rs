@@ -15,6 +15,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// How often housekeeping runs.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
+
 /// The last LedgerDate whose close is due at `now`: the day before the day holding
 /// `now - day_close_minute`.
 pub fn last_due_day(cal: Cal, now: i64, close_minute: i64) -> String {
@@ -97,6 +100,32 @@ pub fn run_due(app: &App) -> DbResult<bool> {
     Ok(did)
 }
 
+/// Rows deleted per transaction by housekeeping (keeps each writer job short).
+const PRUNE_CHUNK: i64 = 2000;
+
+/// Housekeeping (7.5): drop idempotency records and delivered outbox messages older than
+/// `idempotency_days`, a chunk per transaction. Returns the rows deleted.
+pub fn housekeeping(app: &App) -> DbResult<usize> {
+    let cutoff = app.clock.unix() - app.cfg.security.idempotency_days * 86_400;
+    let mut total = 0;
+    for sql in [
+        "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency WHERE created_at < ?1 LIMIT ?2)",
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'delivered' AND delivered_at < ?1 LIMIT ?2)",
+    ] {
+        loop {
+            let n = app.store.write(move |c| Ok(c.execute(sql, rusqlite::params![cutoff, PRUNE_CHUNK])?))?;
+            total += n;
+            if (n as i64) < PRUNE_CHUNK {
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        log::info!("housekeeping: pruned {total} idempotency records and delivered outbox messages older than {} days", app.cfg.security.idempotency_days);
+    }
+    Ok(total)
+}
+
 /// Set up the markers and do the work missed while the node was down, before serving.
 pub fn catch_up(app: &App) -> DbResult<()> {
     init_markers(app)?;
@@ -108,7 +137,14 @@ pub fn catch_up(app: &App) -> DbResult<()> {
 pub fn spawn(app: Arc<App>, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("jobs".into()).spawn(move || {
         let mut failing = false;
+        let mut next_housekeeping = std::time::Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            if std::time::Instant::now() >= next_housekeeping {
+                next_housekeeping = std::time::Instant::now() + HOUSEKEEPING_EVERY;
+                if let Err(e) = housekeeping(&app) {
+                    log::error!("housekeeping failed (will retry): {e}");
+                }
+            }
             match run_due(&app) {
                 Ok(_) => failing = false,
                 Err(e) => {
@@ -136,5 +172,45 @@ mod tests {
         assert_eq!(last_due_day(cal, at("2026-11-29 00:29:59"), 30), "20261127");
         assert_eq!(last_due_day(cal, at("2026-11-29 00:30:00"), 30), "20261128");
         assert_eq!(last_due_day(cal, at("2026-12-01 00:30:00"), 30), "20261130");
+    }
+}
+
+#[cfg(test)]
+mod housekeeping_tests {
+    use super::*;
+
+    #[test]
+    fn prunes_only_what_is_past_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("v.db")).unwrap();
+        let cfg = crate::config::Config::default();
+        let clock = crate::clock::Clock::manual(time::UtcOffset::UTC, 100 * 86_400);
+        let app = App::new(cfg, clock, store.clone()).unwrap();
+        let old = 100 * 86_400 - 91 * 86_400;
+        let recent = 100 * 86_400 - 89 * 86_400;
+        store
+            .write(move |c| {
+                for (i, t) in [old, recent].iter().enumerate() {
+                    c.execute(
+                        "INSERT INTO idempotency(caller, operation, txid, fingerprint, response, created_at) VALUES ('x', 'Op', ?1, '', '{}', ?2)",
+                        rusqlite::params![format!("t{i}"), t],
+                    )?;
+                    c.execute(
+                        "INSERT INTO outbox(destination, operation, order_key, payload, state, next_attempt_at, created_at, delivered_at)
+                         VALUES ('centre', 'PUserInfoNotify', 'user:1', '[]', 'delivered', 0, ?1, ?1)",
+                        [t],
+                    )?;
+                }
+                // Never pruned: waiting or dead messages, however old.
+                c.execute("INSERT INTO outbox(destination, operation, order_key, payload, state, next_attempt_at, created_at) VALUES ('centre', 'X', 'k', '[]', 'pending', 0, 0)", [])?;
+                c.execute("INSERT INTO outbox(destination, operation, order_key, payload, state, next_attempt_at, created_at) VALUES ('centre', 'X', 'k', '[]', 'dead', 0, 0)", [])?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(housekeeping(&app).unwrap(), 2);
+        let left: (i64, i64) = store
+            .read(|c| Ok(c.query_row("SELECT (SELECT count(*) FROM idempotency), (SELECT count(*) FROM outbox)", [], |r| Ok((r.get(0)?, r.get(1)?)))?))
+            .unwrap();
+        assert_eq!(left, (1, 3));
     }
 }
