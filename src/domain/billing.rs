@@ -358,7 +358,8 @@ fn order_from_row(r: &Row) -> rusqlite::Result<OrderRow> {
 }
 
 impl OrderRow {
-    /// Usable at `t`: not expired and inside its period (or before an immediate stop).
+    /// Usable at `t`: not expired and inside its period (an immediate stop at s leaves
+    /// `usable_until` = s − 1).
     pub fn in_effect(&self, t: i64) -> bool {
         self.status != "expired" && self.start_at <= t && t <= self.usable_until
     }
@@ -676,8 +677,9 @@ pub fn cancel(ctx: &Ctx, t: &Target, channel: Channel, immediately: bool) -> DbR
     o.status = "cancelled".into();
     o.if_extend = false;
     if immediately {
+        // Ended now: EndTime is now, and it is no longer usable from this second on.
         o.end_at = ctx.now;
-        o.usable_until = ctx.now;
+        o.usable_until = ctx.now - 1;
     }
     save_order(ctx.conn, &o, ctx.now)?;
     order_event(ctx, &o, t.name(), action::CANCELLED, channel)?;
@@ -799,7 +801,7 @@ pub fn end_orders_of_user(ctx: &Ctx, user_id: &str) -> DbResult<usize> {
         o.status = "cancelled".into();
         o.if_extend = false;
         o.end_at = ctx.now.max(o.start_at);
-        o.usable_until = o.end_at;
+        o.usable_until = ctx.now - 1;
         save_order(ctx.conn, &o, ctx.now)?;
         let name = order_name(ctx.conn, &o)?;
         order_event(ctx, &o, &name, action::ENDED_BY_STATUS, Channel::System)?;

@@ -625,3 +625,45 @@ impl Daemon {
         self.wait_healthy();
     }
 }
+
+// ---- Helpers for billing tests: a daemon whose node clock is shifted from the first start ----
+
+impl Daemon {
+    /// As `start_with(extra)`, with the node clock shifted by `offset_s` (`[node] time_offset_s`)
+    /// from the very first start, so the database never sees the unshifted clock. `extra` must not
+    /// hold a `[node]` section; `restart_with_offset` changes the shift later.
+    pub fn start_at(offset_s: i64, extra: &str) -> Daemon {
+        assert!(!extra.contains("[node]"), "start_at writes the [node] section itself");
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = Daemon {
+            child: None,
+            cfg: dir.path().join("vnetd.toml"),
+            db: dir.path().join("data/vnetd.db"),
+            dir,
+            port: free_port(),
+            admin_port: free_port(),
+            offset_s,
+            extra: extra.to_string(),
+        };
+        d.write_config();
+        d.spawn();
+        d
+    }
+}
+
+/// One authenticated call to the daemon at `addr` without panicking (for client threads and
+/// crash tests): `fields` in the operation's order, then TimeStamp `ts` and the Authenticator.
+/// An error for a connection failure, an HTTP status other than 200 or a response cut short.
+pub fn try_call(addr: &str, service: &str, op: &str, key_hex: &str, fields: &[(&str, &str)], ts: &str) -> Result<Resp, String> {
+    let body = envelope_owned(op, &signed_fields(key_hex, fields, ts));
+    let r = try_http(addr, "POST", &Daemon::path(service), &[("Content-Type", "text/xml; charset=utf-8")], body.as_bytes(), Duration::from_secs(20))
+        .map_err(|e| e.to_string())?;
+    if r.status != 200 {
+        return Err(format!("HTTP {}", r.status));
+    }
+    let text = r.text();
+    if !text.contains("Envelope>") || envelope::parse(&text).is_err() {
+        return Err(format!("truncated or bad response: {text:?}"));
+    }
+    Ok(Resp::parse(&text))
+}

@@ -12,3 +12,4 @@ mod cli;
 mod http_attacks;
 mod catalog;
 mod centre_sim;
+mod billing;
