@@ -40,6 +40,9 @@ pub fn handle(app: &App, soap: &Server, rq: Request) {
     }
 }
 
+/// Destinations the outbox gauges have shown.
+static OUTBOX_DESTINATIONS: std::sync::Mutex<std::collections::BTreeSet<String>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+
 /// Gauges read at scrape time.
 fn refresh_gauges(app: &App, soap: &Server) {
     let m = &app.metrics;
@@ -54,6 +57,14 @@ fn refresh_gauges(app: &App, soap: &Server) {
     match backlog {
         Ok(rows) => {
             let now = app.clock.unix();
+            // Every destination ever shown starts at zero, so a drained backlog reads 0.
+            let mut seen = OUTBOX_DESTINATIONS.lock().unwrap_or_else(|e| e.into_inner());
+            seen.extend(rows.iter().map(|r| r.0.clone()));
+            for dest in seen.iter() {
+                m.set_gauge("vnetd_outbox_backlog", "Messages waiting for delivery", &[("destination", dest)], 0.0);
+                m.set_gauge("vnetd_outbox_oldest_age_seconds", "Age of the oldest waiting message", &[("destination", dest)], 0.0);
+                m.set_gauge("vnetd_outbox_dead_letters", "Dead-lettered messages", &[("destination", dest)], 0.0);
+            }
             for (dest, state, n, oldest) in rows {
                 if state == "pending" {
                     m.set_gauge("vnetd_outbox_backlog", "Messages waiting for delivery", &[("destination", &dest)], n as f64);

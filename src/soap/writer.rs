@@ -11,8 +11,10 @@ pub fn escape(out: &mut String, s: &str) {
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
             '"' => out.push_str("&quot;"),
+            // A literal CR would reach the reader as LF (XML 1.0 2.11): keep the value as signed.
+            '\r' => out.push_str("&#13;"),
             // Characters XML 1.0 cannot carry are dropped rather than breaking the document.
-            c if (c as u32) < 0x20 && c != '\t' && c != '\n' && c != '\r' => {}
+            c if (c as u32) < 0x20 && c != '\t' && c != '\n' => {}
             '\u{FFFE}' | '\u{FFFF}' => {}
             c => out.push(c),
         }
@@ -152,6 +154,13 @@ mod tests {
         let mut out = String::new();
         escape(&mut out, "a\u{1}\u{FFFE}\u{FFFF}\u{FFFD}\t<b>");
         assert_eq!(out, "a\u{FFFD}\t&lt;b&gt;");
+    }
+
+    #[test]
+    fn a_carriage_return_survives_the_round_trip() {
+        let doc = crate::outbound::request("urn:x", "Op", &[("A", Value::Text("x\r\ny\rz".into()), "")]);
+        let env = crate::soap::envelope::parse(&doc).unwrap();
+        assert_eq!(env.op.child("A").unwrap().text, "x\r\ny\rz");
     }
 
     #[test]

@@ -7,58 +7,84 @@ use std::time::{Duration, Instant};
 use vnetd::crypto;
 
 /// The province node's DeviceNo as the sim sees it in SrcDeviceNo.
-const NODE_DEV: &str = "3500000000000101";
+pub(crate) const NODE_DEV: &str = "3500000000000101";
 const SIM_DEV: &str = "0000000000000001";
 /// A second centre key (key rotation: both verify).
-const NEXT_KEY: &str = "111111111111111122222222222222223333333333333333";
-const USERS: &str = "account_type,account,password,vnet_user_id,province_id,city_code\n\
+pub(crate) const NEXT_KEY: &str = "111111111111111122222222222222223333333333333333";
+pub(crate) const USERS: &str = "account_type,account,password,vnet_user_id,province_id,city_code\n\
 01,roamer@gd,Roam-Secret-77,440000000001,44,020\n\
 09,13800000000,Mobile-Secret-88,440000000002,44,0755\n";
 
 /// A running `vnetd centre-sim`, killed on drop.
-struct CentreSim {
+pub(crate) struct CentreSim {
     child: Option<Child>,
     dir: tempfile::TempDir,
-    addr: String,
-    db: PathBuf,
+    pub(crate) addr: String,
+    pub(crate) db: PathBuf,
 }
 
 impl CentreSim {
-    fn start(extra: &[&str]) -> CentreSim {
+    /// Always `--key CENTRE_KEY` (first) and `--users USERS`; `extra` adds options (more keys).
+    pub(crate) fn start(extra: &[&str]) -> CentreSim {
+        CentreSim::start_on("127.0.0.1:0", extra)
+    }
+
+    /// As `start`, listening on `listen` (e.g. a port chosen beforehand).
+    pub(crate) fn start_on(listen: &str, extra: &[&str]) -> CentreSim {
+        CentreSim::start_keys(listen, &["--key", CENTRE_KEY], extra)
+    }
+
+    /// As `start_on`, with `keys` (e.g. `["--key", K]`) in place of `--key CENTRE_KEY`.
+    pub(crate) fn start_keys(listen: &str, keys: &[&str], extra: &[&str]) -> CentreSim {
         let dir = tempfile::tempdir().unwrap();
-        let users = dir.path().join("users.csv");
-        std::fs::write(&users, USERS).unwrap();
+        std::fs::write(dir.path().join("users.csv"), USERS).unwrap();
         let db = dir.path().join("sim/centre.db");
-        let log_path = dir.path().join("sim.log");
-        let log = std::fs::File::create(&log_path).unwrap();
+        let mut sim = CentreSim { child: None, dir, addr: String::new(), db };
+        sim.spawn(listen, keys, extra);
+        sim
+    }
+
+    /// Stop (SIGTERM) and start again on the same address and database with `keys` (e.g.
+    /// `["--key", K]`: replaces CENTRE_KEY) and `extra` options.
+    pub(crate) fn restart(&mut self, keys: &[&str], extra: &[&str]) {
+        self.stop();
+        let listen = self.addr.clone();
+        self.spawn(&listen, keys, extra);
+    }
+
+    fn spawn(&mut self, listen: &str, keys: &[&str], extra: &[&str]) {
+        let skip = self.log().len();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("sim.log")).unwrap();
         let child = Command::new(BIN)
-            .args(["centre-sim", "--listen", "127.0.0.1:0", "--device-no", SIM_DEV, "--key", CENTRE_KEY])
+            .args(["centre-sim", "--listen", listen, "--device-no", SIM_DEV])
+            .args(keys)
             .arg("--db")
-            .arg(&db)
+            .arg(&self.db)
             .arg("--users")
-            .arg(&users)
+            .arg(self.dir.path().join("users.csv"))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut sim = CentreSim { child: Some(child), dir, addr: String::new(), db };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(addr) = sim.log().lines().find_map(|l| l.strip_prefix("centre-sim listening on ")) {
-                sim.addr = addr.trim().to_string();
-                return sim;
+            let log = self.log();
+            if let Some(addr) = log.get(skip..).unwrap_or("").lines().find_map(|l| l.strip_prefix("centre-sim listening on ")) {
+                self.addr = addr.trim().to_string();
+                return;
             }
-            if let Ok(Some(st)) = sim.child.as_mut().unwrap().try_wait() {
-                panic!("centre-sim exited early ({st}); log:\n{}", sim.log());
+            if let Ok(Some(st)) = self.child.as_mut().unwrap().try_wait() {
+                panic!("centre-sim exited early ({st}); log:\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "centre-sim did not start; log:\n{}", sim.log());
+            assert!(Instant::now() < deadline, "centre-sim did not start; log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(30));
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sim.log")).unwrap_or_default()
     }
 
@@ -79,18 +105,18 @@ impl CentreSim {
         self.call_at(op, CENTRE_KEY, fields, &harness::ts(0), "")
     }
 
-    fn db(&self) -> rusqlite::Connection {
+    pub(crate) fn db(&self) -> rusqlite::Connection {
         let c = rusqlite::Connection::open_with_flags(&self.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
         c.busy_timeout(Duration::from_secs(10)).unwrap();
         c
     }
 
-    fn count(&self, sql: &str) -> i64 {
+    pub(crate) fn count(&self, sql: &str) -> i64 {
         self.db().query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
     /// SIGTERM; returns whether it exited with status 0 within 10 s.
-    fn stop(&mut self) -> bool {
+    pub(crate) fn stop(&mut self) -> bool {
         let Some(mut c) = self.child.take() else { return false };
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);

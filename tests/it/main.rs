@@ -13,3 +13,4 @@ mod http_attacks;
 mod catalog;
 mod centre_sim;
 mod billing;
+mod sync;
