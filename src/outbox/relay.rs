@@ -194,19 +194,21 @@ impl Dispatcher {
 
     /// One look at every destination.
     fn round(&mut self) -> DbResult<()> {
-        let mut destinations: Vec<(String, Arc<Peer>)> = Vec::new();
-        if let Some(c) = self.app.peers.centre() {
-            destinations.push((super::CENTRE.to_string(), c));
+        // Destinations with a waiting message, and the centre (its BatchSync streams).
+        let mut destinations: Vec<String> = self.app.store.read(|c| {
+            let mut st = c.prepare_cached("SELECT DISTINCT destination FROM outbox WHERE state = 'pending' AND seq IS NULL")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })?;
+        if !destinations.iter().any(|d| d == super::CENTRE) {
+            destinations.push(super::CENTRE.to_string());
         }
-        for p in self.app.peers.all() {
-            if p.kind == "sp" {
-                destinations.push((p.id.clone(), p));
-            }
-        }
-        for (dest, peer) in destinations {
-            if peer.url.as_deref().unwrap_or("").is_empty() || !peer.active {
+        for dest in destinations {
+            let peer = if dest == super::CENTRE { self.app.peers.centre() } else { self.app.peers.get(&dest).filter(|p| p.kind == "sp") };
+            let usable = peer.as_ref().is_some_and(|p| p.active && p.url.as_deref().is_some_and(|u| !u.is_empty()));
+            if !usable {
                 if self.has_pending(&dest)? && self.warned_no_url.insert(dest.clone()) {
-                    log::warn!("outbox: messages for {dest} wait: the peer has no URL or is disabled");
+                    log::warn!("outbox: messages for {dest} wait: no active peer with a URL");
                 }
                 continue;
             }
