@@ -233,8 +233,8 @@ fn sqlite_runs(a: &SqliteArgs, dir: &std::path::Path) -> CliResult {
         a.duration_s
     );
     println!();
-    println!("| rows/transaction | transactions | rows | commits/s | rows/s | p50 ms | p99 ms | max ms | CPU (cores) | rows in table after |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| rows/transaction | transactions | rows | commits/s | rows/s | p50 ms | p99 ms | max ms | CPU (cores) | other CPU (cores) | rows in table after |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let mut seq: u64 = 0;
     for &b in std::iter::once(&1).chain(&a.batch) {
@@ -248,7 +248,7 @@ fn sqlite_runs(a: &SqliteArgs, dir: &std::path::Path) -> CliResult {
                 break;
             }
             if t0 >= measure_from && cpu0.is_none() {
-                cpu0 = Some(cpu_self());
+                cpu0 = Some((cpu_self(), cpu_total()));
             }
             conn.execute_batch("BEGIN IMMEDIATE")?;
             {
@@ -267,12 +267,15 @@ fn sqlite_runs(a: &SqliteArgs, dir: &std::path::Path) -> CliResult {
             }
         }
         let secs = last.duration_since(measure_from).as_secs_f64().max(1e-9);
-        let cpu = cpu0.map_or(0.0, |c| (cpu_self() - c) / secs);
+        let (cpu, other) = cpu0.map_or((0.0, 0.0), |(me, all)| {
+            let me = cpu_self() - me;
+            (me / secs, ((cpu_total() - all - me) / secs).max(0.0))
+        });
         lat_us.sort_unstable();
         let txns = lat_us.len();
         let rows_in_table: i64 = conn.query_row("SELECT count(*) FROM charge", [], |r| r.get(0))?;
         println!(
-            "| {b} | {txns} | {} | {:.0} | {:.0} | {} | {} | {} | {cpu:.2} | {rows_in_table} |",
+            "| {b} | {txns} | {} | {:.0} | {:.0} | {} | {} | {} | {cpu:.2} | {other:.2} | {rows_in_table} |",
             txns * b,
             txns as f64 / secs,
             (txns * b) as f64 / secs,

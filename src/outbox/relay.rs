@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 
 /// How often the dispatcher looks for work when idle.
 const POLL: Duration = Duration::from_millis(50);
+/// Shortest time a queued delivery may take before it counts as failed.
+const RELAY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Delivery workers (concurrent deliveries across keys).
 const WORKERS: usize = 8;
 /// Rows looked at per destination and round when looking for the next message of each key.
@@ -80,7 +82,9 @@ impl Relay {
         let stop = Arc::new(AtomicBool::new(false));
         let heartbeat = app.relay_heartbeat.clone();
         heartbeat.store(app.clock.unix(), Ordering::Relaxed);
-        let timeout = Duration::from_millis(app.cfg.sync.centre_timeout_ms.max(100));
+        // `centre_timeout_ms` bounds the synchronous calls (6.1, 6.9); queued deliveries (a batch
+        // of 500 records to a busy centre) get more time before counting as failed.
+        let timeout = Duration::from_millis(app.cfg.sync.centre_timeout_ms).max(RELAY_TIMEOUT);
         let client = Client::new(timeout);
         let (job_tx, job_rx) = channel::<Job>();
         let (done_tx, done_rx) = channel::<Done>();
