@@ -33,6 +33,9 @@ pub enum BenchCmd {
     /// The durable-commit ceiling: single-thread SQLite inserts of a charge-shaped row with the
     /// daemon's pragmas, one transaction per row, then batches of rows per transaction
     Sqlite(SqliteArgs),
+    /// The outbox relay against centre-sim: records/s delivered at several batch sizes, and the
+    /// end-to-end lag (Charge committed → record at the centre) under a steady Charge load
+    Sync(sync::SyncArgs),
 }
 
 #[derive(Args, Clone)]
@@ -124,8 +127,11 @@ pub struct SqliteArgs {
     batch: Vec<usize>,
 }
 
+mod sync;
+
 pub fn run(cmd: BenchCmd) -> CliResult {
     match cmd {
+        BenchCmd::Sync(a) => sync::sync(a),
         BenchCmd::Soap(a) => soap(a),
         BenchCmd::Http(a) => http(a),
         BenchCmd::Argon2(a) => argon2(a),
@@ -219,6 +225,7 @@ fn sqlite_runs(a: &SqliteArgs, dir: &std::path::Path) -> CliResult {
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Failed(format!("cannot switch {} to WAL mode", path.display())));
@@ -599,6 +606,17 @@ fn billing_setup(d: &Daemon, cfg: &Config, n: usize) -> Result<Vec<String>, Fail
     Ok(ids)
 }
 
+/// The daemon's (commits, write jobs) since start, from its admin /metrics.
+fn store_counters(cfg: &Config) -> Option<(f64, f64)> {
+    let mut s = TcpStream::connect_timeout(&cfg.admin_addr(), Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let value = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok());
+    Some((value("vnetd_store_commits")?, value("vnetd_store_write_jobs")?))
+}
+
 fn soap_ok(status: u16, body: &[u8]) -> bool {
     status == 200 && contains(body, b"<Result>0</Result>")
 }
@@ -693,8 +711,8 @@ fn soap(a: SoapArgs) -> CliResult {
     }
     println!("daemon RSS before load: {} MiB (VmHWM so far {} MiB); load average {}", mib(rss0), mib(hwm0), loadavg());
     println!();
-    println!("| op | concurrency | requests | errors | req/s | p50 ms | p99 ms | max ms | peak RSS MiB | daemon CPU (cores) | bench CPU (cores) | other CPU (cores) | load avg after |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("| op | concurrency | requests | errors | req/s | p50 ms | p99 ms | max ms | peak RSS MiB | writes per commit | daemon CPU (cores) | bench CPU (cores) | other CPU (cores) | load avg after |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut any_errors = false;
     for op in &a.ops {
         let op = op_name(op);
@@ -704,10 +722,16 @@ fn soap(a: SoapArgs) -> CliResult {
         for &n in &a.load.concurrency {
             // Reset the peak (Linux: "5" clears VmHWM) so each run reports its own.
             let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
+            let before = store_counters(&cfg);
             let res = run_load(addr, n, &a.load, build.clone(), Arc::new(soap_ok), &[pid], fresh);
             let hwm = proc_status_kib(pid, "VmHWM");
+            // Group commit: write jobs per committed transaction (one fsync each) during the run.
+            let per_commit = match (before, store_counters(&cfg)) {
+                (Some((c0, j0)), Some((c1, j1))) if c1 > c0 => format!("{:.1}", (j1 - j0) / (c1 - c0)),
+                _ => "–".into(),
+            };
             println!(
-                "| {op} | {n} | {} | {} | {:.0} | {} | {} | {} | {}{} | {:.2} | {:.2} | {:.2} | {} |",
+                "| {op} | {n} | {} | {} | {:.0} | {} | {} | {} | {}{} | {per_commit} | {:.2} | {:.2} | {:.2} | {} |",
                 res.requests,
                 res.errors,
                 res.rate(),

@@ -47,6 +47,9 @@ static OUTBOX_DESTINATIONS: std::sync::Mutex<std::collections::BTreeSet<String>>
 fn refresh_gauges(app: &App, soap: &Server) {
     let m = &app.metrics;
     m.set_gauge("vnetd_open_connections", "Open connections on the SOAP listener", &[], soap.open_connections() as f64);
+    use std::sync::atomic::Ordering::Relaxed;
+    m.set_gauge("vnetd_store_commits", "Write transactions committed since start (one fsync each)", &[], crate::store::COMMITS.load(Relaxed) as f64);
+    m.set_gauge("vnetd_store_write_jobs", "Write jobs committed since start (many per commit: group commit)", &[], crate::store::JOBS.load(Relaxed) as f64);
     let backlog = app.store.read(|c| {
         let mut st = c.prepare(
             "SELECT destination, state, count(*), coalesce(min(created_at), 0) FROM outbox WHERE state <> 'delivered' GROUP BY destination, state",

@@ -3,6 +3,7 @@
 
 mod migrations;
 mod writer;
+pub use writer::{COMMITS, JOBS};
 
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use writer::Writer;
@@ -67,6 +68,8 @@ fn open_conn(path: &Path, flags: OpenFlags) -> DbResult<Connection> {
     conn.set_prepared_statement_cache_capacity(256);
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // The writer's per-job SAVEPOINT journals stay in memory instead of a temporary file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(conn)
 }
 

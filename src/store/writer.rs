@@ -6,12 +6,18 @@ use super::{DbError, DbResult};
 use rusqlite::Connection;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// What a job leaves behind after it ran: a reply to send once the commit outcome is known.
 type Reply = Box<dyn FnOnce(Option<&DbError>) + Send>;
 /// A job runs on the connection, or is told why it cannot run.
 type Job = Box<dyn FnOnce(Result<&Connection, &DbError>) -> (bool, Reply) + Send>;
+
+/// Transactions committed and write jobs run since start (exported as metrics: jobs per commit
+/// is what group commit buys).
+pub static COMMITS: AtomicU64 = AtomicU64::new(0);
+pub static JOBS: AtomicU64 = AtomicU64::new(0);
 
 /// At most this many jobs share one transaction.
 const MAX_BATCH: usize = 512;
@@ -124,6 +130,10 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
     if let Err(e) = &commit {
         log::error!("commit failed, {} writes rolled back: {e}", replies.len());
         let _ = conn.execute_batch("ROLLBACK");
+    }
+    if commit.is_ok() {
+        COMMITS.fetch_add(1, Ordering::Relaxed);
+        JOBS.fetch_add(replies.len() as u64, Ordering::Relaxed);
     }
     let err = commit.err();
     for r in replies {
