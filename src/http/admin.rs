@@ -52,7 +52,7 @@ fn refresh_gauges(app: &App, soap: &Server) {
     m.set_gauge("vnetd_store_write_jobs", "Write jobs committed since start (many per commit: group commit)", &[], crate::store::JOBS.load(Relaxed) as f64);
     let backlog = app.store.read(|c| {
         let mut st = c.prepare(
-            "SELECT destination, state, count(*), coalesce(min(created_at), 0) FROM outbox WHERE state <> 'delivered' GROUP BY destination, state",
+            "SELECT destination, state, count(*), coalesce(min(created_at), 0) FROM outbox WHERE state IN ('pending', 'dead') GROUP BY destination, state",
         )?;
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -199,10 +199,16 @@ impl Dispatcher {
     /// One look at every destination.
     fn round(&mut self) -> DbResult<()> {
         // Destinations with a waiting message, and the centre (its BatchSync streams).
+        // A skip scan over the heads index: one look-up per destination, however long the backlog.
         let mut destinations: Vec<String> = self.app.store.read(|c| {
-            let mut st = c.prepare_cached("SELECT DISTINCT destination FROM outbox WHERE state = 'pending' AND seq IS NULL")?;
-            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let mut st = c.prepare_cached(
+                "SELECT destination FROM outbox INDEXED BY outbox_heads WHERE state = 'pending' AND seq IS NULL AND destination > ?1 ORDER BY destination LIMIT 1",
+            )?;
+            let mut out: Vec<String> = Vec::new();
+            while let Some(d) = st.query_row([out.last().map(String::as_str).unwrap_or("")], |r| r.get::<_, String>(0)).optional()? {
+                out.push(d);
+            }
+            Ok(out)
         })?;
         if !destinations.iter().any(|d| d == super::CENTRE) {
             destinations.push(super::CENTRE.to_string());
@@ -591,7 +597,7 @@ fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Don
                     log::warn!("outbox: centre reports a gap in {stream} after {l}; resending from {}", l + 1);
                 }
                 app.metrics.set_gauge("vnetd_sync_last_sequence", "Highest RecordSeq the centre acknowledged", &[("stream", stream)], l as f64);
-                (true, acknowledge(app, &key, l, last).map_err(fail)?)
+                (true, acknowledge(app, &key, first, l, last).map_err(fail)?)
             }
             None => (true, retry_batch(app, head_id, head_attempts, format!("Result {} without LastSequenceID", a.result)).map_err(fail)?),
         },
@@ -619,20 +625,28 @@ fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Don
     Ok(Done { destination: dest, key, reachable, more: more || result })
 }
 
-/// The centre holds everything up to `l`: mark it delivered; anything after `l` that was marked
-/// delivered before goes again. Returns true if records are waiting to be (re)sent.
-fn acknowledge(app: &App, key: &str, l: i64, sent_last: i64) -> DbResult<bool> {
+/// The centre holds everything up to `l`: mark the waiting records from `first` (the lowest one
+/// waiting, the batch's first) to `l` delivered. If the centre holds less than was sent, anything
+/// after `l` that was marked delivered before goes again. Returns true if records are waiting to
+/// be (re)sent at once.
+fn acknowledge(app: &App, key: &str, first: i64, l: i64, sent_last: i64) -> DbResult<bool> {
     let (key, now) = (key.to_string(), app.clock.unix());
     app.store.write(move |c| {
-        c.prepare_cached("UPDATE outbox SET state = 'delivered', delivered_at = ?3, attempts = attempts + 1, last_error = '' WHERE order_key = ?1 AND seq <= ?2 AND state = 'pending'")?
-            .execute(params![key, l, now])?;
+        c.prepare_cached(
+            "UPDATE outbox SET state = 'delivered', delivered_at = ?4, attempts = attempts + 1, last_error = ''
+             WHERE order_key = ?1 AND seq >= ?2 AND seq <= ?3 AND state = 'pending'",
+        )?
+        .execute(params![key, first, l, now])?;
+        if l >= sent_last {
+            return Ok(false);
+        }
         let resend = c
             .prepare_cached("UPDATE outbox SET state = 'pending', next_attempt_at = ?3, delivered_at = NULL WHERE order_key = ?1 AND seq > ?2 AND state = 'delivered'")?
             .execute(params![key, l, now])?;
         if resend > 0 {
             log::warn!("outbox: resending {resend} records of {key} after {l}");
         }
-        Ok(resend > 0 || l < sent_last)
+        Ok(true)
     })
 }
 
