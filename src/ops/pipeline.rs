@@ -202,11 +202,8 @@ fn fingerprint(op: &Op, values: &HashMap<&'static str, String>) -> String {
 
 fn stored_response(conn: &Connection, call_caller: &str, op: &str, txid: &str, fp: &str) -> rusqlite::Result<Option<Resp>> {
     let row: Option<(String, String)> = conn
-        .query_row(
-            "SELECT fingerprint, response FROM idempotency WHERE caller = ?1 AND operation = ?2 AND txid = ?3",
-            params![call_caller, op, txid],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT fingerprint, response FROM idempotency WHERE caller = ?1 AND operation = ?2 AND txid = ?3")?
+        .query_row(params![call_caller, op, txid], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     Ok(row.map(|(stored_fp, json)| {
         if stored_fp != fp {
@@ -244,10 +241,8 @@ where
             return Ok((resp, false));
         }
         let json = serde_json::to_string(&resp).map_err(|e| crate::store::DbError::Other(e.to_string()))?;
-        c.execute(
-            "INSERT INTO idempotency(caller, operation, txid, fingerprint, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![caller, op, txid, fp, json, now],
-        )?;
+        c.prepare_cached("INSERT INTO idempotency(caller, operation, txid, fingerprint, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+            .execute(params![caller, op, txid, fp, json, now])?;
         Ok((resp, true))
     });
     r.unwrap_or_else(|e| Resp::db(&e))

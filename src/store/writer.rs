@@ -113,15 +113,15 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
         return;
     }
     for job in batch.drain(..) {
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        if let Err(e) = conn.prepare_cached("SAVEPOINT job").and_then(|mut st| st.execute([])) {
             let err = DbError::Sqlite(e);
             let (_, reply) = job(Err(&err));
             replies.push(reply);
             continue;
         }
         let (ok, reply) = job(Ok(conn));
-        let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
-        if let Err(e) = conn.execute_batch(end) {
+        let end = if ok { conn.prepare_cached("RELEASE job").and_then(|mut st| st.execute([])).map(|_| ()) } else { conn.execute_batch("ROLLBACK TO job; RELEASE job") };
+        if let Err(e) = end {
             log::error!("savepoint end failed: {e}");
         }
         replies.push(reply);
