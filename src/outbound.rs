@@ -3,7 +3,7 @@
 
 use crate::crypto::{self, TdesKey};
 use crate::soap::envelope::{self, Elem};
-use crate::soap::writer::{escape, Value};
+use crate::soap::writer::{write_fields, Value};
 use std::time::Duration;
 
 pub const CENTRE_NS: &str = "http://vnet.cn/centre/v3";
@@ -56,28 +56,7 @@ pub fn request(ns: &str, op: &str, fields: &[(&str, Value, &str)]) -> String {
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
     out.push_str(&format!("<soap:Envelope xmlns:soap=\"{}\"><soap:Body>", envelope::SOAP11_NS));
     out.push_str(&format!("<{op} xmlns=\"{ns}\">"));
-    for (name, value, item) in fields {
-        match value {
-            Value::Text(t) => {
-                out.push_str(&format!("<{name}>"));
-                escape(&mut out, t);
-                out.push_str(&format!("</{name}>"));
-            }
-            Value::List(items) => {
-                out.push_str(&format!("<{name}>"));
-                for it in items {
-                    out.push_str(&format!("<{item}>"));
-                    for (k, v) in it {
-                        out.push_str(&format!("<{k}>"));
-                        escape(&mut out, v);
-                        out.push_str(&format!("</{k}>"));
-                    }
-                    out.push_str(&format!("</{item}>"));
-                }
-                out.push_str(&format!("</{name}>"));
-            }
-        }
-    }
+    write_fields(&mut out, fields);
     out.push_str(&format!("</{op}></soap:Body></soap:Envelope>"));
     out
 }

@@ -473,6 +473,12 @@ fn start_daemon(keep: bool, env: &[String]) -> Result<(Daemon, Config), Failed> 
     let cfg = Config::parse(&text).map_err(Failed)?;
     let log = dir.join("vnetd.log");
     let mut d = Daemon { child: None, dir, cfg: cfg_path, log, keep };
+    launch(&mut d, env)?;
+    Ok((d, cfg))
+}
+
+/// Start `vnetd run` on the daemon's config (output to its log) and wait until it is healthy.
+fn launch(d: &mut Daemon, env: &[String]) -> CliResult {
     let logf = std::fs::OpenOptions::new().create(true).append(true).open(&d.log)?;
     let mut cmd = Command::new(std::env::current_exe()?);
     for kv in env {
@@ -488,8 +494,7 @@ fn start_daemon(keep: bool, env: &[String]) -> Result<(Daemon, Config), Failed> 
         .stderr(logf)
         .spawn()?;
     d.child = Some(child);
-    d.wait_healthy()?;
-    Ok((d, cfg))
+    d.wait_healthy()
 }
 
 /// Builds SOAP requests for one operation, signed with a fresh TimeStamp.

@@ -715,14 +715,14 @@ pub fn reorder(ctx: &Ctx, t: &Target, channel: Channel, txid: &str) -> DbResult<
     Ok(Ok(o))
 }
 
-/// Charge (4.1): pay per use. The caller checked FeeType, Fee and the TransactionID.
-pub fn charge(ctx: &Ctx, t: &Target, fee: i64, batch_count: i64, txid: &str) -> DbResult<Result<i64, i32>> {
+/// The charge of a use of an item now (Charge, OfflineCharge), billed to `bill_month`.
+fn item_charge(ctx: &Ctx, t: &Target, operation: &'static str, txid: &str, fee: i64, batch_count: i64, bill_month: Ym) -> NewCharge {
     let user = t.user.as_ref().expect("local user");
     let item = t.item.as_ref().expect("item");
-    let c = NewCharge {
+    NewCharge {
         spid: t.svc.spid.clone(),
         transaction_id: txid.to_string(),
-        operation: "Charge",
+        operation,
         vnet_user_id: user.vnet_user_id.clone(),
         user_province_id: ctx.province.to_string(),
         service_id: t.svc.id.clone(),
@@ -734,10 +734,15 @@ pub fn charge(ctx: &Ctx, t: &Target, fee: i64, batch_count: i64, txid: &str) -> 
         batch_count,
         charge_at: ctx.now,
         ledger_date: ctx.cal.date8(ctx.now),
-        bill_month: ctx.cal.month(ctx.now).to_string(),
+        bill_month: bill_month.to_string(),
         roam_type: roam_type(&t.svc.sp_province, ctx.province).to_string(),
         order_id: String::new(),
-    };
+    }
+}
+
+/// Charge (4.1): pay per use. The caller checked FeeType, Fee and the TransactionID.
+pub fn charge(ctx: &Ctx, t: &Target, fee: i64, batch_count: i64, txid: &str) -> DbResult<Result<i64, i32>> {
+    let c = item_charge(ctx, t, "Charge", txid, fee, batch_count, ctx.cal.month(ctx.now));
     Ok(charge_user(ctx, &c)?.map(|()| ctx.now))
 }
 
@@ -766,25 +771,7 @@ pub fn offline_charge(ctx: &Ctx, t: &Target, fee: i64, bill_month: Ym, txid: &st
     if paid {
         return Ok(Err(OFFLINE_ONCE_PER_PERIOD));
     }
-    let c = NewCharge {
-        spid: t.svc.spid.clone(),
-        transaction_id: txid.to_string(),
-        operation: "OfflineCharge",
-        vnet_user_id: user.vnet_user_id.clone(),
-        user_province_id: ctx.province.to_string(),
-        service_id: t.svc.id.clone(),
-        service_item_id: item.id.clone(),
-        service_item_name: item.name.clone(),
-        product_id: String::new(),
-        fee_type: item.fee_type.clone(),
-        fee,
-        batch_count: 1,
-        charge_at: ctx.now,
-        ledger_date: ctx.cal.date8(ctx.now),
-        bill_month: bill_month.to_string(),
-        roam_type: roam_type(&t.svc.sp_province, ctx.province).to_string(),
-        order_id: String::new(),
-    };
+    let c = item_charge(ctx, t, "OfflineCharge", txid, fee, 1, bill_month);
     charge_user(ctx, &c)
 }
 

@@ -46,13 +46,20 @@ pub fn response(
     out.push_str(&format!("<?xml version=\"1.0\" encoding=\"{charset}\"?>"));
     out.push_str(&format!("<{prefix}:Envelope xmlns:{prefix}=\"{env_ns}\"><{prefix}:Body>"));
     out.push_str(&format!("<{op}Response xmlns=\"{ns}\">"));
+    write_fields(&mut out, fields);
+    out.push_str(&format!("</{op}Response></{prefix}:Body></{prefix}:Envelope>"));
+    out
+}
+
+/// Write `fields` in order as child elements: text escaped, a list as container + items.
+pub fn write_fields(out: &mut String, fields: &[(&str, Value, &str)]) {
     for (name, value, item) in fields {
         match value {
             Value::Text(t) => {
                 out.push('<');
                 out.push_str(name);
                 out.push('>');
-                escape(&mut out, t);
+                escape(out, t);
                 out.push_str("</");
                 out.push_str(name);
                 out.push('>');
@@ -63,7 +70,7 @@ pub fn response(
                     out.push_str(&format!("<{item}>"));
                     for (k, v) in it {
                         out.push_str(&format!("<{k}>"));
-                        escape(&mut out, v);
+                        escape(out, v);
                         out.push_str(&format!("</{k}>"));
                     }
                     out.push_str(&format!("</{item}>"));
@@ -72,8 +79,6 @@ pub fn response(
             }
         }
     }
-    out.push_str(&format!("</{op}Response></{prefix}:Body></{prefix}:Envelope>"));
-    out
 }
 
 /// Who caused a fault.

@@ -114,19 +114,8 @@ fn cli(cfg_path: &Path, args: &[&str]) -> CliResult {
 }
 
 fn spawn_daemon(dir: &Path, cfg_path: &Path, keep: bool) -> Result<Daemon, Failed> {
-    let log = dir.join("vnetd.log");
-    let mut d = Daemon { child: None, dir: dir.to_path_buf(), cfg: cfg_path.to_path_buf(), log: log.clone(), keep };
-    let logf = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
-    let child = Command::new(std::env::current_exe()?)
-        .arg("--config")
-        .arg(cfg_path)
-        .arg("run")
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone()?)
-        .stderr(logf)
-        .spawn()?;
-    d.child = Some(child);
-    d.wait_healthy()?;
+    let mut d = Daemon { child: None, dir: dir.to_path_buf(), cfg: cfg_path.to_path_buf(), log: dir.join("vnetd.log"), keep };
+    super::launch(&mut d, &[])?;
     Ok(d)
 }
 
