@@ -1094,3 +1094,27 @@ fn outbox_cli_status_and_retry() {
     assert_eq!(d.cli(&["outbox", "retry", "--bogus"]).status.code(), Some(2), "usage error");
     assert_eq!(d.cli(&["outbox"]).status.code(), Some(2), "usage error");
 }
+
+/// PUserPasswordNotify (6.3) has no producer yet (users change passwords on the browser page of
+/// section 5); a queued one is delivered like the others, its password re-encrypted under the
+/// centre key in effect at the attempt.
+#[test]
+fn a_queued_password_notify_is_delivered_under_the_key_in_effect() {
+    let sim = CentreSim::start_keys("127.0.0.1:0", &["--key", NEXT_KEY], &[]);
+    let d = node(&sync_cfg(500), Some(&url(&sim.addr, "/centre")), None, "");
+    // Queued under key version 1; the centre key is rotated before delivery.
+    d.ok(&["peer", "set-key", CENTRE_ID, "--key", NEXT_KEY]);
+    let enc = enc(CENTRE_KEY, "New-Secret-42");
+    let w = rusqlite::Connection::open(&d.db).unwrap();
+    w.busy_timeout(Duration::from_secs(10)).unwrap();
+    let payload = serde_json::json!([["VNetUserID", "350000009999"], ["Password", enc], ["ChangeTime", "2026-11-29 10:00:00"]]).to_string();
+    w.execute(
+        "INSERT INTO outbox(destination, operation, order_key, payload, key_version, next_attempt_at, created_at)
+         VALUES ('centre', 'PUserPasswordNotify', 'user:350000009999', ?1, 1, 0, strftime('%s','now'))",
+        [payload],
+    )
+    .unwrap();
+    eventually(&d, 15, "PUserPasswordNotify delivered", || !messages(&sim, "PUserPasswordNotify").is_empty());
+    let m = &messages(&sim, "PUserPasswordNotify")[0];
+    assert_eq!((m.f("VNetUserID"), m.f("Password")), ("350000009999", "password ok"));
+}
