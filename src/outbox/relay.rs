@@ -34,8 +34,8 @@ const POLL: Duration = Duration::from_millis(50);
 const RELAY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Delivery workers (concurrent deliveries across keys).
 const WORKERS: usize = 8;
-/// Rows looked at per destination and round when looking for the next message of each key.
-const HEAD_WINDOW: i64 = 2000;
+/// Ordering keys looked at per destination and round (round-robin across rounds).
+const KEYS_PER_ROUND: usize = 512;
 /// The BatchSync streams, in the order they are served.
 pub const STREAMS: [&str; 3] = ["ORDER", "CHARGE", "SETTLE"];
 
@@ -104,6 +104,7 @@ impl Relay {
             backlog: HashSet::new(),
             warned_no_url: HashSet::new(),
             retry_marker: None,
+            cursors: HashMap::new(),
         };
         let (stop2, hb) = (stop.clone(), heartbeat.clone());
         let dispatcher = std::thread::Builder::new().name("relay".into()).spawn(move || d.run(&stop2, &hb))?;
@@ -136,6 +137,8 @@ struct Dispatcher {
     warned_no_url: HashSet<String>,
     /// The last `outbox retry` seen.
     retry_marker: Option<String>,
+    /// Per destination, the ordering key the last round stopped at.
+    cursors: HashMap<String, String>,
 }
 
 impl Dispatcher {
@@ -301,43 +304,65 @@ impl Dispatcher {
         Ok(true)
     }
 
-    /// Dispatch the next message of each ordering key of `dest` that is due and not in flight.
+    /// Dispatch the next message of ordering keys of `dest` that are due and not in flight. The
+    /// keys are walked round-robin from where the previous round stopped, at most
+    /// `KEYS_PER_ROUND` of them, by a skip scan (one index look-up per key), so a key with a long
+    /// queue never hides the others.
     fn heads(&mut self, dest: &str, probe_only: bool) -> DbResult<()> {
         let now = self.app.clock.unix();
+        let start = self.cursors.get(dest).cloned().unwrap_or_default();
         let d = dest.to_string();
-        let rows: Vec<(Row, i64)> = self.app.store.read(move |c| {
+        let heads: Vec<(Row, i64, bool)> = self.app.store.read(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT id, destination, operation, order_key, payload, key_version, attempts, created_at, next_attempt_at
-                 FROM outbox WHERE state = 'pending' AND seq IS NULL AND destination = ?1 ORDER BY id LIMIT ?2",
+                "SELECT id, destination, operation, order_key, payload, key_version, attempts, created_at, next_attempt_at, seq IS NOT NULL
+                 FROM outbox WHERE state = 'pending' AND destination = ?1 AND order_key > ?2 ORDER BY order_key, id LIMIT 1",
             )?;
-            let rows = st.query_map(params![d, HEAD_WINDOW], |r| {
-                Ok((
-                    Row {
-                        id: r.get(0)?,
-                        destination: r.get(1)?,
-                        operation: r.get(2)?,
-                        order_key: r.get(3)?,
-                        payload: r.get(4)?,
-                        key_version: r.get(5)?,
-                        attempts: r.get(6)?,
-                        created_at: r.get(7)?,
-                    },
-                    r.get(8)?,
-                ))
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let mut out: Vec<(Row, i64, bool)> = Vec::new();
+            let (mut after, mut wrapped) = (start.clone(), start.is_empty());
+            while out.len() < KEYS_PER_ROUND {
+                let head = st
+                    .query_row(params![d, after], |r| {
+                        Ok((
+                            Row {
+                                id: r.get(0)?,
+                                destination: r.get(1)?,
+                                operation: r.get(2)?,
+                                order_key: r.get(3)?,
+                                payload: r.get(4)?,
+                                key_version: r.get(5)?,
+                                attempts: r.get(6)?,
+                                created_at: r.get(7)?,
+                            },
+                            r.get(8)?,
+                            r.get(9)?,
+                        ))
+                    })
+                    .optional()?;
+                match head {
+                    // Round the circle once: stop at the key the walk started after.
+                    Some(h) if wrapped && !start.is_empty() && h.0.order_key > start => break,
+                    Some(h) => {
+                        after = h.0.order_key.clone();
+                        out.push(h);
+                    }
+                    None if !wrapped => {
+                        wrapped = true;
+                        after = String::new();
+                    }
+                    None => break,
+                }
+            }
+            Ok(out)
         })?;
-        let mut seen: HashSet<String> = HashSet::new();
-        for (row, next_at) in rows {
-            if !seen.insert(row.order_key.clone()) {
-                continue; // not the head of its key
-            }
-            let fkey = (row.destination.clone(), row.order_key.clone());
-            if next_at > now || self.in_flight.contains(&fkey) {
-                continue;
-            }
+        for (row, next_at, batch_record) in heads {
             if self.in_flight.len() >= WORKERS * 4 {
                 break;
+            }
+            self.cursors.insert(dest.to_string(), row.order_key.clone());
+            let fkey = (row.destination.clone(), row.order_key.clone());
+            // BatchSync streams go by `maybe_batch`.
+            if batch_record || next_at > now || self.in_flight.contains(&fkey) {
+                continue;
             }
             self.in_flight.insert(fkey);
             let _ = self.jobs.send(Job::Single(row));

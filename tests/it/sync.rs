@@ -1118,3 +1118,32 @@ fn a_queued_password_notify_is_delivered_under_the_key_in_effect() {
     let m = &messages(&sim, "PUserPasswordNotify")[0];
     assert_eq!((m.f("VNetUserID"), m.f("Password")), ("350000009999", "password ok"));
 }
+
+/// A key with a long queue whose head waits (backing off) does not hold up other keys: the relay
+/// walks ordering keys, not a window of rows.
+#[test]
+fn a_long_waiting_queue_of_one_key_does_not_hide_other_keys() {
+    let sim = CentreSim::start(&[]);
+    let d = node(&sync_cfg(500), Some(&url(&sim.addr, "/centre")), None, "");
+    let w = rusqlite::Connection::open(&d.db).unwrap();
+    w.busy_timeout(Duration::from_secs(10)).unwrap();
+    w.execute_batch("BEGIN").unwrap();
+    for i in 0..3000 {
+        // The head of user:350000009999 is not due for an hour; 2,999 more wait behind it.
+        let next = if i == 0 { "strftime('%s','now') + 3600" } else { "0" };
+        w.execute(
+            &format!(
+                "INSERT INTO outbox(destination, operation, order_key, payload, next_attempt_at, created_at)
+                 VALUES ('centre', 'PUserInfoNotify', 'user:350000009999', '[[\"ActionType\",\"2\"]]', {next}, strftime('%s','now'))"
+            ),
+            [],
+        )
+        .unwrap();
+    }
+    w.execute_batch("COMMIT").unwrap();
+    let bob = open_user(&d, "bob@fj", "OPEN-bob");
+    eventually(&d, 10, "bob's PUserInfoNotify delivered past the long queue", || {
+        messages(&sim, "PUserInfoNotify").iter().any(|m| m.f("VNetUserID") == bob)
+    });
+    assert_eq!(q(&d, "SELECT count(*) FROM outbox WHERE order_key = 'user:350000009999' AND state = 'pending'"), 3000, "the waiting key keeps its order");
+}
