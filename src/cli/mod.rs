@@ -57,7 +57,7 @@ pub enum Cmd {
     Authenticator(tools::AuthenticatorArgs),
     /// Print the `enc` form of a value (Base64 of 3DES under the key), for Password fields
     Encrypt(tools::EncryptArgs),
-    /// Load benchmarks: SOAP against a daemon it starts, any HTTP server, Argon2id hash rate
+    /// Benchmarks: SOAP load (also Charge/Order), any HTTP server, Argon2id, the SQLite commit ceiling, sync to centre-sim
     #[command(subcommand)]
     Bench(bench::BenchCmd),
     /// The service catalogue: SPs, services, items, packages
