@@ -91,8 +91,7 @@ pub struct Product {
     pub name: String,
     pub price: i64,
     pub active: bool,
-    /// (item id, its service id, roam_in)
-    pub items: Vec<(String, String, bool)>,
+    pub items: Vec<ProductItem>,
 }
 
 fn svc(ctx: &Ctx, id: &str) -> DbResult<Option<Svc>> {
@@ -133,6 +132,14 @@ fn item(conn: &Connection, id: &str) -> DbResult<Option<Item>> {
         .optional()?)
 }
 
+/// An item of a package, as the rules need it.
+#[derive(Debug, Clone)]
+pub struct ProductItem {
+    pub service_id: String,
+    pub roam_in: bool,
+    pub roam_out: bool,
+}
+
 fn product(conn: &Connection, id: &str) -> DbResult<Option<Product>> {
     let mut st = conn.prepare_cached("SELECT spid, name, package_price, status FROM product WHERE product_id = ?1")?;
     let Some(mut p) = st
@@ -151,10 +158,12 @@ fn product(conn: &Connection, id: &str) -> DbResult<Option<Product>> {
         return Ok(None);
     };
     let mut st = conn.prepare_cached(
-        "SELECT i.service_item_id, i.service_id, i.roam_in FROM product_item p JOIN item i ON i.service_item_id = p.service_item_id
+        "SELECT i.service_id, i.roam_in, i.roam_out FROM product_item p JOIN item i ON i.service_item_id = p.service_item_id
          WHERE p.product_id = ?1 ORDER BY i.service_item_id",
     )?;
-    p.items = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+    p.items = st
+        .query_map([id], |r| Ok(ProductItem { service_id: r.get(0)?, roam_in: r.get(1)?, roam_out: r.get(2)? }))?
+        .collect::<Result<_, _>>()?;
     Ok(Some(p))
 }
 
@@ -230,7 +239,7 @@ pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, i32>> {
         None => None,
         Some(id) => match product(ctx.conn, id)? {
             Some(p) if p.active || exists_only => {
-                if !p.items.iter().any(|(_, s, _)| *s == svc.id) {
+                if !p.items.iter().any(|i| i.service_id == svc.id) {
                     return Ok(Err(PRODUCT_LACKS_SERVICE));
                 }
                 Some(p)
@@ -245,7 +254,7 @@ pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, i32>> {
             let approved = svc.sp_province == ctx.province
                 && match (&item, &product) {
                     (Some(i), _) => i.roam_out,
-                    (None, Some(p)) => item_flags(ctx.conn, &p.items)?.iter().all(|(_, out)| *out),
+                    (None, Some(p)) => p.items.iter().all(|i| i.roam_out),
                     (None, None) => service_roams_out(ctx.conn, &svc.id)?,
                 };
             if !approved && req.kind != Kind::Cancel {
@@ -268,7 +277,7 @@ pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, i32>> {
     if svc.sp_province != ctx.province && req.kind != Kind::Cancel {
         let approved = match (&item, &product) {
             (Some(i), _) => i.roam_in,
-            (None, Some(p)) => p.items.iter().all(|(_, _, roam_in)| *roam_in),
+            (None, Some(p)) => p.items.iter().all(|i| i.roam_in),
             (None, None) => service_roams_in(ctx.conn, &svc.id)?,
         };
         if !approved {
@@ -276,16 +285,6 @@ pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, i32>> {
         }
     }
     Ok(Ok(Target { svc, item, product, user: Some(user) }))
-}
-
-fn item_flags(conn: &Connection, items: &[(String, String, bool)]) -> DbResult<Vec<(bool, bool)>> {
-    let mut out = Vec::with_capacity(items.len());
-    for (id, _, _) in items {
-        if let Some(i) = item(conn, id)? {
-            out.push((i.roam_in, i.roam_out));
-        }
-    }
-    Ok(out)
 }
 
 fn service_roams_in(conn: &Connection, service_id: &str) -> DbResult<bool> {
