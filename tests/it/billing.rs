@@ -5,6 +5,7 @@
 //! docs/billing.md. Every test runs its own daemon; the node clock is set with `[node]
 //! time_offset_s` (mid-month by default, so no test depends on the real date).
 
+use crate::fields::*;
 use crate::harness::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -237,9 +238,6 @@ items = ["3500000100000301"]
 status = "active"
 "#;
 
-const USER_MODIFY: &[&str] =
-    &["SrcDeviceNo", "VNetUserID", "CityCode", "UserType", "CreditLimit", "Balance", "Alias", "BindingAccessNo", "TransactionID"];
-const STATUS_CHANGE: &[&str] = &["SrcDeviceNo", "VNetUserID", "Status", "Reason", "TransactionID"];
 
 // Response element orders (spec 4.1, 11 "Response shape").
 const SERVICE_AUTH_RESP: &[&str] = &["Result", "ErrDescription", "FeeType", "EndTime"];
@@ -256,15 +254,7 @@ const RECONCILE_RESP: &[&str] = &["Result", "ErrDescription", "LocalCount", "Loc
 const RECON_DETAIL_RESP: &[&str] = &["Result", "ErrDescription", "SequenceID", "IsFinal", "TotalCount", "Records"];
 const RECORD_FIELDS: &[&str] = &["TransactionID", "VNetUserID", "ServiceID", "ServiceItemID", "FeeType", "Fee", "ChargeTime"];
 
-// Record fields of 6.5 and OrderNotify fields of 6.8, in order.
-const ORDER_RECORD: &[&str] = &[
-    "RecordSeq", "OrderID", "ActionType", "VNetUserID", "SPID", "ServiceID", "ServiceItemID", "ServiceItemName", "ProductID",
-    "ContractID", "StartTime", "EndTime", "Channel", "EventTime",
-];
-const CHARGE_RECORD: &[&str] = &[
-    "RecordSeq", "TransactionID", "VNetUserID", "UserProvinceID", "SPID", "ServiceID", "ServiceItemID", "ServiceItemName", "FeeType",
-    "Fee", "BatchCount", "ChargeTime", "LedgerDate", "RoamType",
-];
+// OrderNotify fields of 6.8, in order.
 const ORDER_NOTIFY: &[&str] =
     &["SPID", "OrderID", "ActionType", "VNetUserID", "ServiceID", "ServiceItemID", "ProductID", "StartTime", "EndTime", "Channel"];
 

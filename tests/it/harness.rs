@@ -583,18 +583,23 @@ impl Daemon {
         Daemon::start_server_limited(server_keys, extra, Some(nofile))
     }
 
-    fn start_server_limited(server_keys: &str, extra: &str, nofile: Option<u64>) -> Daemon {
+    /// A daemon in a new temporary directory on free ports, not yet configured or started.
+    fn unstarted(offset_s: i64, extra: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
-        let mut d = Daemon {
+        Daemon {
             child: None,
             cfg: dir.path().join("vnetd.toml"),
             db: dir.path().join("data/vnetd.db"),
             dir,
             port: free_port(),
             admin_port: free_port(),
-            offset_s: 0,
+            offset_s,
             extra: extra.to_string(),
-        };
+        }
+    }
+
+    fn start_server_limited(server_keys: &str, extra: &str, nofile: Option<u64>) -> Daemon {
+        let mut d = Daemon::unstarted(0, extra);
         d.write_config();
         let text = std::fs::read_to_string(&d.cfg).unwrap();
         let marker = format!("admin_listen = \"127.0.0.1:{}\"\n", d.admin_port);
@@ -634,17 +639,7 @@ impl Daemon {
     /// hold a `[node]` section; `restart_with_offset` changes the shift later.
     pub fn start_at(offset_s: i64, extra: &str) -> Daemon {
         assert!(!extra.contains("[node]"), "start_at writes the [node] section itself");
-        let dir = tempfile::tempdir().unwrap();
-        let mut d = Daemon {
-            child: None,
-            cfg: dir.path().join("vnetd.toml"),
-            db: dir.path().join("data/vnetd.db"),
-            dir,
-            port: free_port(),
-            admin_port: free_port(),
-            offset_s,
-            extra: extra.to_string(),
-        };
+        let mut d = Daemon::unstarted(offset_s, extra);
         d.write_config();
         d.spawn();
         d

@@ -1,12 +1,12 @@
 //! Key rotation against the running binary (spec 2.6, 4.3 KeyUpdate, 9 `peer set-key`, 11 Keys):
 //! which keys verify when, grace periods, the no-op repeat, refusals, and that no key leaks.
 
+use crate::fields::*;
 use crate::harness::*;
 use std::time::Duration;
 use vnetd::crypto::TdesKey;
 
 const VNET: &str = "ProvinceForVNet";
-const KEY_UPDATE: &[&str] = &["SrcDeviceNo", "KeyRefreshType", "UpdateKeyValue", "DESInitialValue", "EffectTimeStamp"];
 
 const K2: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0aabbccddeeff0011";
 const K3: &str = "7766554433221100ffeeddccbbaa99887766554433221100";

@@ -1,6 +1,7 @@
 //! Integration tests: one test binary (each file under tests/ would be a separate link).
 //! Every test spawns the real `vnetd` binary.
 
+mod fields;
 mod harness;
 mod smoke;
 mod passport;

@@ -1,6 +1,7 @@
 //! PassPort operations against the running binary (spec 4.1, 4.3, 4.4, 11): every success path and
 //! every Result code each operation can answer, idempotency, lockout, outbox rows.
 
+use crate::fields::*;
 use crate::harness::*;
 use std::time::Duration;
 
@@ -9,20 +10,8 @@ const BSS: &str = "ProvinceForBSS";
 const VNET: &str = "ProvinceForVNet";
 
 // Request fields in the spec's order (= Authenticator order), without TimeStamp/Authenticator.
-const USER_OPEN: &[&str] = &[
-    "SrcDeviceNo", "AccountType", "Account", "Password", "CityCode", "UserType", "CreditLimit", "Balance", "Alias",
-    "BindingAccessNo", "TransactionID",
-];
-const USER_MODIFY: &[&str] =
-    &["SrcDeviceNo", "VNetUserID", "CityCode", "UserType", "CreditLimit", "Balance", "Alias", "BindingAccessNo", "TransactionID"];
-const STATUS_CHANGE: &[&str] = &["SrcDeviceNo", "VNetUserID", "Status", "Reason", "TransactionID"];
-const PASSWORD_RESET: &[&str] = &["SrcDeviceNo", "VNetUserID", "NewPassword", "TransactionID"];
 const MPHONE_BSS: &[&str] = &["SrcDeviceNo", "PhoneNum", "Password", "CityCode"];
 const MPHONE_SP: &[&str] = &["SPID", "PhoneNum", "Password", "CityCode"];
-const USER_AUTH: &[&str] = &["SPID", "ServiceID", "AccountType", "Account", "Password", "UserIP"];
-const PHONE_AUTH: &[&str] = &["SPID", "ServiceID", "PhoneNum", "Password"];
-const GET_USERINFO_SP: &[&str] = &["SPID", "VNetUserID"];
-const GET_USERINFO_VNET: &[&str] = &["SrcDeviceNo", "VNetUserID"];
 const USER_INFO_QUERY: &[&str] = &["SrcDeviceNo", "AccountType", "Account"];
 const STATUS_NOTIFY: &[&str] = &["SrcDeviceNo", "VNetUserID", "Status", "StatusTime"];
 

@@ -4,6 +4,7 @@
 //! RoamServiceNotify's effect on the use rules.
 
 use crate::centre_sim::{CentreSim, NEXT_KEY, NODE_DEV};
+use crate::fields::*;
 use crate::harness::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,18 +56,6 @@ status = "active"
 "#;
 
 // Request fields in the spec's (Authenticator) order, without TimeStamp and Authenticator.
-const USER_OPEN: &[&str] = &[
-    "SrcDeviceNo", "AccountType", "Account", "Password", "CityCode", "UserType", "CreditLimit", "Balance", "Alias",
-    "BindingAccessNo", "TransactionID",
-];
-const USER_MODIFY: &[&str] =
-    &["SrcDeviceNo", "VNetUserID", "CityCode", "UserType", "CreditLimit", "Balance", "Alias", "BindingAccessNo", "TransactionID"];
-const STATUS_CHANGE: &[&str] = &["SrcDeviceNo", "VNetUserID", "Status", "Reason", "TransactionID"];
-const PASSWORD_RESET: &[&str] = &["SrcDeviceNo", "VNetUserID", "NewPassword", "TransactionID"];
-const USER_AUTH: &[&str] = &["SPID", "ServiceID", "AccountType", "Account", "Password", "UserIP"];
-const PHONE_AUTH: &[&str] = &["SPID", "ServiceID", "PhoneNum", "Password"];
-const GET_USERINFO_SP: &[&str] = &["SPID", "VNetUserID"];
-const GET_USERINFO_VNET: &[&str] = &["SrcDeviceNo", "VNetUserID"];
 const SP_CHARGE: &[&str] = &["SPID", "ServiceID", "ServiceItemID", "VNetUserID", "Fee", "BatchCount", "TransactionID"];
 const SP_ORDER: &[&str] = &["SPID", "ServiceID", "ServiceItemID", "ProductID", "VNetUserID", "ContractID", "IfExtend", "TransactionID"];
 const SP_SERVICE_AUTH: &[&str] = &["SPID", "ServiceID", "ServiceItemID", "VNetUserID"];
@@ -76,19 +65,9 @@ const VNET_CHARGE: &[&str] = &["SrcDeviceNo", "SPID", "ServiceID", "ServiceItemI
 const VNET_ORDER: &[&str] = BSS_ORDER;
 const ROAM_AUTH_IN: &[&str] =
     &["SrcDeviceNo", "SrcProvinceID", "SPID", "ServiceID", "AccountType", "Account", "Password", "UserIP", "RoamType", "TransactionID"];
-const KEY_UPDATE: &[&str] = &["SrcDeviceNo", "KeyRefreshType", "UpdateKeyValue", "DESInitialValue", "EffectTimeStamp"];
 const ROAM_NOTIFY: &[&str] =
     &["SrcDeviceNo", "ActionType", "SPID", "SPProvinceID", "ServiceID", "ServiceItemID", "ServiceItemName", "FeeType", "Price"];
 
-/// CHARGE and ORDER record fields (spec 6.5), in order.
-const CHARGE_FIELDS: &[&str] = &[
-    "RecordSeq", "TransactionID", "VNetUserID", "UserProvinceID", "SPID", "ServiceID", "ServiceItemID", "ServiceItemName", "FeeType",
-    "Fee", "BatchCount", "ChargeTime", "LedgerDate", "RoamType",
-];
-const ORDER_FIELDS: &[&str] = &[
-    "RecordSeq", "OrderID", "ActionType", "VNetUserID", "SPID", "ServiceID", "ServiceItemID", "ServiceItemName", "ProductID",
-    "ContractID", "StartTime", "EndTime", "Channel", "EventTime",
-];
 
 const PW: &str = "s3cret-Pass";
 
@@ -370,8 +349,8 @@ fn every_outbound_message_arrives_signed_and_accepted() {
     let today = charges[0].1[12].clone();
     assert_eq!(today.len(), 8);
     for (i, (_, rec)) in charges.iter().enumerate() {
-        assert_eq!(rec.len(), CHARGE_FIELDS.len());
-        let f = |n| field(CHARGE_FIELDS, rec, n);
+        assert_eq!(rec.len(), CHARGE_RECORD.len());
+        let f = |n| field(CHARGE_RECORD, rec, n);
         let (tx, item, name, fee_type, fee) = match i {
             0..=2 => (txs[i], PERUSE, "单次下载", "1", "200"),
             3 => ("OR-1", MONTHLY, "音乐包月", "2", "1000"),
@@ -390,8 +369,8 @@ fn every_outbound_message_arrives_signed_and_accepted() {
     let orders = records(&sim, "ORDER");
     assert_gapless(&orders, "ORDER");
     for (i, (_, rec)) in orders.iter().enumerate() {
-        assert_eq!(rec.len(), ORDER_FIELDS.len());
-        let f = |n| field(ORDER_FIELDS, rec, n);
+        assert_eq!(rec.len(), ORDER_RECORD.len());
+        let f = |n| field(ORDER_RECORD, rec, n);
         let (oid, who, channel) = if i == 0 { (order_id.as_str(), alice.as_str(), "SP") } else { (bss_order_id.as_str(), bob.as_str(), "BSS") };
         assert_eq!(
             (f("OrderID"), f("ActionType"), f("VNetUserID"), f("SPID"), f("ServiceID"), f("ServiceItemID"), f("ServiceItemName"), f("ProductID"), f("Channel")),
@@ -938,10 +917,10 @@ fn roam_service_notify_governs_the_use_rules() {
     assert_gapless(&charges, "CHARGE");
     let got: Vec<(&str, &str, &str, &str)> = charges
         .iter()
-        .map(|(_, r)| (field(CHARGE_FIELDS, r, "TransactionID"), field(CHARGE_FIELDS, r, "SPID"), field(CHARGE_FIELDS, r, "UserProvinceID"), field(CHARGE_FIELDS, r, "RoamType")))
+        .map(|(_, r)| (field(CHARGE_RECORD, r, "TransactionID"), field(CHARGE_RECORD, r, "SPID"), field(CHARGE_RECORD, r, "UserProvinceID"), field(CHARGE_RECORD, r, "RoamType")))
         .collect();
     assert_eq!(got, [("NC-2", NAT_SP, "35", "2"), ("NO-2", NAT_SP, "35", "2"), ("PC-2", p_sp, "35", "1")]);
-    let today = field(CHARGE_FIELDS, &charges[0].1, "LedgerDate").to_string();
+    let today = field(CHARGE_RECORD, &charges[0].1, "LedgerDate").to_string();
 
     // The day closes (the node 26 hours later): SETTLE records of the roaming charges (7.3, 6.5).
     let shift = 26 * 3600;
@@ -1060,7 +1039,7 @@ fn values_with_a_carriage_return_reach_the_centre_as_signed() {
     assert_eq!(rejected(&sim), vec![]);
     let orders = records(&sim, "ORDER");
     assert_eq!(orders.len(), 2);
-    assert_eq!(field(ORDER_FIELDS, &orders[0].1, "ContractID"), "K1\r2");
+    assert_eq!(field(ORDER_RECORD, &orders[0].1, "ContractID"), "K1\r2");
     let infos = messages(&sim, "PUserInfoNotify");
     assert!(infos.iter().any(|m| m.f("Alias") == "A\rB"), "{infos:?}");
 }
