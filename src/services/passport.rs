@@ -49,6 +49,13 @@ impl From<Resp> for AuthFail {
     }
 }
 
+/// A login for an account held by no user here, and nowhere else to ask: audited, -20504.
+pub fn unknown_account(app: &App, channel: &str) -> Resp {
+    audit("login_failed", &[("channel", channel), ("reason", "unknown_account")]);
+    count_login(app, "unknown");
+    Resp::code(ACCOUNT_UNKNOWN)
+}
+
 /// The auth rules (spec 4, 11): account exists, not locked, password correct, status 00.
 pub fn authenticate(app: &App, channel: &str, account_type: &str, account: &str, password: &str) -> Result<User, AuthFail> {
     let now = app.clock.unix();
@@ -140,9 +147,7 @@ fn auth_resp(app: &App, u: &User) -> Resp {
 /// centre peer with a URL exists; the centre's answer is returned unchanged.
 fn roam_auth(app: &App, call: &Call, channel: &str, account_type: &str, account: &str, password: &str) -> Resp {
     if !centre::configured(app) {
-        audit("login_failed", &[("channel", channel), ("reason", "unknown_account")]);
-        count_login(app, "unknown");
-        return Resp::code(ACCOUNT_UNKNOWN);
+        return unknown_account(app, channel);
     }
     if let Some(r) = check_service(app, call, false) {
         return r;

@@ -50,7 +50,7 @@ pub fn roam_auth_v2(app: &App, call: &Call) -> Resp {
     let user = match passport::authenticate(app, &channel, call.get("AccountType"), call.get("Account"), password) {
         Ok(u) => u,
         Err(passport::AuthFail::Refused(r)) => return r,
-        Err(passport::AuthFail::NotLocal) => return Resp::code(ACCOUNT_UNKNOWN),
+        Err(passport::AuthFail::NotLocal) => return passport::unknown_account(app, &channel),
     };
     if let Some(id) = call.opt("ServiceID") {
         match app.store.read(|c| crate::domain::catalog::service(c, id)) {
