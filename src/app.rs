@@ -21,6 +21,12 @@ pub struct App {
     pub relay_heartbeat: Arc<AtomicI64>,
     /// Keep-alive client for synchronous centre calls (RoamAuthV2, roaming consumption).
     pub centre_client: crate::outbound::Client,
+    /// A hash of a random password with the configured parameters: a login for an account that
+    /// does not exist (or has no password) verifies against it, so it costs the same hash time
+    /// as a wrong password (no enumeration by timing).
+    pub dummy_phc: String,
+    /// CSRF tokens of the browser forms, under a secret kept in the database.
+    pub csrf: crate::web::csrf::Csrf,
 }
 
 /// Queue length of the hashing pool per thread: beyond it logins answer "busy".
@@ -31,6 +37,10 @@ impl App {
         let s = &cfg.security;
         let hasher = PasswordHasher::new(s.argon2_m_kib, s.argon2_t, s.argon2_p)
             .map_err(|e| format!("invalid Argon2 parameters: {e}"))?;
+        let csrf_key = store
+            .write(|c| crate::domain::sso::node_secret(c, "csrf", 32))
+            .map_err(|e| format!("cannot read the node secret: {e}"))?;
+        let dummy_phc = hasher.hash(&crate::domain::sso::new_secret(16));
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let peers = PeerCache::new(store.clone()).map_err(|e| format!("cannot read peers: {e}"))?;
         Ok(App {
@@ -39,6 +49,8 @@ impl App {
             metrics: Arc::new(Metrics::default()),
             relay_heartbeat: Arc::new(AtomicI64::new(0)),
             centre_client: crate::outbound::Client::new(std::time::Duration::from_millis(cfg.sync.centre_timeout_ms.max(100))),
+            dummy_phc,
+            csrf: crate::web::csrf::Csrf::new(csrf_key),
             cfg,
             clock,
             store,

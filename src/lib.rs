@@ -17,3 +17,4 @@ pub mod outbox;
 pub mod services;
 pub mod soap;
 pub mod store;
+pub mod web;

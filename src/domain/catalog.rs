@@ -285,6 +285,22 @@ pub fn service(conn: &Connection, service_id: &str) -> DbResult<Option<ServiceIn
         .optional()?)
 }
 
+/// What a payment page shows of a PayRequest (spec 5.3): the SP's name and the item's name, when
+/// the service is the SP's (else -20004) and the item is of that service (else -20006).
+pub fn payment_names(conn: &Connection, spid: &str, service_id: &str, item_id: &str) -> DbResult<Result<(String, String), i32>> {
+    use crate::ops::codes::{SERVICE_ITEM_ABNORMAL, SERVICE_UNKNOWN};
+    let sp: Option<String> = conn
+        .prepare_cached("SELECT sp.name FROM service s JOIN sp ON sp.spid = s.spid WHERE s.service_id = ?1 AND s.spid = ?2")?
+        .query_row([service_id, spid], |r| r.get(0))
+        .optional()?;
+    let Some(sp) = sp else { return Ok(Err(SERVICE_UNKNOWN)) };
+    let item: Option<String> = conn
+        .prepare_cached("SELECT name FROM item WHERE service_item_id = ?1 AND service_id = ?2")?
+        .query_row([item_id, service_id], |r| r.get(0))
+        .optional()?;
+    Ok(item.map(|i| (sp, i)).ok_or(SERVICE_ITEM_ABNORMAL))
+}
+
 /// Every catalogue entry as listing rows: kind, id, owner, name, fee_type, price, status, roam_out.
 pub fn list(conn: &Connection) -> DbResult<Vec<Vec<String>>> {
     let mut out = Vec::new();

@@ -6,3 +6,4 @@ pub mod hashing;
 pub mod passport;
 pub mod peers;
 pub mod roaming;
+pub mod sso;

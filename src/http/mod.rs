@@ -133,9 +133,64 @@ fn text(rq: Request, status: u16, msg: &str) {
     respond(rq, status, "text/plain; charset=utf-8", msg.as_bytes().to_vec());
 }
 
+/// Read a request body of at most `max_body_bytes`; Err is the answer already sent.
+fn read_body(app: &App, rq: &mut Request) -> Result<Vec<u8>, u16> {
+    let max = app.cfg.server.max_body_bytes;
+    if rq.body_length().is_some_and(|n| n as u64 > max) {
+        return Err(413);
+    }
+    let mut body = Vec::with_capacity(rq.body_length().unwrap_or(4096).min(max as usize));
+    match rq.as_reader().take(max + 1).read_to_end(&mut body) {
+        Ok(_) if body.len() as u64 > max => Err(413),
+        Ok(_) => Ok(body),
+        Err(e) => {
+            log::debug!("cannot read request body: {e}");
+            Err(408)
+        }
+    }
+}
+
+fn body_error(rq: Request, status: u16) {
+    match status {
+        413 => text(rq, 413, "request body too large\n"),
+        _ => text(rq, 408, "request body not received in time\n"),
+    }
+}
+
+/// A browser page (spec 5).
+fn handle_web(app: &App, mut rq: Request, path: String, query: String) {
+    let method = rq.method().as_str().to_string();
+    let body = if method == "POST" {
+        match read_body(app, &mut rq) {
+            Ok(b) => b,
+            Err(status) => return body_error(rq, status),
+        }
+    } else {
+        Vec::new()
+    };
+    let cookies: Vec<&str> = rq.headers().iter().filter(|h| h.field.equiv("Cookie")).map(|h| h.value.as_str()).collect();
+    let cookies = cookies.join("; ");
+    let client_ip = rq.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let wr = crate::web::WebRequest { method: &method, path: &path, query: &query, cookies: &cookies, body: &body, client_ip };
+    let page = crate::web::handle(app, &wr);
+    let mut resp = Response::from_data(page.body).with_status_code(page.status);
+    for (name, value) in &page.headers {
+        match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            Ok(h) => resp.add_header(h),
+            Err(()) => log::error!("browser flow: header {name} not sendable"),
+        }
+    }
+    if let Err(e) = rq.respond(resp) {
+        log::debug!("cannot write response: {e}");
+    }
+}
+
 fn handle_soap(app: &App, mut rq: Request) {
     let url = rq.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    if crate::web::serves(path) {
+        return handle_web(app, rq, path.to_string(), query.to_string());
+    }
     let service = Service::ALL.into_iter().find(|s| s.path() == path);
     let Some(service) = service else {
         return text(rq, 404, "not found\n");
@@ -153,19 +208,10 @@ fn handle_soap(app: &App, mut rq: Request) {
             respond(rq, 200, "text/xml; charset=UTF-8", doc.into_bytes());
         }
         Method::Post => {
-            let max = app.cfg.server.max_body_bytes;
-            if rq.body_length().is_some_and(|n| n as u64 > max) {
-                return text(rq, 413, "request body too large\n");
-            }
-            let mut body = Vec::with_capacity(rq.body_length().unwrap_or(4096).min(max as usize));
-            match rq.as_reader().take(max + 1).read_to_end(&mut body) {
-                Ok(_) if body.len() as u64 > max => return text(rq, 413, "request body too large\n"),
-                Ok(_) => {}
-                Err(e) => {
-                    log::debug!("cannot read request body: {e}");
-                    return text(rq, 408, "request body not received in time\n");
-                }
-            }
+            let body = match read_body(app, &mut rq) {
+                Ok(b) => b,
+                Err(status) => return body_error(rq, status),
+            };
             let ct = rq.headers().iter().find(|h| h.field.equiv("Content-Type")).map(|h| h.value.as_str().to_string());
             let Reply { status, content_type, body } = pipeline::dispatch(app, service, &body, ct.as_deref());
             respond(rq, status, &content_type, body);

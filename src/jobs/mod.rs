@@ -120,8 +120,10 @@ pub fn housekeeping(app: &App) -> DbResult<usize> {
             }
         }
     }
+    let (now, lim) = (app.clock.unix(), crate::services::sso::limits(app));
+    total += app.store.write(move |c| crate::domain::sso::expire(c, now, lim))?;
     if total > 0 {
-        log::info!("housekeeping: pruned {total} idempotency records and delivered outbox messages older than {} days", app.cfg.security.idempotency_days);
+        log::info!("housekeeping: pruned {total} rows: idempotency records and delivered outbox messages older than {} days, ended SSO sessions and tickets", app.cfg.security.idempotency_days);
     }
     Ok(total)
 }

@@ -2,7 +2,7 @@
 //! operation once"). Field order is the spec's, which is also the Authenticator order.
 
 use super::{opt, req, Field, ListSpec, Op, Service, Ty};
-use crate::services::{billing as bl, passport as pp, province_for_vnet as vnet};
+use crate::services::{billing as bl, passport as pp, province_for_vnet as vnet, sso};
 
 const ACCOUNT_TYPES: Ty = Ty::OneOf(&["01", "02", "03", "04", "09"]);
 const USER_TYPES: Ty = Ty::OneOf(&["1", "2"]);
@@ -91,6 +91,15 @@ pub static OPS: &[Op] = &[
         "Register a mobile number as a VNet user."),
     op!(ProvinceForSP, "GetTime", [opt("SPID", Ty::S(usize::MAX))], &["ServerTime"], auth: false, idem: false, pp::get_time,
         "Node time (时钟同步); no Authenticator."),
+    op!(ProvinceForSP, "TicketValidate", [SPID, req("Ticket", Ty::S(64)), TS, AUTH],
+        &["VNetUserID", "AccountType", "Account", "ProvinceID", "CityCode", "UserType", "NumFlag", "Alias", "Status"],
+        auth: true, idem: false, sso::ticket_validate,
+        "Exchange a single-use SSO ticket for the user (单点认证)."),
+    op!(ProvinceForSP, "UserLogout", [SPID, VNETUSERID, TS, AUTH], &[], auth: true, idem: false, sso::user_logout,
+        "End every SSO session of the user here (用户退出)."),
+    op!(ProvinceForSP, "PaymentQuery", [SPID, req("OrderID", Ty::S(32)), TS, AUTH],
+        &["PaymentStatus", "TransactionID", "Fee", "PayTime"], auth: true, idem: false, sso::payment_query,
+        "State of a browser payment by the SP's OrderID (新版支付)."),
     op!(ProvinceForSP, "ServiceAuth", [SPID, SERVICE, ITEM_OPT, VNETUSERID, TS, AUTH],
         SERVICE_AUTH_RESP, auth: true, idem: false, bl::service_auth,
         "May this user use this service now (用户使用鉴权)."),

@@ -3,3 +3,4 @@ pub mod billing;
 pub mod centre;
 pub mod passport;
 pub mod province_for_vnet;
+pub mod sso;

@@ -74,15 +74,14 @@ pub fn authenticate(app: &App, channel: &str, account_type: &str, account: &str,
         count_login(app, "locked");
         return Err(Resp::err(USER_ABNORMAL, "locked").into());
     }
-    let correct = match &user.password_phc {
-        None => false,
-        Some(phc) => match app.hasher.verify(phc.clone(), password.to_string()) {
-            Ok(ok) => ok,
-            Err(_) => {
-                app.metrics.inc_counter("vnetd_hash_busy_total", "Logins refused because the hashing pool was full", &[], 1);
-                return Err(Resp::err(SYSTEM_ERROR, "busy, try again").into());
-            }
-        },
+    // An account without a password costs the same hash time as a wrong password.
+    let phc = user.password_phc.clone().unwrap_or_else(|| app.dummy_phc.clone());
+    let correct = match app.hasher.verify(phc, password.to_string()) {
+        Ok(ok) => ok && user.password_phc.is_some(),
+        Err(_) => {
+            app.metrics.inc_counter("vnetd_hash_busy_total", "Logins refused because the hashing pool was full", &[], 1);
+            return Err(Resp::err(SYSTEM_ERROR, "busy, try again").into());
+        }
     };
     if !correct {
         let (id, threshold, lock_s) = (user.vnet_user_id.clone(), app.cfg.security.lockout_threshold, app.cfg.security.lockout_minutes * 60);
@@ -143,6 +142,38 @@ fn auth_resp(app: &App, u: &User) -> Resp {
         .with("Status", &u.status)
 }
 
+/// RoamAuthV2 (6.1) for an account no local user holds: the centre's answer, audited and
+/// counted; `Err` when the centre cannot be reached (-22500). The caller has checked that a
+/// centre is configured.
+pub fn roam_auth_v2(app: &App, channel: &str, r: &RoamLogin) -> Result<crate::outbound::Answer, Resp> {
+    let txid = format!("RA{}", crate::crypto::random_bytes(12).iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let fields = vec![
+        ("SPID".to_string(), r.spid.to_string()),
+        ("ServiceID".to_string(), r.service_id.to_string()),
+        ("AccountType".to_string(), r.account_type.to_string()),
+        ("Account".to_string(), r.account.to_string()),
+        ("Password".to_string(), r.password.to_string()),
+        ("UserIP".to_string(), r.user_ip.to_string()),
+        ("RoamType".to_string(), "1".to_string()),
+        ("TransactionID".to_string(), txid),
+    ];
+    let a = centre::call(app, "RoamAuthV2", fields, &["Password"])?;
+    let outcome = if a.result == OK { "ok" } else { "refused" };
+    audit("login_roaming", &[("channel", channel), ("result", &a.result.to_string()), ("user", a.get("VNetUserID"))]);
+    count_login(app, &format!("roaming_{outcome}"));
+    Ok(a)
+}
+
+/// A login to send to the centre.
+pub struct RoamLogin<'a> {
+    pub spid: &'a str,
+    pub service_id: &'a str,
+    pub account_type: &'a str,
+    pub account: &'a str,
+    pub password: &'a str,
+    pub user_ip: &'a str,
+}
+
 /// An account no local user holds goes to the centre with RoamAuthV2 (spec 4.1, 6.1, 11) when a
 /// centre peer with a URL exists; the centre's answer is returned unchanged.
 fn roam_auth(app: &App, call: &Call, channel: &str, account_type: &str, account: &str, password: &str) -> Resp {
@@ -152,22 +183,16 @@ fn roam_auth(app: &App, call: &Call, channel: &str, account_type: &str, account:
     if let Some(r) = check_service(app, call, false) {
         return r;
     }
-    let txid = format!("RA{}", crate::crypto::random_bytes(12).iter().map(|b| format!("{b:02x}")).collect::<String>());
-    let fields = vec![
-        ("SPID".to_string(), call.caller_id().to_string()),
-        ("ServiceID".to_string(), call.get("ServiceID").to_string()),
-        ("AccountType".to_string(), account_type.to_string()),
-        ("Account".to_string(), account.to_string()),
-        ("Password".to_string(), password.to_string()),
-        ("UserIP".to_string(), call.get("UserIP").to_string()),
-        ("RoamType".to_string(), "1".to_string()),
-        ("TransactionID".to_string(), txid),
-    ];
-    match centre::call(app, "RoamAuthV2", fields, &["Password"]) {
+    let login = RoamLogin {
+        spid: call.caller_id(),
+        service_id: call.get("ServiceID"),
+        account_type,
+        account,
+        password,
+        user_ip: call.get("UserIP"),
+    };
+    match roam_auth_v2(app, channel, &login) {
         Ok(a) => {
-            let outcome = if a.result == OK { "ok" } else { "refused" };
-            audit("login_roaming", &[("channel", channel), ("result", &a.result.to_string()), ("user", a.get("VNetUserID"))]);
-            count_login(app, &format!("roaming_{outcome}"));
             let mut r = centre::relay_answer(call, &a);
             if r.result == OK && call.op.response.contains(&"NumFlag") {
                 r = r.with("NumFlag", pp::num_flag(account_type));
@@ -351,6 +376,9 @@ pub fn user_status_change(app: &App, call: &Call) -> Resp {
                     let ctx = billing::Ctx { conn: c, cal: Cal::new(clock.tz()), province: &province, now };
                     billing::end_orders_of_user(&ctx, &id)?;
                 }
+                if status != pp::STATUS_NORMAL {
+                    crate::domain::sso::end_user(c, &id, None)?;
+                }
                 u.status = status;
                 queue_info_notify(c, &clock, &u, "3", now)?;
             }
@@ -397,6 +425,7 @@ pub fn password_reset(app: &App, call: &Call) -> Resp {
                 "UPDATE user SET password_phc = ?2, failed_logins = 0, locked_until = 0, updated_at = ?3 WHERE vnet_user_id = ?1",
                 rusqlite::params![id, phc, now],
             )?;
+            crate::domain::sso::end_user(c, &id, None)?;
             if let Some((enc, version)) = to_centre {
                 let payload = [("VNetUserID", u.vnet_user_id.clone()), ("NewPassword", enc), ("TransactionID", txid)];
                 outbox::enqueue(c, outbox::CENTRE, "PasswordReset", &outbox::user_key(&id), &payload, Some(version), now)?;
@@ -485,6 +514,9 @@ pub fn p_user_status_notify(app: &App, call: &Call) -> Resp {
                     "UPDATE user SET status = ?2, status_at = ?3, updated_at = ?4 WHERE vnet_user_id = ?1",
                     rusqlite::params![id, status, at, now],
                 )?;
+                if status != pp::STATUS_NORMAL {
+                    crate::domain::sso::end_user(c, &id, None)?;
+                }
             }
             Ok((Resp::ok(), applies))
         }

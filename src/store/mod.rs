@@ -1,7 +1,7 @@
 //! SQLite storage: WAL, `synchronous=FULL`, one writer thread with group commit, a small pool of
 //! read connections. A write returns only after its transaction has committed (spec 10).
 
-mod migrations;
+pub(crate) mod migrations;
 mod writer;
 pub use writer::{COMMITS, JOBS};
 

@@ -1,0 +1,96 @@
+//! The SOAP side of the browser flows (spec 4.1): TicketValidate, UserLogout, PaymentQuery.
+//! The pages themselves are `crate::web`.
+
+use crate::app::App;
+use crate::domain::passport::{self as pp, num_flag};
+use crate::domain::sso;
+use crate::ops::codes::*;
+use crate::ops::{Call, Resp};
+use crate::ops_support::logging::audit;
+
+/// Session timeouts from the configuration.
+pub fn limits(app: &App) -> sso::Limits {
+    sso::Limits { idle_s: app.cfg.security.sso_idle_minutes * 60, max_s: app.cfg.security.sso_max_hours * 3600 }
+}
+
+/// TicketValidate: any attempt consumes the ticket; a ticket not issued to this SP, expired,
+/// already used or whose session ended answers -20501.
+pub fn ticket_validate(app: &App, call: &Call) -> Resp {
+    let (ticket, spid, now, lim) = (call.get("Ticket").to_string(), call.caller_id().to_string(), app.clock.unix(), limits(app));
+    let r = app.store.write(move |c| {
+        let Some(su) = sso::redeem_ticket(c, &ticket, &spid, now, lim)? else { return Ok(None) };
+        // For a local user the user table is authoritative (status, alias may have changed).
+        let local = if su.local { pp::by_id(c, &su.vnet_user_id)? } else { None };
+        Ok(Some((su, local)))
+    });
+    match r {
+        Ok(None) => {
+            app.metrics.inc_counter("vnetd_tickets_total", "TicketValidate outcomes", &[("result", "refused")], 1);
+            Resp::code(AUTH_FAILED)
+        }
+        Ok(Some((su, local))) => {
+            app.metrics.inc_counter("vnetd_tickets_total", "TicketValidate outcomes", &[("result", "ok")], 1);
+            match local {
+                Some(u) if u.status != pp::STATUS_NORMAL => Resp::code(AUTH_FAILED),
+                Some(u) => Resp::ok()
+                    .with("VNetUserID", &u.vnet_user_id)
+                    .with("AccountType", &u.account_type)
+                    .with("Account", &u.account)
+                    .with("ProvinceID", &app.cfg.node.province_id)
+                    .with("CityCode", &u.city_code)
+                    .with("UserType", &u.user_type)
+                    .with("NumFlag", u.num_flag())
+                    .with("Alias", &u.alias)
+                    .with("Status", &u.status),
+                None if su.local => Resp::code(AUTH_FAILED),
+                None => Resp::ok()
+                    .with("VNetUserID", &su.vnet_user_id)
+                    .with("AccountType", &su.account_type)
+                    .with("Account", &su.account)
+                    .with("ProvinceID", &su.province_id)
+                    .with("CityCode", &su.city_code)
+                    .with("UserType", &su.user_type)
+                    .with("NumFlag", num_flag(&su.account_type))
+                    .with("Alias", "")
+                    .with("Status", &su.status),
+            }
+        }
+        Err(e) => Resp::db(&e),
+    }
+}
+
+/// UserLogout: ends every SSO session of the user and revokes unused tickets. A user neither
+/// local nor with a session here is unknown (-20504).
+pub fn user_logout(app: &App, call: &Call) -> Resp {
+    let id = call.get("VNetUserID").to_string();
+    let r = app.store.write({
+        let id = id.clone();
+        move |c| {
+            if pp::by_id(c, &id)?.is_none() && !sso::has_sessions(c, &id)? {
+                return Ok(None);
+            }
+            Ok(Some(sso::end_user(c, &id, None)?))
+        }
+    });
+    match r {
+        Ok(None) => Resp::code(ACCOUNT_UNKNOWN),
+        Ok(Some(n)) => {
+            audit("logout", &[("by", call.caller_id()), ("user", &id), ("ended", &n.to_string())]);
+            Resp::ok()
+        }
+        Err(e) => Resp::db(&e),
+    }
+}
+
+/// PaymentQuery: the state of a browser payment by this SP's OrderID; unknown -21004.
+pub fn payment_query(app: &App, call: &Call) -> Resp {
+    match app.store.read(|c| sso::payment(c, call.caller_id(), call.get("OrderID"))) {
+        Ok(None) => Resp::code(NO_SUCH_CHARGE),
+        Ok(Some(p)) => Resp::ok()
+            .with("PaymentStatus", &p.status)
+            .with("TransactionID", &p.transaction_id)
+            .with("Fee", p.fee.to_string())
+            .with("PayTime", p.pay_at.map(|t| app.clock.format_ts(t)).unwrap_or_default()),
+        Err(e) => Resp::db(&e),
+    }
+}
