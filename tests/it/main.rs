@@ -15,3 +15,4 @@ mod catalog;
 mod centre_sim;
 mod billing;
 mod sync;
+mod web;
