@@ -659,3 +659,34 @@ fn plain_login_reaches_the_account_page() {
     assert_eq!((css.status, css.header("Content-Type")), (200, Some("text/css; charset=utf-8")));
     assert_eq!(b.send("PUT", "/pay", &[]).status, 405);
 }
+
+#[test]
+fn accounts_of_other_provinces_log_in_through_the_centre() {
+    let sim = crate::centre_sim::CentreSim::start(&[]);
+    let d = Daemon::start_with("[sync]\ncentre_timeout_ms = 1000\n");
+    d.ok(&["peer", "add", "--id", SP_ID, "--kind", "sp", "--key", SP_KEY, "--return-url", "http://sp.example/"]);
+    d.ok(&["peer", "add", "--id", CENTRE_ID, "--kind", "centre", "--key", CENTRE_KEY, "--url", &format!("http://{}/centre", sim.addr)]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let tok = sso_request(&d, SP_ID, SP_KEY, RETURN);
+    let mut b = Browser::new(&d);
+    let page = b.login_page(&tok);
+    let wrong = b.submit(&page, "/sso/login", &[("account", "roamer@gd"), ("password", "wrong-password")]);
+    assert_eq!(wrong.status, 200, "the centre's refusal: the form again");
+    assert!(wrong.text().contains("role=\"alert\""));
+    let t = b.sso_login(&tok, "roamer@gd", "Roam-Secret-77");
+    let v = validate(&d, SP_ID, SP_KEY, &t);
+    assert_eq!(v.result(), 0, "{v:?}");
+    assert_eq!(
+        (v.get("VNetUserID"), v.get("AccountType"), v.get("Account"), v.get("ProvinceID"), v.get("CityCode"), v.get("NumFlag"), v.get("Alias")),
+        ("440000000001", "01", "roamer@gd", "44", "020", "", "")
+    );
+    // The password of another province's user is changed at home.
+    let page = b.get("/account/password");
+    let r = b.submit(&page, "/account/password", &[("old_password", "Roam-Secret-77"), ("new_password", "Good-Pass1"), ("new_password2", "Good-Pass1")]);
+    assert!(r.text().contains("其他省份"), "{}", r.text());
+    // UserLogout knows the user by the session.
+    let logout = |user: &str| d.call_named(SPS, "UserLogout", SP_KEY, USER_LOGOUT, &[("SPID", SP_ID), ("VNetUserID", user)]);
+    assert_eq!(logout("440000000001").result(), 0);
+    assert_eq!(logout("440000000001").result(), -20504, "no session left, not a local user");
+    assert_eq!(b.login_page(&tok).status, 200);
+}
