@@ -59,6 +59,8 @@ pub enum Ty {
     S(usize),
     /// Signed 32-bit decimal.
     Int,
+    /// A decimal integer in lo…hi (BatchCount 1…1000: a range check of stage 2, spec 11).
+    Range(i64, i64),
     /// Amount in fen, 0 … 100000000.
     Fen,
     /// `yyyy-MM-dd HH:mm:ss`.

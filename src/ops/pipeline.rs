@@ -100,9 +100,12 @@ pub fn process(app: &App, op: &'static Op, values: HashMap<&'static str, String>
     let mut call = Call { op, caller: None, values, plain: HashMap::new(), fingerprint: String::new() };
     let mut verify_key = None;
     if op.authenticated {
-        let id_field = op.request[0].name;
-        let peer = match app.peers.get(call.get(id_field)) {
-            Some(p) if p.active => p,
+        // A malformed caller id is an unknown caller, even when a peer has that id (spec 11):
+        // an SPID sent as SrcDeviceNo must not reach the kind check.
+        let id_field = &op.request[0];
+        let id = call.get(id_field.name);
+        let peer = match app.peers.get(id) {
+            Some(p) if p.active && valid(id_field, id) => p,
             _ => return (Resp::code(codes::CALLER_UNKNOWN), None),
         };
         if peer.kind != op.service.caller_kind() || !peer.may_call(op.name) {
@@ -174,6 +177,7 @@ pub fn valid(f: &Field, v: &str) -> bool {
         Ty::Digits(k) => v.len() <= k && digits(v),
         Ty::S(k) => v.chars().count() <= k,
         Ty::Int => v.parse::<i32>().is_ok() && !v.starts_with('+'),
+        Ty::Range(lo, hi) => !v.starts_with('+') && v.parse::<i64>().is_ok_and(|n| (lo..=hi).contains(&n)),
         Ty::Fen => digits(v) && v.len() <= 9 && v.parse::<i64>().is_ok_and(|n| n <= 100_000_000),
         Ty::Ts => v.len() == 19 && crate::clock::Clock::manual(time::UtcOffset::UTC, 0).parse_ts(v).is_some(),
         Ty::Date8 => v.len() == 8 && digits(v) && time::Date::parse(v, time::macros::format_description!("[year][month][day]")).is_ok(),

@@ -28,7 +28,7 @@ const CONTRACT: Field = opt("ContractID", Ty::S(32));
 const IF_EXTEND: Field = req("IfExtend", Ty::Flag);
 const STOP_TYPE: Field = opt("StopType", Ty::OneOf(&["1", "2"]));
 const FEE: Field = req("Fee", Ty::Fen);
-const BATCH_COUNT: Field = opt("BatchCount", Ty::Int);
+const BATCH_COUNT: Field = opt("BatchCount", Ty::Range(1, 1000));
 const LEDGER_DATE: Field = req("LedgerDate", Ty::Date8);
 
 const SERVICE_AUTH_RESP: &[&str] = &["FeeType", "EndTime"];
@@ -113,7 +113,7 @@ pub static OPS: &[Op] = &[
         ORDER_RESP, auth: true, idem: true, bl::reorder,
         "Renew a lapsed subscription (续订)."),
     op!(ProvinceForSP, "Charge", [SPID, SERVICE, ITEM, VNETUSERID, FEE, BATCH_COUNT, TXID, TS, AUTH],
-        CHARGE_RESP, auth: true, idem: true, bl::charge, check: bl::check_charge,
+        CHARGE_RESP, auth: true, idem: true, bl::charge,
         "Pay per use (按次收费)."),
     op!(ProvinceForSP, "OfflineCharge",
         [SPID, SERVICE, ITEM, VNETUSERID, FEE, req("PaymentType", Ty::OneOf(&["1", "2"])), req("BillMonth", Ty::Month6), TXID, TS, AUTH],
@@ -207,7 +207,7 @@ pub static OPS: &[Op] = &[
         ORDER_RESP, auth: true, idem: true, bl::reorder,
         "The centre, for an SP: renew a lapsed subscription."),
     op!(ProvinceForVNet, "Charge", [SRC, SPID_FIELD, SERVICE, ITEM, VNETUSERID, FEE, BATCH_COUNT, TXID, TS, AUTH],
-        CHARGE_RESP, auth: true, idem: true, bl::charge, check: bl::check_charge,
+        CHARGE_RESP, auth: true, idem: true, bl::charge,
         "The centre, for an SP: pay per use."),
     op!(ProvinceForVNet, "ChargeQuery", [SRC, SPID_FIELD, TXID, TS, AUTH],
         CHARGE_QUERY_RESP, auth: true, idem: false, bl::charge_query,

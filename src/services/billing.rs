@@ -73,7 +73,7 @@ fn roaming_consumption(app: &App, call: &Call, req: Req) -> Resp {
     let (cal, now) = (Cal::new(app.clock.tz()), app.clock.unix());
     let province = app.cfg.node.province_id.as_str();
     let fee: i64 = call.get("Fee").parse().unwrap_or(0);
-    let batch = batch_count(call).unwrap_or(1);
+    let batch = batch_count(call);
     let txid = call.get("TransactionID").to_string();
     let checked = app.store.read(|conn| {
         let ctx = Ctx { conn, cal, province, now };
@@ -232,21 +232,15 @@ pub fn reorder(app: &App, call: &Call) -> Resp {
     })
 }
 
-fn batch_count(call: &Call) -> Option<i64> {
-    match call.opt("BatchCount") {
-        None => Some(1),
-        Some(v) => v.parse().ok().filter(|n| (1..=1000).contains(n)),
-    }
+/// BatchCount, 1 when absent (its range 1…1000 is checked with the syntax, in field order).
+fn batch_count(call: &Call) -> i64 {
+    call.opt("BatchCount").and_then(|v| v.parse().ok()).unwrap_or(1)
 }
 
 /// Validation stage 2 of Charge: BatchCount 1…1000.
-pub fn check_charge(call: &Call, _clock: &Clock) -> Option<i32> {
-    batch_count(call).is_none().then_some(BAD_BATCH_COUNT)
-}
-
 pub fn charge(app: &App, call: &Call) -> Resp {
     let fee: i64 = call.get("Fee").parse().unwrap_or(-1);
-    let batch = batch_count(call).unwrap_or(1);
+    let batch = batch_count(call);
     let txid = call.get("TransactionID").to_string();
     ordering(app, call, Kind::Charge, move |ctx, t| {
         if let Some(code) = own_catalogue_rules(Kind::Charge, &t, fee, batch) {
