@@ -279,6 +279,9 @@ impl Config {
                 errs.push(format!("{k} must not be negative"));
             }
         }
+        if self.access.session_stale_h < 1 {
+            errs.push("access.session_stale_h must be at least 1".into());
+        }
         if !(0..1440).contains(&self.billing.day_close_minute) {
             errs.push("billing.day_close_minute must be 0..1439".into());
         }

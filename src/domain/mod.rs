@@ -1,4 +1,5 @@
 //! Business rules. No HTTP or SOAP types here.
+pub mod access;
 pub mod billing;
 pub mod calendar;
 pub mod catalog;

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod cidr;
 
 use crate::app::App;
+use crate::ops::legacy;
 use crate::ops::pipeline::{self, Reply};
 use crate::ops::Service;
 use std::io::Read;
@@ -185,11 +186,49 @@ fn handle_web(app: &App, mut rq: Request, path: String, query: String) {
     }
 }
 
+/// The address a WSDL names: the request's Host when it is a plain host[:port], else `listen`.
+fn location(app: &App, rq: &Request, path: &str) -> String {
+    let host = rq
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Host"))
+        .map(|h| h.value.as_str().to_string())
+        .filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)))
+        .unwrap_or_else(|| app.cfg.server.listen.clone());
+    format!("http://{host}{path}")
+}
+
+/// The legacy service (spec 4.2, 11): 403 to POST and `?wsdl` from outside `legacy_allow`.
+fn handle_legacy(app: &App, mut rq: Request, query: &str) {
+    if !legacy::allowed(app, rq.remote_addr().map(|a| a.ip())) {
+        return text(rq, 403, "forbidden\n");
+    }
+    match rq.method() {
+        Method::Get if query.eq_ignore_ascii_case("wsdl") => {
+            let doc = legacy::wsdl(&location(app, &rq, legacy::PATH));
+            respond(rq, 200, "text/xml; charset=UTF-8", doc.into_bytes());
+        }
+        Method::Post => {
+            let body = match read_body(app, &mut rq) {
+                Ok(b) => b,
+                Err(status) => return body_error(rq, status),
+            };
+            let ct = rq.headers().iter().find(|h| h.field.equiv("Content-Type")).map(|h| h.value.as_str().to_string());
+            let Reply { status, content_type, body } = legacy::dispatch(app, &body, ct.as_deref());
+            respond(rq, status, &content_type, body);
+        }
+        _ => text(rq, 405, "use POST for SOAP, GET ?wsdl for the WSDL\n"),
+    }
+}
+
 fn handle_soap(app: &App, mut rq: Request) {
     let url = rq.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     if crate::web::serves(path) {
         return handle_web(app, rq, path.to_string(), query.to_string());
+    }
+    if path == legacy::PATH {
+        return handle_legacy(app, rq, query);
     }
     let service = Service::ALL.into_iter().find(|s| s.path() == path);
     let Some(service) = service else {
@@ -197,14 +236,7 @@ fn handle_soap(app: &App, mut rq: Request) {
     };
     match rq.method() {
         Method::Get if query.eq_ignore_ascii_case("wsdl") => {
-            let host = rq
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Host"))
-                .map(|h| h.value.as_str().to_string())
-                .filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)))
-                .unwrap_or_else(|| app.cfg.server.listen.clone());
-            let doc = crate::soap::wsdl::wsdl(service, &format!("http://{host}{path}"));
+            let doc = crate::soap::wsdl::wsdl(service, &location(app, &rq, path));
             respond(rq, 200, "text/xml; charset=UTF-8", doc.into_bytes());
         }
         Method::Post => {

@@ -122,8 +122,16 @@ pub fn housekeeping(app: &App) -> DbResult<usize> {
     }
     let (now, lim) = (app.clock.unix(), crate::services::sso::limits(app));
     total += app.store.write(move |c| crate::domain::sso::expire(c, now, lim))?;
+    let stale_s = app.cfg.access.session_stale_h * 3600;
+    loop {
+        let n = app.store.write(move |c| crate::domain::access::close_stale(c, now, stale_s, PRUNE_CHUNK))?;
+        total += n;
+        if (n as i64) < PRUNE_CHUNK {
+            break;
+        }
+    }
     if total > 0 {
-        log::info!("housekeeping: pruned {total} rows: idempotency records and delivered outbox messages older than {} days, ended SSO sessions and tickets", app.cfg.security.idempotency_days);
+        log::info!("housekeeping: pruned {total} rows: idempotency records and delivered outbox messages older than {} days, ended SSO sessions and tickets, broadband sessions with no event for {} h", app.cfg.security.idempotency_days, app.cfg.access.session_stale_h);
     }
     Ok(total)
 }

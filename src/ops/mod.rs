@@ -4,6 +4,7 @@
 //! business calls.
 
 pub mod codes;
+pub mod legacy;
 pub mod pipeline;
 pub mod table;
 
@@ -17,16 +18,21 @@ pub enum Service {
     ProvinceForSP,
     ProvinceForBSS,
     ProvinceForVNet,
+    ProvinceForAAA,
+    ProvinceFor168,
 }
 
 impl Service {
-    pub const ALL: [Service; 3] = [Service::ProvinceForSP, Service::ProvinceForBSS, Service::ProvinceForVNet];
+    pub const ALL: [Service; 5] =
+        [Service::ProvinceForSP, Service::ProvinceForBSS, Service::ProvinceForVNet, Service::ProvinceForAAA, Service::ProvinceFor168];
 
     pub fn name(self) -> &'static str {
         match self {
             Service::ProvinceForSP => "ProvinceForSP",
             Service::ProvinceForBSS => "ProvinceForBSS",
             Service::ProvinceForVNet => "ProvinceForVNet",
+            Service::ProvinceForAAA => "ProvinceForAAA",
+            Service::ProvinceFor168 => "ProvinceFor168",
         }
     }
     pub fn from_name(s: &str) -> Option<Service> {
@@ -38,6 +44,8 @@ impl Service {
             Service::ProvinceForSP => "sp",
             Service::ProvinceForBSS => "bss",
             Service::ProvinceForVNet => "centre",
+            Service::ProvinceForAAA => "aaa",
+            Service::ProvinceFor168 => "p168",
         }
     }
     pub fn namespace(self) -> String {

@@ -2,7 +2,7 @@
 //! operation once"). Field order is the spec's, which is also the Authenticator order.
 
 use super::{opt, req, Field, ListSpec, Op, Service, Ty};
-use crate::services::{billing as bl, passport as pp, province_for_vnet as vnet, sso};
+use crate::services::{access as acc, billing as bl, passport as pp, province_for_vnet as vnet, sso};
 
 const ACCOUNT_TYPES: Ty = Ty::OneOf(&["01", "02", "03", "04", "09"]);
 const USER_TYPES: Ty = Ty::OneOf(&["1", "2"]);
@@ -83,6 +83,9 @@ pub static OPS: &[Op] = &[
         [SPID, opt("ServiceID", Ty::N(16)), req("PhoneNum", Ty::Phone), req("Password", Ty::Enc), TS, AUTH],
         &["VNetUserID", "ProvinceID", "CityCode", "UserType", "Status", "NumFlag"], auth: true, idem: false, pp::phone_num_auth,
         "Mobile number authentication (AccountType 09)."),
+    op!(ProvinceForSP, "IPAuth", [SPID, opt("ServiceID", Ty::N(16)), req("UserIP", Ty::Ip), TS, AUTH],
+        &["AccountType", "Account", "VNetUserID", "ProvinceID", "CityCode", "UserType"], auth: true, idem: false, acc::ip_auth,
+        "Broadband user authentication by IP address (宽带用户认证), from the sessions the AAA reports."),
     op!(ProvinceForSP, "GetUserinfo", [SPID, VNETUSERID, TS, AUTH], USER_PROFILE, auth: true, idem: false, pp::get_userinfo,
         "User profile."),
     op!(ProvinceForSP, "MPhoneRegistry",
@@ -216,6 +219,17 @@ pub static OPS: &[Op] = &[
         [SRC, req("PhoneNum", Ty::Phone), opt("Password", Ty::Enc), opt("CityCode", Ty::Digits(6)), TS, AUTH],
         &["UserID"], auth: true, idem: false, pp::mphone_registry,
         "The centre registers a mobile number as a VNet user."),
+    // ---- ProvinceForAAA (caller: kind aaa) ----
+    op!(ProvinceForAAA, "OnlineNotify",
+        [SRC, req("ActionType", Ty::OneOf(&["1", "2", "3"])), req("Account", Ty::S(64)), req("UserIP", Ty::Ip), opt("NASIP", Ty::Ip),
+         opt("NASPort", Ty::S(64)), req("SessionID", Ty::S(64)), req("EventTime", Ty::Ts), TS, AUTH],
+        &[], auth: true, idem: false, acc::online_notify,
+        "A broadband session started (1), stopped (2) or is still alive (3)."),
+    // ---- ProvinceFor168 (caller: kind p168) ----
+    op!(ProvinceFor168, "CrossAuth",
+        [SRC, req("AccountType", ACCOUNT_TYPES), req("Account", Ty::S(64)), req("Password", Ty::Enc), TS, AUTH],
+        &["VNetUserID", "CityCode", "BindingAccessNo", "Status"], auth: true, idem: false, acc::cross_auth,
+        "The 168 platform authenticates a local VNet user (交叉认证)."),
 ];
 
 /// The operation `name` of `service`.

@@ -16,6 +16,8 @@ fn channel(call: &Call) -> Channel {
         Service::ProvinceForSP => Channel::Sp,
         Service::ProvinceForBSS => Channel::Bss,
         Service::ProvinceForVNet => Channel::Centre,
+        // No billing operation is declared for these services (ops/table.rs).
+        Service::ProvinceForAAA | Service::ProvinceFor168 => unreachable!("billing call on {}", call.op.service.name()),
     }
 }
 

@@ -1,4 +1,5 @@
 //! Service modules: the business calls behind each declared operation.
+pub mod access;
 pub mod billing;
 pub mod centre;
 pub mod passport;

@@ -117,7 +117,7 @@ pub fn authenticate(app: &App, channel: &str, account_type: &str, account: &str,
 /// is the calling SP's own (-20004), it is active (-20005), and the region rule (-21001): a local
 /// user may use another province's or the centre's service only if approved for this province; a
 /// user of another province may use a local service only if it is approved for roaming out.
-fn check_service(app: &App, call: &Call, local_user: bool) -> Option<Resp> {
+pub(crate) fn check_service(app: &App, call: &Call, local_user: bool) -> Option<Resp> {
     let id = call.opt("ServiceID")?;
     let info = match app.store.read(|c| crate::domain::catalog::service(c, id)) {
         Ok(i) => i,

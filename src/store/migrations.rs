@@ -9,7 +9,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
-    include_str!("schema_v6.sql"), // TEMP: becomes v6 once the access branch (v5) is merged
+    include_str!("schema_v5.sql"),
+    include_str!("schema_v6.sql"),
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

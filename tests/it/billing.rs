@@ -433,15 +433,6 @@ fn centre(d: &Daemon, op: &str, given: &[(&str, &str)]) -> Resp {
     call_as(d, VNET, CENTRE_KEY, CENTRE_ID, op, given)
 }
 
-fn assert_code(r: &Resp, code: i32, what: &str) {
-    assert_eq!(r.result(), code, "{what}: {:?}", r.fields);
-    if code == 0 || code == -22001 {
-        assert_eq!(r.get("ErrDescription"), "", "{what}: success has an empty ErrDescription");
-    } else {
-        assert!(!r.get("ErrDescription").is_empty(), "{what}: a failure carries a reason");
-    }
-}
-
 fn assert_shape(r: &Resp, names: &[&str], what: &str) {
     assert_eq!(r.order, names, "{what}: response elements");
 }
@@ -1079,6 +1070,9 @@ fn charge_success_and_result_codes() {
     assert_code(&charge(&d, &u, PERUSE, "0", "0", "CH-E3"), -21533, "BatchCount 0");
     assert_code(&charge(&d, &u, PERUSE, "200200", "1001", "CH-E4"), -21533, "BatchCount 1001");
     assert_code(&charge(&d, &u, PERUSE, "200", "x", "CH-E5"), -21533, "BatchCount not a number");
+    // Fields are checked in the listed order: BatchCount comes before TransactionID (spec 11).
+    assert_code(&charge(&d, &u, PERUSE, "200", "0", "bad id!"), -21533, "BatchCount 0 before a malformed TransactionID");
+    assert_code(&charge(&d, &u, PERUSE, "200", "1", "bad id!"), -21513, "malformed TransactionID");
     assert_code(&sp(&d, "Charge", &[("ServiceID", S1), ("VNetUserID", &u), ("Fee", "200"), ("TransactionID", "CH-E6")]), -21506, "ServiceItemID missing");
     // Stage 4.
     assert_code(&charge(&d, &u, PERUSE, "300", "1", "CH-F1"), -21518, "Fee not the price");

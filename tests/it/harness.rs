@@ -336,6 +336,17 @@ impl OutboxRow {
 }
 
 /// Poll `f` every 50 ms until it returns true or `timeout` passes; returns whether it did.
+/// The Result is `code`; ErrDescription is empty on success (0, and Reconcile's -22001) and
+/// carries a reason otherwise.
+pub fn assert_code(r: &Resp, code: i32, what: &str) {
+    assert_eq!(r.result(), code, "{what}: {:?}", r.fields);
+    if code == 0 || code == -22001 {
+        assert_eq!(r.get("ErrDescription"), "", "{what}: success has an empty ErrDescription");
+    } else {
+        assert!(!r.get("ErrDescription").is_empty(), "{what}: a failure carries a reason");
+    }
+}
+
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {

@@ -206,7 +206,7 @@ fn key_update_refusals() {
     assert_eq!(r.result(), -20003);
     let v = enc(SP_KEY, K2);
     let r = d.call_named(VNET, "KeyUpdate", SP_KEY, KEY_UPDATE, &[("SrcDeviceNo", SP_ID), ("KeyRefreshType", "1"), ("UpdateKeyValue", &v)]);
-    assert_eq!(r.result(), -20003);
+    assert_eq!(r.result(), -20001, "an SPID is no DeviceNo: unknown caller");
     // Nothing was stored; the BSS and SP keys did not change either.
     assert_eq!(versions(&d, CENTRE_ID), ("1".to_string(), "1".to_string()));
     assert_eq!(versions(&d, BSS_ID), ("1".to_string(), "1".to_string()));

@@ -16,3 +16,4 @@ mod centre_sim;
 mod billing;
 mod sync;
 mod web;
+mod access;

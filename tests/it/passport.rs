@@ -101,15 +101,6 @@ fn show(d: &Daemon, who: &str) -> Vec<std::collections::HashMap<String, String>>
     d.listing(&["user", "show", who])
 }
 
-fn assert_code(r: &Resp, code: i32, what: &str) {
-    assert_eq!(r.result(), code, "{what}: {:?}", r.fields);
-    if code == 0 {
-        assert_eq!(r.get("ErrDescription"), "", "{what}: success has an empty ErrDescription");
-    } else {
-        assert!(!r.get("ErrDescription").is_empty(), "{what}: a failure carries a reason");
-    }
-}
-
 // ---------------------------------------------------------------- UserOpen
 
 #[test]
@@ -863,14 +854,11 @@ fn envelope_unknown_disabled_and_malformed_callers() {
         assert_code(&r, -20001, caller);
         assert_eq!(r.order, PROFILE_ORDER);
     }
-    for caller in ["3500000000009999", "35000001", "abcdefghijklmnop"] {
-        let r = d.call_named(BSS, "UserStatusChange", BSS_KEY, STATUS_CHANGE, &[("SrcDeviceNo", caller), ("VNetUserID", &id), ("Status", "01"), ("TransactionID", "X1")]);
-        if caller == SP_ID {
-            // A known peer of the wrong kind is not unknown.
-            assert_code(&r, -20003, caller);
-        } else {
-            assert_code(&r, -20001, caller);
-        }
+    // A malformed caller id is unknown even when it names a peer (spec 11): the SP's 8-digit SPID
+    // sent as SrcDeviceNo, signed with the SP's own key, is -20001, not -20003.
+    for (caller, key) in [("3500000000009999", BSS_KEY), ("35000001", SP_KEY), ("abcdefghijklmnop", BSS_KEY)] {
+        let r = d.call_named(BSS, "UserStatusChange", key, STATUS_CHANGE, &[("SrcDeviceNo", caller), ("VNetUserID", &id), ("Status", "01"), ("TransactionID", "X1")]);
+        assert_code(&r, -20001, caller);
     }
     // Unknown beats everything else (bad Authenticator, bad TimeStamp, bad fields).
     let r = d.call_raw(SP, "GetUserinfo", &[("SPID", "35999999".into()), ("VNetUserID", "x".into()), ("TimeStamp", "x".into()), ("Authenticator", "x".into())]);
@@ -898,12 +886,13 @@ fn info_status(d: &Daemon, id: &str) -> String {
 fn envelope_caller_not_allowed() {
     let d = Daemon::with_peers(true);
     let id = open(&d, "01", "fz99000001", PW, "T1");
-    // An SP calling ProvinceForBSS.
+    // An SP calling ProvinceForBSS, a BSS calling ProvinceForSP: the caller id has the other
+    // service's syntax, so the caller is unknown there (spec 11), not merely not allowed.
     let r = d.call_named(BSS, "UserStatusChange", SP_KEY, STATUS_CHANGE, &[("SrcDeviceNo", SP_ID), ("VNetUserID", &id), ("Status", "01"), ("TransactionID", "X1")]);
-    assert_code(&r, -20003, "SP on BSS");
-    // A BSS calling ProvinceForSP (its DeviceNo as SPID), and ProvinceForVNet.
+    assert_code(&r, -20001, "SP on BSS");
     let r = d.call_named(SP, "GetUserinfo", BSS_KEY, GET_USERINFO_SP, &[("SPID", BSS_ID), ("VNetUserID", &id)]);
-    assert_code(&r, -20003, "BSS on SP");
+    assert_code(&r, -20001, "BSS on SP");
+    // A BSS calling ProvinceForVNet: a well-formed DeviceNo of the wrong kind.
     let r = d.call_named(VNET, "GetUserinfo", BSS_KEY, GET_USERINFO_VNET, &[("SrcDeviceNo", BSS_ID), ("VNetUserID", &id)]);
     assert_code(&r, -20003, "BSS on VNet");
     // The centre calling ProvinceForBSS.
