@@ -2,7 +2,7 @@
 """Interoperability check: a standard SOAP toolkit (Python zeep) against the real daemon.
 
 Starts `vnetd run` with a temporary config (free ports, temporary database, small Argon2
-parameters), provisions an SP and a BSS peer with the CLI, then, through zeep only:
+parameters), provisions SP, BSS, AAA and 168 peers with the CLI, then, through zeep only:
 
 * loads the WSDL of ProvinceForSP, ProvinceForBSS and ProvinceForVNet and checks that every
   operation the WSDL declares is a callable zeep operation, and that zeep can send a request
@@ -13,6 +13,9 @@ parameters), provisions an SP and a BSS peer with the CLI, then, through zeep on
   request element of the WSDL, not hard-coded); a repeat with the same TransactionID gives the
   same answer; a wrong Authenticator gives -21548;
 * ProvinceForSP UserAuth (right and wrong password) and GetUserinfo for the created user;
+* ProvinceForAAA OnlineNotify (start), then ProvinceForSP IPAuth and the legacy rpc-style
+  getUserProduct (its own WSDL; `legacy_allow` admits 127.0.0.0/8) for that IP, and
+  ProvinceFor168 CrossAuth for the user;
 * with the example catalogue: Order, Charge, OrderQuery (a list) and BillQuery (a list).
 
 The daemon is stopped at the end, also on failure or interruption. Last line of output:
@@ -52,7 +55,10 @@ except ImportError as e:  # pragma: no cover - environment problem, reported pla
 IV_HEX = "0102030405060708"
 SP_ID = "35000001"
 BSS_ID = "3500000000000201"
-SERVICES = ["ProvinceForSP", "ProvinceForBSS", "ProvinceForVNet"]
+SERVICES = ["ProvinceForSP", "ProvinceForBSS", "ProvinceForVNet", "ProvinceForAAA", "ProvinceFor168"]
+AAA_ID = "3500000000000301"
+P168_ID = "3500000000000401"
+LEGACY = "ProvinceForSPSearchUserName"
 WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 NODE_TZ = datetime.timezone(datetime.timedelta(hours=8))  # [node] timezone default "+08:00"
@@ -151,6 +157,7 @@ class Daemon:
             f.write(
                 "[server]\n"
                 f'listen = "127.0.0.1:{self.port}"\n'
+                'legacy_allow = ["127.0.0.0/8"]\n'
                 f'admin_listen = "127.0.0.1:{self.admin_port}"\n'
                 "[storage]\n"
                 f'path = "{os.path.join(workdir, "data", "vnetd.db")}"\n'
@@ -386,14 +393,16 @@ def main():
 
 
 def checks(res, d):
-    sp_key, bss_key = new_key(), new_key()
+    sp_key, bss_key, aaa_key, p168_key = new_key(), new_key(), new_key(), new_key()
     res.run("python crypto reproduces spec vectors", check_vectors)
     d.start()
     if res.run("daemon starts and healthcheck answers", d.wait_healthy) is None:
         return
     res.run("peer add (sp, bss) with the CLI", lambda: (
         d.cli("peer", "add", "--id", SP_ID, "--kind", "sp", "--key", sp_key, "--name", "zeep SP"),
-        d.cli("peer", "add", "--id", BSS_ID, "--kind", "bss", "--key", bss_key, "--name", "zeep BSS")))
+        d.cli("peer", "add", "--id", BSS_ID, "--kind", "bss", "--key", bss_key, "--name", "zeep BSS"),
+        d.cli("peer", "add", "--id", AAA_ID, "--kind", "aaa", "--key", aaa_key, "--name", "zeep AAA"),
+        d.cli("peer", "add", "--id", P168_ID, "--kind", "p168", "--key", p168_key, "--name", "zeep 168")))
     res.run("vnetd encrypt/authenticator agree with pycryptodome", check_cli_agrees, d, sp_key)
 
     clients = {}
@@ -471,6 +480,43 @@ def checks(res, d):
         f = signed(sp, "ProvinceForSP", "GetUserinfo", sp_key, {"SPID": SP_ID, "VNetUserID": "359999999999"})
         expect(call(sp, "GetUserinfo", f), Result=-1)
     res.run("ProvinceForSP GetUserinfo of an unknown VNetUserID: -1", get_userinfo_unknown)
+
+    # --- the access network: the AAA reports a session, the SP authenticates by IP, the legacy
+    # service answers by IP, the 168 platform authenticates the user
+    aaa, p168 = clients.get("ProvinceForAAA"), clients.get("ProvinceFor168")
+    user_ip = f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{1 + secrets.randbelow(250)}"
+
+    def online_notify():
+        f = signed(aaa, "ProvinceForAAA", "OnlineNotify", aaa_key, {
+            "SrcDeviceNo": AAA_ID, "ActionType": "1", "Account": account, "UserIP": user_ip,
+            "SessionID": f"zs-{suffix}", "EventTime": node_now()})
+        expect(call_until_known(aaa, "OnlineNotify", f), Result=0)
+        return True
+    online = res.run("ProvinceForAAA OnlineNotify start: Result 0", online_notify) if aaa else None
+
+    def ip_auth():
+        f = signed(sp, "ProvinceForSP", "IPAuth", sp_key, {"SPID": SP_ID, "UserIP": user_ip})
+        expect(call(sp, "IPAuth", f), Result=0, AccountType="01", Account=account, VNetUserID=uid, ProvinceID="35",
+               CityCode=city, UserType="1")
+    if online is not None:
+        res.run("ProvinceForSP IPAuth: the user online at that IP", ip_auth)
+
+    def legacy():
+        client = client_for(d, LEGACY)
+        names = sorted(client.wsdl.bindings[f"{{{namespace(LEGACY)}}}{LEGACY}SoapBinding"]._operations)
+        assert names == ["getUserProduct"], names
+        assert client.service.getUserProduct("P1", user_ip) == f"0|{city}|{account}"
+        assert client.service.getUserProduct("P1", "10.255.255.254") == "-999||"
+        assert client.service.getUserProduct("P1", "not-an-ip") == "-998||"
+    if online is not None:
+        res.run("ProvinceForSPSearchUserName getUserProduct (rpc WSDL): 0|area|account, -999||, -998||", legacy)
+
+    def cross_auth():
+        f = signed(p168, "ProvinceFor168", "CrossAuth", p168_key, {
+            "SrcDeviceNo": P168_ID, "AccountType": "01", "Account": account, "Password": enc(p168_key, password)})
+        expect(call_until_known(p168, "CrossAuth", f), Result=0, VNetUserID=uid, CityCode=city, Status="00")
+    if p168:
+        res.run("ProvinceFor168 CrossAuth: Result 0 and the user", cross_auth)
 
     # --- ordering and charging on the example catalogue (lists read through zeep)
     svc, per_use, monthly = "3500000100000001", "3500000100000101", "3500000100000102"
