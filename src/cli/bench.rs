@@ -36,6 +36,9 @@ pub enum BenchCmd {
     /// The outbox relay against centre-sim: records/s delivered at several batch sizes, and the
     /// end-to-end lag (Charge committed → record at the centre) under a steady Charge load
     Sync(sync::SyncArgs),
+    /// The browser flows and the access network: TicketValidate and IPAuth beside a static nginx
+    /// response of the same size, login-form POSTs beside the raw Argon2id hash rate
+    Web(web::WebArgs),
 }
 
 #[derive(Args, Clone)]
@@ -128,10 +131,12 @@ pub struct SqliteArgs {
 }
 
 mod sync;
+mod web;
 
 pub fn run(cmd: BenchCmd) -> CliResult {
     match cmd {
         BenchCmd::Sync(a) => sync::sync(a),
+        BenchCmd::Web(a) => web::web(a),
         BenchCmd::Soap(a) => soap(a),
         BenchCmd::Http(a) => http(a),
         BenchCmd::Argon2(a) => argon2(a),
@@ -460,12 +465,17 @@ fn free_port() -> Result<u16, Failed> {
 }
 
 fn start_daemon(keep: bool, env: &[String]) -> Result<(Daemon, Config), Failed> {
+    start_daemon_with(keep, env, "")
+}
+
+/// As `start_daemon`, with `extra` TOML sections (not `[server]`, `[storage]` or `[log]`).
+fn start_daemon_with(keep: bool, env: &[String], extra: &str) -> Result<(Daemon, Config), Failed> {
     let dir = std::env::temp_dir().join(format!("vnetd-bench-{}-{:08x}", std::process::id(), subsec_nanos()));
     std::fs::create_dir_all(&dir)?;
     let (port, admin) = (free_port()?, free_port()?);
     // Production Argon2 parameters and connection cap: the config defaults.
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n[storage]\npath = \"{}\"\n[log]\ntarget = \"stderr\"\nlevel = \"warn\"\n",
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n[storage]\npath = \"{}\"\n[log]\ntarget = \"stderr\"\nlevel = \"warn\"\n{extra}",
         dir.join("data/vnetd.db").display()
     );
     let cfg_path = dir.join("vnetd.toml");

@@ -7,7 +7,7 @@
 //! 2. Login form POSTs (`/sso/login`, production Argon2 parameters: each one a hash, a session
 //!    and a ticket written) beside the raw Argon2id hash rate of the machine's cores.
 
-use super::{cpu_of, free_port, mib, ms, proc_status_kib, run_load, soap_ok, start_daemon_with, subsec_nanos, Conn, Daemon, LoadArgs, IV, SP_ID, SP_KEY};
+use super::{cpu_of, free_port, mib, ms, proc_status_kib, run_load, soap_ok, start_daemon_with, subsec_nanos, Conn, LoadArgs, IV, SP_ID, SP_KEY};
 use crate::cli::{CliResult, Failed};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -134,7 +134,7 @@ impl Nginx {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
         let mut n = Nginx { child, addr, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while once(n.addr, b"GET /static.xml HTTP/1.1\r\nHost: bench\r\n\r\n").map(|r| r.0) != Ok(200) {
+        while !matches!(once(n.addr, b"GET /static.xml HTTP/1.1\r\nHost: bench\r\n\r\n"), Ok((200, _))) {
             if Instant::now() > deadline || n.child.try_wait().ok().flatten().is_some() {
                 return Err(Failed(format!("nginx did not serve; see {}", n.dir.join("error.log").display())));
             }
@@ -304,7 +304,7 @@ pub fn web(a: WebArgs) -> CliResult {
         match Nginx::start(&a.nginx, dir, tv_size) {
             Ok(n) => Some(n),
             Err(e) => {
-                eprintln!("no nginx ceiling: {e}");
+                eprintln!("no nginx ceiling: {}", e.0);
                 None
             }
         }
