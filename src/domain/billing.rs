@@ -215,6 +215,32 @@ impl Target {
     pub fn product_id(&self) -> &str {
         self.product.as_ref().map(|p| p.id.as_str()).unwrap_or("")
     }
+
+    /// The roaming usage row (spec 6.9, RoamType 1) left by a use of this local service by
+    /// `user_id`, a user of another province, that the centre accepted: for reconciliation and
+    /// the day's SETTLE; no local user is charged. It carries the monthly price once (an Order or
+    /// ReOrder); a Charge sets its own `fee` and `batch_count`.
+    pub fn roaming_usage(&self, operation: &'static str, user_id: &str, txid: &str, order_id: &str, cal: Cal, now: i64) -> NewCharge {
+        NewCharge {
+            spid: self.svc.spid.clone(),
+            transaction_id: txid.to_string(),
+            operation,
+            vnet_user_id: user_id.to_string(),
+            user_province_id: user_id.chars().take(2).collect(),
+            service_id: self.svc.id.clone(),
+            service_item_id: self.item_id().to_string(),
+            service_item_name: self.name().to_string(),
+            product_id: self.product_id().to_string(),
+            fee_type: self.item.as_ref().map(|i| i.fee_type.clone()).unwrap_or_else(|| "2".into()),
+            fee: self.monthly_price(),
+            batch_count: 1,
+            charge_at: now,
+            ledger_date: cal.date8(now),
+            bill_month: cal.month(now).to_string(),
+            roam_type: "1".into(),
+            order_id: order_id.chars().take(24).collect(),
+        }
+    }
 }
 
 /// The checks every ordering operation shares, in the order of spec 11: service and item, product,

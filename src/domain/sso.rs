@@ -249,6 +249,57 @@ pub fn record_outcome(conn: &Connection, p: &PayFor, user: &str, status: &str, r
     Ok(())
 }
 
+/// A confirmation's hold on a payment charged through the centre.
+#[derive(Debug, PartialEq)]
+pub enum Claim {
+    /// Paid already: answer with the first result.
+    Paid(Payment),
+    /// Send the charge under this TransactionID.
+    Mine(String),
+    /// Another confirmation of the same OrderID is waiting for the centre.
+    Busy,
+}
+
+/// Claim a payment for a charge through the centre (spec 6.9). An attempt started less than
+/// `in_flight_s` ago belongs to its confirmation (Busy); an older one, or one whose answer was
+/// never known (a timeout), is taken over under its own TransactionID; otherwise `fresh` is used.
+pub fn claim_attempt(conn: &Connection, p: &PayFor, user: &str, fresh: &str, now: i64, in_flight_s: i64) -> DbResult<Claim> {
+    if let Some(first) = payment(conn, &p.spid, &p.order_id)?.filter(|x| x.status == PAY_PAID) {
+        return Ok(Claim::Paid(first));
+    }
+    let held: Option<(String, i64)> = conn
+        .prepare_cached("SELECT attempt_txid, attempt_at FROM payment WHERE spid = ?1 AND order_id = ?2")?
+        .query_row(params![p.spid, p.order_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let txid = match held {
+        Some((t, at)) if !t.is_empty() && at != 0 && at > now - in_flight_s => return Ok(Claim::Busy),
+        Some((t, _)) if !t.is_empty() => t,
+        _ => fresh.to_string(),
+    };
+    conn.prepare_cached(
+        "INSERT INTO payment(spid, order_id, status, service_id, service_item_id, fee, vnet_user_id, attempt_txid, attempt_at,
+                             created_at, updated_at)
+         VALUES (?1, ?2, '1', ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)
+         ON CONFLICT(spid, order_id) DO UPDATE SET status = '1', vnet_user_id = excluded.vnet_user_id,
+             attempt_txid = excluded.attempt_txid, attempt_at = excluded.attempt_at, updated_at = excluded.updated_at",
+    )?
+    .execute(params![p.spid, p.order_id, p.service_id, p.item_id, p.fee, user, txid, now])?;
+    Ok(Claim::Mine(txid))
+}
+
+/// End an attempt with the centre's `result`: paid (0, with `txid`) or failed. The attempt's
+/// TransactionID is kept for the next try when the centre's answer is not a stored business
+/// outcome (`keep_txid`: a timeout, a parameter or system error), else forgotten.
+pub fn finish_attempt(conn: &Connection, p: &PayFor, user: &str, result: i32, txid: &str, keep_txid: bool, now: i64) -> DbResult<()> {
+    let status = if result == 0 { PAY_PAID } else { PAY_FAILED };
+    record_outcome(conn, p, user, status, result, txid, now)?;
+    conn.prepare_cached(
+        "UPDATE payment SET attempt_at = 0, attempt_txid = CASE WHEN ?3 THEN attempt_txid ELSE '' END WHERE spid = ?1 AND order_id = ?2",
+    )?
+    .execute(params![p.spid, p.order_id, keep_txid])?;
+    Ok(())
+}
+
 /// The node's secret `name` of `len` random bytes, made on first use and kept in the database.
 pub fn node_secret(conn: &Connection, name: &str, len: usize) -> DbResult<Vec<u8>> {
     conn.execute("INSERT OR IGNORE INTO node_secret(name, value) VALUES (?1, ?2)", params![name, random_bytes(len)])?;
@@ -279,6 +330,28 @@ mod tests {
     }
 
     const LIM: Limits = Limits { idle_s: 1800, max_s: 8 * 3600 };
+
+    #[test]
+    fn centre_payment_attempts_are_claimed_once_and_retried_under_their_id() {
+        let c = db();
+        let p = PayFor { spid: "35000001".into(), order_id: "O1".into(), service_id: "s".into(), item_id: "i".into(), fee: 200 };
+        let u = "440000000001";
+        assert_eq!(claim_attempt(&c, &p, u, "PYA", 100, 10).unwrap(), Claim::Mine("PYA".into()));
+        assert_eq!(claim_attempt(&c, &p, u, "PYB", 105, 10).unwrap(), Claim::Busy, "in flight");
+        // A crash left the attempt: after in_flight_s it is taken over under the same id.
+        assert_eq!(claim_attempt(&c, &p, u, "PYC", 111, 10).unwrap(), Claim::Mine("PYA".into()));
+        // The answer was lost (timeout): the id is kept for the next try, which is not Busy.
+        finish_attempt(&c, &p, u, -22500, "", true, 112).unwrap();
+        assert_eq!(payment(&c, "35000001", "O1").unwrap().unwrap().status, PAY_FAILED);
+        assert_eq!(claim_attempt(&c, &p, u, "PYD", 113, 10).unwrap(), Claim::Mine("PYA".into()));
+        // A business refusal: the id is forgotten, the next try gets a fresh one.
+        finish_attempt(&c, &p, u, -20509, "", false, 114).unwrap();
+        assert_eq!(claim_attempt(&c, &p, u, "PYE", 115, 10).unwrap(), Claim::Mine("PYE".into()));
+        finish_attempt(&c, &p, u, 0, "PYE", false, 116).unwrap();
+        let paid = payment(&c, "35000001", "O1").unwrap().unwrap();
+        assert_eq!((paid.status.as_str(), paid.transaction_id.as_str()), (PAY_PAID, "PYE"));
+        assert_eq!(claim_attempt(&c, &p, u, "PYF", 117, 10).unwrap(), Claim::Paid(paid));
+    }
 
     #[test]
     fn session_timeouts() {

@@ -109,28 +109,17 @@ fn roaming_consumption(app: &App, call: &Call, req: Req) -> Resp {
     if kind == Kind::ServiceAuth {
         return resp;
     }
-    let usage = (resp.result == OK && matches!(kind, Kind::Charge | Kind::Order | Kind::ReOrder)).then(|| bl::NewCharge {
-        spid: t.svc.spid.clone(),
-        transaction_id: txid.clone(),
-        operation: match kind {
+    let usage = (resp.result == OK && matches!(kind, Kind::Charge | Kind::Order | Kind::ReOrder)).then(|| {
+        let operation = match kind {
             Kind::Charge => "RoamingCharge",
             Kind::Order => "RoamingOrder",
             _ => "RoamingReOrder",
-        },
-        vnet_user_id: req.user_id.clone(),
-        user_province_id: req.user_id.chars().take(2).collect(),
-        service_id: t.svc.id.clone(),
-        service_item_id: t.item_id().to_string(),
-        service_item_name: t.name().to_string(),
-        product_id: t.product_id().to_string(),
-        fee_type: t.item.as_ref().map(|i| i.fee_type.clone()).unwrap_or_else(|| "2".into()),
-        fee: if kind == Kind::Charge { fee } else { t.monthly_price() },
-        batch_count: if kind == Kind::Charge { batch } else { 1 },
-        charge_at: now,
-        ledger_date: cal.date8(now),
-        bill_month: cal.month(now).to_string(),
-        roam_type: "1".into(),
-        order_id: answer.get("OrderID").chars().take(24).collect(),
+        };
+        let mut usage = t.roaming_usage(operation, &req.user_id, &txid, answer.get("OrderID"), cal, now);
+        if kind == Kind::Charge {
+            (usage.fee, usage.batch_count) = (fee, batch);
+        }
+        usage
     });
     write_idempotent(app, call, move |conn| {
         if let Some(c) = usage {

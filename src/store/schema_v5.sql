@@ -43,6 +43,11 @@ CREATE TABLE payment (
     fee             INTEGER NOT NULL,
     vnet_user_id    TEXT NOT NULL DEFAULT '',
     pay_at          INTEGER,                   -- when the outcome (paid, cancelled, failed) was reached
+    -- A confirmation charged through the centre (a user of another province, 6.9): the
+    -- TransactionID it is sent under, kept until the centre's answer is known, so that a retry
+    -- after a timeout or a crash asks again under the same id and is never charged twice.
+    attempt_txid    TEXT NOT NULL DEFAULT '',
+    attempt_at      INTEGER NOT NULL DEFAULT 0,  -- when the attempt in flight started; 0: none
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL,
     PRIMARY KEY (spid, order_id)

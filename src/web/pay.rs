@@ -9,7 +9,7 @@ use crate::crypto::random_bytes;
 use crate::domain::billing::{self as bl, Channel, Kind, Req};
 use crate::domain::calendar::Cal;
 use crate::domain::catalog;
-use crate::domain::sso::{self as store_sso, PayFor, Payment};
+use crate::domain::sso::{self as store_sso, Claim, PayFor, Payment};
 use crate::ops::codes::*;
 use crate::ops::{pipeline, Field, Ty};
 use crate::ops_support::logging::audit;
@@ -118,6 +118,26 @@ pub fn pay_page(ctx: Ctx) -> WebResponse {
     show(ctx, &r, &raw, &user, "", "")
 }
 
+/// The /pay rules of the item beyond the use rules: pay per use (FeeType 1, else -21501), Fee at
+/// most the item's price × 1000 (-21518).
+fn fee_rules(t: &bl::Target, fee: i64) -> Option<i32> {
+    match t.item.as_ref() {
+        Some(item) if item.fee_type != "1" => Some(BAD_FEE_TYPE),
+        Some(item) if fee > item.price * 1000 => Some(BAD_FEE),
+        Some(_) => None,
+        None => Some(SERVICE_ITEM_ABNORMAL),
+    }
+}
+
+/// A fresh `PY` TransactionID not yet used by the SP.
+fn unused_txid(c: &rusqlite::Connection, spid: &str) -> crate::store::DbResult<String> {
+    let mut txid = new_txid();
+    while bl::txid_taken(c, spid, &txid)? {
+        txid = new_txid();
+    }
+    Ok(txid)
+}
+
 /// The outcome of a confirmed payment: Result and TransactionID ('' unless paid).
 struct Outcome {
     result: i32,
@@ -148,20 +168,13 @@ fn confirm(ctx: &Ctx, r: &Opened, user_id: &str) -> Result<Outcome, crate::store
         };
         let charged = match bl::resolve(&ctx, &req)? {
             Err(code) => Err(code),
-            // A user of another province is billed by that province through the centre (6.9);
-            // that path is not built for /pay (see docs/web.md).
+            // A session user of another province is charged by `confirm_roaming`.
             Ok(t) if t.user.is_none() => Err(REGION_NOT_ALLOWED),
             Ok(t) => {
-                let item = t.item.as_ref().expect("ServiceItemID given");
-                if item.fee_type != "1" {
-                    Err(BAD_FEE_TYPE)
-                } else if p.fee > item.price * 1000 {
-                    Err(BAD_FEE)
+                if let Some(code) = fee_rules(&t, p.fee) {
+                    Err(code)
                 } else {
-                    let mut txid = new_txid();
-                    while bl::txid_taken(c, &p.spid, &txid)? {
-                        txid = new_txid();
-                    }
+                    let txid = unused_txid(c, &p.spid)?;
                     bl::charge(&ctx, &t, p.fee, 1, &txid)?.map(|_| txid)
                 }
             }
@@ -177,6 +190,95 @@ fn confirm(ctx: &Ctx, r: &Opened, user_id: &str) -> Result<Outcome, crate::store
             }
         };
         Ok(out)
+    })
+}
+
+/// Confirmation by a user of another province (logged in through the centre): roaming
+/// consumption (spec 6.9) under the same /pay rules. This node checks the service, the item, its
+/// roam-out approval and the fee; the centre's Charge (the user's home province bills the user)
+/// decides; on Result 0 a roaming usage row is kept for reconciliation and SETTLE. The
+/// TransactionID is claimed in the payment row before the call, so two confirmations at once send
+/// one Charge, and a retry after a timeout or a crash asks the centre again under the same id.
+fn confirm_roaming(ctx: &Ctx, r: &Opened, user_id: &str) -> Result<Outcome, crate::store::DbError> {
+    let app = ctx.app;
+    let p = pay_for(r);
+    let (cal, province, user) = (Cal::new(app.clock.tz()), app.cfg.node.province_id.clone(), user_id.to_string());
+    let req = Req {
+        kind: Kind::Charge,
+        channel: Channel::Sp,
+        spid: p.spid.clone(),
+        service_id: p.service_id.clone(),
+        item_id: Some(p.item_id.clone()),
+        product_id: None,
+        user_id: user.clone(),
+    };
+    let now = app.clock.unix();
+    let checked = app.store.read(|c| {
+        let ctx = bl::Ctx { conn: c, cal, province: &province, now };
+        Ok(match bl::resolve(&ctx, &req)? {
+            Err(code) => Err(code),
+            Ok(t) => fee_rules(&t, p.fee).map_or(Ok(t), Err),
+        })
+    })?;
+    let t = match checked {
+        Ok(t) => t,
+        Err(code) => {
+            let (p, user) = (p.clone(), user.clone());
+            return app.store.write(move |c| {
+                if let Some(first) = store_sso::payment(c, &p.spid, &p.order_id)?.filter(|x| x.status == store_sso::PAY_PAID) {
+                    return Ok(Outcome { result: first.result, txid: first.transaction_id });
+                }
+                store_sso::record_outcome(c, &p, &user, store_sso::PAY_FAILED, code, "", now)?;
+                Ok(Outcome { result: code, txid: String::new() })
+            });
+        }
+    };
+    // An attempt younger than this is another confirmation's, waiting for the centre.
+    let in_flight_s = (app.cfg.sync.centre_timeout_ms / 1000) as i64 + 5;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(in_flight_s as u64 + 2);
+    let txid = loop {
+        let (p, user, now) = (p.clone(), user.clone(), app.clock.unix());
+        let claim = app.store.write(move |c| {
+            let fresh = unused_txid(c, &p.spid)?;
+            store_sso::claim_attempt(c, &p, &user, &fresh, now, in_flight_s)
+        })?;
+        match claim {
+            Claim::Paid(first) => return Ok(Outcome { result: first.result, txid: first.transaction_id }),
+            Claim::Mine(txid) => break txid,
+            Claim::Busy if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(100)),
+            Claim::Busy => return Ok(Outcome { result: SYSTEM_ERROR, txid: String::new() }),
+        }
+    };
+    let fields: Vec<(String, String)> = [
+        ("SPID", p.spid.as_str()),
+        ("ServiceID", p.service_id.as_str()),
+        ("ServiceItemID", p.item_id.as_str()),
+        ("VNetUserID", user.as_str()),
+        ("Fee", &p.fee.to_string()),
+        ("BatchCount", "1"),
+        ("TransactionID", txid.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let result = match crate::services::centre::call(app, "Charge", fields, &[]) {
+        Ok(a) => a.result,
+        Err(r) => r.result,
+    };
+    let now = app.clock.unix();
+    // The centre stores business answers by TransactionID, not parameter or system errors (spec
+    // 11): after those (and a timeout, -22500) the next try reuses the id.
+    let keep_txid = !crate::ops::Resp::code(result).storable();
+    let usage = (result == OK).then(|| bl::NewCharge { fee: p.fee, ..t.roaming_usage("RoamingCharge", &user, &txid, "", cal, now) });
+    app.store.write(move |c| {
+        if let Some(u) = usage {
+            if !bl::txid_taken(c, &u.spid, &u.transaction_id)? {
+                bl::insert_charge(c, &u)?;
+            }
+        }
+        let paid_txid = if result == OK { txid.as_str() } else { "" };
+        store_sso::finish_attempt(c, &p, &user, result, paid_txid, keep_txid, now)?;
+        Ok(Outcome { result, txid: paid_txid.to_string() })
     })
 }
 
@@ -237,7 +339,12 @@ pub fn pay_submit(mut ctx: Ctx) -> WebResponse {
                     }
                 }
             };
-            match confirm(&ctx, &r, &session.user.vnet_user_id) {
+            let outcome = if session.user.local {
+                confirm(&ctx, &r, &session.user.vnet_user_id)
+            } else {
+                confirm_roaming(&ctx, &r, &session.user.vnet_user_id)
+            };
+            match outcome {
                 Ok(o) => {
                     let fee = r.get("Fee");
                     audit(

@@ -690,3 +690,57 @@ fn accounts_of_other_provinces_log_in_through_the_centre() {
     assert_eq!(logout("440000000001").result(), -20504, "no session left, not a local user");
     assert_eq!(b.login_page(&tok).status, 200);
 }
+
+#[test]
+fn users_of_other_provinces_pay_through_the_centre() {
+    let mut sim = crate::centre_sim::CentreSim::start(&[]);
+    let d = Daemon::start_with("[sync]\ncentre_timeout_ms = 1000\n");
+    d.ok(&["peer", "add", "--id", SP_ID, "--kind", "sp", "--key", SP_KEY, "--return-url", "http://sp.example/"]);
+    d.ok(&["peer", "add", "--id", CENTRE_ID, "--kind", "centre", "--key", CENTRE_KEY, "--url", &format!("http://{}/centre", sim.addr)]);
+    let cat = d.dir.path().join("catalog.toml");
+    std::fs::write(&cat, CATALOG.replace("scope = \"province\"", "scope = \"province\"\nroam_out = true")).unwrap();
+    d.ok(&["catalog", "import", cat.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut b = Browser::new(&d);
+    b.sso_login(&sso_request(&d, SP_ID, SP_KEY, RETURN), "roamer@gd", "Roam-Secret-77");
+    let charges_at_centre = |sim: &crate::centre_sim::CentreSim| sim.count("SELECT count(*) FROM message WHERE operation = 'Charge'");
+
+    // Confirm: the centre's Charge decides (the home province bills the user); the node keeps a
+    // roaming usage row (RoamType 1) for reconciliation and SETTLE.
+    let page = pay_page(&mut b, &pay_request(&d, "R-1", PERUSE, "200"));
+    assert_eq!(page.status, 200, "{}", page.text());
+    let (result, txid) = pay_answer(&b.submit(&page, "/pay", &[("action", "confirm")]));
+    assert_eq!(result, "0");
+    assert!(txid.starts_with("PY") && txid.len() == 26, "{txid}");
+    let pq = payment_query(&d, "R-1");
+    assert_eq!((pq.get("PaymentStatus"), pq.get("TransactionID"), pq.get("Fee")), ("0", txid.as_str(), "200"));
+    assert_eq!(charges_at_centre(&sim), 1);
+    let db = rusqlite::Connection::open(&d.db).unwrap();
+    let row: (String, String, i64) = db
+        .query_row("SELECT roam_type, vnet_user_id, fee FROM charge WHERE transaction_id = ?1", [&txid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap();
+    assert_eq!(row, ("1".to_string(), "440000000001".to_string(), 200));
+    // A repeat answers the first result and sends nothing.
+    assert_eq!(pay_answer(&pay_page(&mut b, &pay_request(&d, "R-1", PERUSE, "200"))), ("0".to_string(), txid.clone()));
+    assert_eq!(charges_at_centre(&sim), 1);
+
+    // The centre unreachable: -22500, and the retry asks again under the same TransactionID (the
+    // centre may have charged before the answer was lost).
+    sim.stop();
+    let page = pay_page(&mut b, &pay_request(&d, "R-2", PERUSE, "300"));
+    assert_eq!(pay_answer(&b.submit(&page, "/pay", &[("action", "confirm")])), ("-22500".to_string(), String::new()));
+    assert_eq!(payment_query(&d, "R-2").get("PaymentStatus"), "3");
+    let kept: String = db.query_row("SELECT attempt_txid FROM payment WHERE order_id = 'R-2'", [], |r| r.get(0)).unwrap();
+    assert!(kept.starts_with("PY"), "{kept}");
+    sim.restart(&["--key", CENTRE_KEY], &[]);
+    let page = pay_page(&mut b, &pay_request(&d, "R-2", PERUSE, "300"));
+    assert_eq!(pay_answer(&b.submit(&page, "/pay", &[("action", "confirm")])), ("0".to_string(), kept.clone()));
+    assert_eq!(payment_query(&d, "R-2").get("TransactionID"), kept);
+
+    // An item that is not approved for roaming out: -21001, nothing sent.
+    d.ok(&["roam", "revoke", "--sp", SP_ID, "--service", SERVICE, "--item", PERUSE]);
+    std::thread::sleep(Duration::from_millis(2100));
+    let page = pay_page(&mut b, &pay_request(&d, "R-3", PERUSE, "200"));
+    assert_eq!(pay_answer(&b.submit(&page, "/pay", &[("action", "confirm")])).0, "-21001");
+    assert_eq!(charges_at_centre(&sim), 2);
+}
