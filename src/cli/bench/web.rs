@@ -161,7 +161,20 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM to the master stops its workers too (a SIGKILL would leave them running); after
+    /// 5 s whatever is left is killed.
     fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let pids = self.pids();
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for pid in pids.iter().skip(1) {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
