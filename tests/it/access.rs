@@ -171,6 +171,19 @@ fn online_notify_codes_and_callers() {
         ("EventTime", &now),
     ]);
     assert_code(&r, -21520, "NASIP");
+    let r = d.call_named(AAA, "OnlineNotify", AAA_KEY, ONLINE_NOTIFY, &[
+        ("SrcDeviceNo", AAA_ID), ("ActionType", "1"), ("UserIP", "10.3.0.1"), ("SessionID", "S"), ("EventTime", &now),
+    ]);
+    assert_code(&r, -21552, "Account missing");
+    let r = d.call_at(AAA, "OnlineNotify", AAA_KEY, &[
+        ("SrcDeviceNo", AAA_ID), ("ActionType", "1"), ("Account", "fz1"), ("UserIP", "10.3.0.1"), ("NASIP", ""), ("NASPort", ""),
+        ("SessionID", "S"), ("EventTime", &now),
+    ], &ts(d.offset_s + 3600));
+    assert_code(&r, -21514, "TimeStamp");
+    let r = d.call_named(AAA, "OnlineNotify", BSS_KEY, ONLINE_NOTIFY, &[
+        ("SrcDeviceNo", AAA_ID), ("ActionType", "1"), ("Account", "fz1"), ("UserIP", "10.3.0.1"), ("SessionID", "S"), ("EventTime", &now),
+    ]);
+    assert_code(&r, -21548, "wrong key");
     // Callers: an SPID is unknown here; a BSS is not an AAA.
     let r = d.call_named(AAA, "OnlineNotify", SP_KEY, ONLINE_NOTIFY, &[
         ("SrcDeviceNo", SP_ID), ("ActionType", "1"), ("Account", "fz1"), ("UserIP", "10.3.0.2"), ("SessionID", "S2"), ("EventTime", &now),
@@ -231,8 +244,24 @@ fn cross_auth_is_local_and_shares_the_lockout() {
     assert_code(&cross_auth(&d, "01", "not-local-account", PW), -20504, "not local");
     assert_code(&cross_auth(&d, "02", "fz0591004", PW), -20504, "held under another type");
     assert_code(&cross_auth(&d, "01", "fz0591004", ""), -21555, "empty password");
-    let r = d.call_named(P168, "CrossAuth", P168_KEY, CROSS_AUTH, &[("SrcDeviceNo", P168_ID), ("AccountType", "05"), ("Account", "fz0591004"), ("Password", "x")]);
-    assert_code(&r, -21551, "AccountType");
+    let raw = |t: &str, a: &str, p: &str| d.call_named(P168, "CrossAuth", P168_KEY, CROSS_AUTH, &[("SrcDeviceNo", P168_ID), ("AccountType", t), ("Account", a), ("Password", p)]);
+    assert_code(&raw("05", "fz0591004", "x"), -21551, "AccountType");
+    assert_code(&raw("01", &"a".repeat(65), &enc(P168_KEY, PW)), -21552, "Account longer than s(64)");
+    assert_code(&raw("01", "fz0591004", ""), -21510, "Password missing");
+    assert_code(&raw("01", "fz0591004", "not base64!"), -21557, "Password not Base64");
+    let stale = d.call_at(P168, "CrossAuth", P168_KEY, &[("SrcDeviceNo", P168_ID), ("AccountType", "01"), ("Account", "fz0591004"), ("Password", &enc(P168_KEY, PW))], &ts(d.offset_s - 3600));
+    assert_code(&stale, -21514, "TimeStamp");
+    assert_code(&d.call_named(P168, "CrossAuth", SP_KEY, CROSS_AUTH, &[("SrcDeviceNo", P168_ID), ("AccountType", "01"), ("Account", "fz0591004"), ("Password", &enc(SP_KEY, PW))]), -21548, "wrong key");
+    // Status: a suspended user, a cancelled holder.
+    let other = user(&d, "01", "fz0591014", &[]);
+    let status = |id: &str, st: &str, tx: &str| {
+        d.call_named(BSS, "UserStatusChange", BSS_KEY, &["SrcDeviceNo", "VNetUserID", "Status", "Reason", "TransactionID"],
+            &[("SrcDeviceNo", BSS_ID), ("VNetUserID", id), ("Status", st), ("TransactionID", tx)])
+    };
+    assert_code(&status(&other, "01", "X-1"), 0, "suspend");
+    assert_code(&cross_auth(&d, "01", "fz0591014", PW), -20502, "suspended");
+    assert_code(&status(&other, "03", "X-2"), 0, "cancel");
+    assert_code(&cross_auth(&d, "01", "fz0591014", PW), -20502, "cancelled holder");
     // One failure counter across channels: four wrong CrossAuths and one wrong UserAuth lock.
     for i in 1..=4 {
         assert_code(&cross_auth(&d, "01", "fz0591004", "wrong-pass"), -20501, &format!("failure {i}"));
