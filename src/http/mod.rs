@@ -198,27 +198,11 @@ fn location(app: &App, rq: &Request, path: &str) -> String {
     format!("http://{host}{path}")
 }
 
-/// The legacy service (spec 4.2, 11): 403 to POST and `?wsdl` from outside `legacy_allow`.
-fn handle_legacy(app: &App, mut rq: Request, query: &str) {
-    if !legacy::allowed(app, rq.remote_addr().map(|a| a.ip())) {
-        return text(rq, 403, "forbidden\n");
-    }
-    match rq.method() {
-        Method::Get if query.eq_ignore_ascii_case("wsdl") => {
-            let doc = legacy::wsdl(&location(app, &rq, legacy::PATH));
-            respond(rq, 200, "text/xml; charset=UTF-8", doc.into_bytes());
-        }
-        Method::Post => {
-            let body = match read_body(app, &mut rq) {
-                Ok(b) => b,
-                Err(status) => return body_error(rq, status),
-            };
-            let ct = rq.headers().iter().find(|h| h.field.equiv("Content-Type")).map(|h| h.value.as_str().to_string());
-            let Reply { status, content_type, body } = legacy::dispatch(app, &body, ct.as_deref());
-            respond(rq, status, &content_type, body);
-        }
-        _ => text(rq, 405, "use POST for SOAP, GET ?wsdl for the WSDL\n"),
-    }
+/// A SOAP endpoint: one of the table's services, or the legacy service (spec 4.2).
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Service(Service),
+    Legacy,
 }
 
 fn handle_soap(app: &App, mut rq: Request) {
@@ -227,16 +211,22 @@ fn handle_soap(app: &App, mut rq: Request) {
     if crate::web::serves(path) {
         return handle_web(app, rq, path.to_string(), query.to_string());
     }
-    if path == legacy::PATH {
-        return handle_legacy(app, rq, query);
-    }
-    let service = Service::ALL.into_iter().find(|s| s.path() == path);
-    let Some(service) = service else {
-        return text(rq, 404, "not found\n");
+    let endpoint = match Service::ALL.into_iter().find(|s| s.path() == path) {
+        Some(s) => Endpoint::Service(s),
+        None if path == legacy::PATH => Endpoint::Legacy,
+        None => return text(rq, 404, "not found\n"),
     };
+    // The legacy service answers 403 to POST and `?wsdl` from outside `legacy_allow` (spec 11).
+    if matches!(endpoint, Endpoint::Legacy) && !legacy::allowed(app, rq.remote_addr().map(|a| a.ip())) {
+        return text(rq, 403, "forbidden\n");
+    }
     match rq.method() {
         Method::Get if query.eq_ignore_ascii_case("wsdl") => {
-            let doc = crate::soap::wsdl::wsdl(service, &location(app, &rq, path));
+            let loc = location(app, &rq, path);
+            let doc = match endpoint {
+                Endpoint::Service(s) => crate::soap::wsdl::wsdl(s, &loc),
+                Endpoint::Legacy => legacy::wsdl(&loc),
+            };
             respond(rq, 200, "text/xml; charset=UTF-8", doc.into_bytes());
         }
         Method::Post => {
@@ -245,7 +235,10 @@ fn handle_soap(app: &App, mut rq: Request) {
                 Err(status) => return body_error(rq, status),
             };
             let ct = rq.headers().iter().find(|h| h.field.equiv("Content-Type")).map(|h| h.value.as_str().to_string());
-            let Reply { status, content_type, body } = pipeline::dispatch(app, service, &body, ct.as_deref());
+            let Reply { status, content_type, body } = match endpoint {
+                Endpoint::Service(s) => pipeline::dispatch(app, s, &body, ct.as_deref()),
+                Endpoint::Legacy => legacy::dispatch(app, &body, ct.as_deref()),
+            };
             respond(rq, status, &content_type, body);
         }
         _ => text(rq, 405, "use POST for SOAP, GET ?wsdl for the WSDL\n"),

@@ -93,20 +93,41 @@ fn show(ctx: Ctx, r: &Opened, raw: &str, user: &str, error: &str, account: &str)
     ctx.page(200, html, &origins)
 }
 
-/// `GET /pay?PayRequest=…`.
-pub fn pay_page(ctx: Ctx) -> WebResponse {
-    let raw = ctx.field("PayRequest").to_string();
-    let r = match tokens::open(ctx.app, &raw, &PAY_REQUEST, true) {
+/// A PayRequest, opened.
+enum Start {
+    Open(Opened),
+    Refused(tokens::Refused),
+    /// Its OrderID is paid already: answer with the first result at once (spec 11).
+    Paid(Opened, Payment),
+    Failed(crate::store::DbError),
+}
+
+/// Open and check a PayRequest (its TimeStamp only at the GET, `check_time`: the POST is bound by
+/// its csrf token) and look its OrderID up.
+fn open_request(ctx: &Ctx, raw: &str, check_time: bool) -> Start {
+    let r = match tokens::open(ctx.app, raw, &PAY_REQUEST, check_time) {
         Ok(r) if well_formed(&r) => r,
-        Ok(_) => return ctx.refused("PayRequest", tokens::Refused::Invalid),
-        Err(e) => return ctx.refused("PayRequest", e),
+        Ok(_) => return Start::Refused(tokens::Refused::Invalid),
+        Err(e) => return Start::Refused(e),
     };
     let p = pay_for(&r);
     match ctx.app.store.read(|c| store_sso::payment(c, &p.spid, &p.order_id)) {
-        Ok(Some(paid)) if paid.status == store_sso::PAY_PAID => return paid_already(ctx, &r, &paid),
-        Ok(_) => {}
-        Err(e) => return ctx.db_error(&e),
+        Ok(Some(paid)) if paid.status == store_sso::PAY_PAID => Start::Paid(r, paid),
+        Ok(_) => Start::Open(r),
+        Err(e) => Start::Failed(e),
     }
+}
+
+/// `GET /pay?PayRequest=…`.
+pub fn pay_page(ctx: Ctx) -> WebResponse {
+    let raw = ctx.field("PayRequest").to_string();
+    let r = match open_request(&ctx, &raw, true) {
+        Start::Open(r) => r,
+        Start::Refused(e) => return ctx.refused("PayRequest", e),
+        Start::Paid(r, first) => return paid_already(ctx, &r, &first),
+        Start::Failed(e) => return ctx.db_error(&e),
+    };
+    let p = pay_for(&r);
     let user = match ctx.session() {
         Ok(s) => s.map(|s| s.user.account).unwrap_or_default(),
         Err(e) => return ctx.db_error(&e),
@@ -126,6 +147,19 @@ fn fee_rules(t: &bl::Target, fee: i64) -> Option<i32> {
         Some(item) if fee > item.price * 1000 => Some(BAD_FEE),
         Some(_) => None,
         None => Some(SERVICE_ITEM_ABNORMAL),
+    }
+}
+
+/// The Charge a confirmation makes, as the SP would send it (channel SP).
+fn charge_req(p: &PayFor, user_id: &str) -> Req {
+    Req {
+        kind: Kind::Charge,
+        channel: Channel::Sp,
+        spid: p.spid.clone(),
+        service_id: p.service_id.clone(),
+        item_id: Some(p.item_id.clone()),
+        product_id: None,
+        user_id: user_id.to_string(),
     }
 }
 
@@ -157,15 +191,7 @@ fn confirm(ctx: &Ctx, r: &Opened, user_id: &str) -> Result<Outcome, crate::store
             return Ok(Outcome { result: first.result, txid: first.transaction_id });
         }
         let ctx = bl::Ctx { conn: c, cal, province: &province, now };
-        let req = Req {
-            kind: Kind::Charge,
-            channel: Channel::Sp,
-            spid: p.spid.clone(),
-            service_id: p.service_id.clone(),
-            item_id: Some(p.item_id.clone()),
-            product_id: None,
-            user_id: user.clone(),
-        };
+        let req = charge_req(&p, &user);
         let charged = match bl::resolve(&ctx, &req)? {
             Err(code) => Err(code),
             // A session user of another province is charged by `confirm_roaming`.
@@ -203,15 +229,7 @@ fn confirm_roaming(ctx: &Ctx, r: &Opened, user_id: &str) -> Result<Outcome, crat
     let app = ctx.app;
     let p = pay_for(r);
     let (cal, province, user) = (Cal::new(app.clock.tz()), app.cfg.node.province_id.clone(), user_id.to_string());
-    let req = Req {
-        kind: Kind::Charge,
-        channel: Channel::Sp,
-        spid: p.spid.clone(),
-        service_id: p.service_id.clone(),
-        item_id: Some(p.item_id.clone()),
-        product_id: None,
-        user_id: user.clone(),
-    };
+    let req = charge_req(&p, &user);
     let now = app.clock.unix();
     let checked = app.store.read(|c| {
         let ctx = bl::Ctx { conn: c, cal, province: &province, now };
@@ -289,17 +307,13 @@ pub fn pay_submit(mut ctx: Ctx) -> WebResponse {
     if !ctx.csrf_ok("pay", &raw) {
         return ctx.csrf_refused();
     }
-    let r = match tokens::open(ctx.app, &raw, &PAY_REQUEST, false) {
-        Ok(r) if well_formed(&r) => r,
-        Ok(_) => return ctx.refused("PayRequest", tokens::Refused::Invalid),
-        Err(e) => return ctx.refused("PayRequest", e),
+    let r = match open_request(&ctx, &raw, false) {
+        Start::Open(r) => r,
+        Start::Refused(e) => return ctx.refused("PayRequest", e),
+        Start::Paid(r, first) => return paid_already(ctx, &r, &first),
+        Start::Failed(e) => return ctx.db_error(&e),
     };
     let p = pay_for(&r);
-    match ctx.app.store.read(|c| store_sso::payment(c, &p.spid, &p.order_id)) {
-        Ok(Some(paid)) if paid.status == store_sso::PAY_PAID => return paid_already(ctx, &r, &paid),
-        Ok(_) => {}
-        Err(e) => return ctx.db_error(&e),
-    }
     let session = match ctx.session() {
         Ok(s) => s,
         Err(e) => return ctx.db_error(&e),

@@ -25,34 +25,28 @@ Usage: check.py [--bin target/debug/vnetd] [--keep]
 """
 
 import argparse
-import base64
 import datetime
-import hashlib
 import os
 import re
 import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import xml.etree.ElementTree as ET
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 try:
     import requests
     import zeep
     import zeep.exceptions
-    from Crypto.Cipher import DES3
-    from Crypto.Util.Padding import pad
+    from vnetd_testlib import NODE_TZ, Daemon, Results, authenticator, enc, new_key, node_now
 except ImportError as e:  # pragma: no cover - environment problem, reported plainly
     print(f"check.py: missing Python package ({e}); pip install -r tests/zeep/requirements.txt", file=sys.stderr)
     print("0 passed, 1 failed")
     sys.exit(1)
 
-IV_HEX = "0102030405060708"
 SP_ID = "35000001"
 BSS_ID = "3500000000000201"
 SERVICES = ["ProvinceForSP", "ProvinceForBSS", "ProvinceForVNet", "ProvinceForAAA", "ProvinceFor168"]
@@ -61,7 +55,6 @@ P168_ID = "3500000000000401"
 LEGACY = "ProvinceForSPSearchUserName"
 WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
-NODE_TZ = datetime.timezone(datetime.timedelta(hours=8))  # [node] timezone default "+08:00"
 
 # Known answers from shared/spec/vectors.json, so a crypto mistake here is caught here.
 VECTOR_KEY = "0123456789abcdeffedcba987654321089abcdef01234567"
@@ -70,151 +63,6 @@ VECTOR_AUTH = (
     ["35000001", "3500000100000001", "01", "fz12345678", "x+LreGIx+yCbgGo96MkZQQ==", "", "2026-11-29 10:00:00"],
     "opwvbLAERdXknnWYfSVZJAoSkbuLnq6r",
 )
-
-
-# ---------------------------------------------------------------- crypto (spec 2.4, 2.5)
-
-def tdes_b64(key_hex: str, data: bytes, iv_hex: str = IV_HEX) -> str:
-    """Base64(DES-EDE3-CBC(PKCS#7(data)))."""
-    c = DES3.new(bytes.fromhex(key_hex), DES3.MODE_CBC, iv=bytes.fromhex(iv_hex))
-    return base64.b64encode(c.encrypt(pad(data, 8))).decode("ascii")
-
-
-def enc(key_hex: str, plaintext: str) -> str:
-    return tdes_b64(key_hex, plaintext.encode("utf-8"))
-
-
-def authenticator(key_hex: str, values) -> str:
-    concat = "".join(values).encode("utf-8")
-    return tdes_b64(key_hex, hashlib.sha1(concat).digest())
-
-
-def new_key() -> str:
-    """A random 3DES key (48 hex digits) that does not degenerate to single DES."""
-    while True:
-        k = secrets.token_hex(24)
-        try:
-            DES3.adjust_key_parity(bytes.fromhex(k))
-            return k
-        except ValueError:
-            continue
-
-
-def node_now() -> str:
-    return datetime.datetime.now(NODE_TZ).strftime("%Y-%m-%d %H:%M:%S")
-
-
-# ---------------------------------------------------------------- results
-
-class Results:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def ok(self, name):
-        self.passed += 1
-        print(f"ok     {name}", flush=True)
-
-    def fail(self, name, why):
-        self.failed += 1
-        print(f"FAILED {name}: {why}", flush=True)
-
-    def run(self, name, fn, *args):
-        """Run one check; an exception or a false assertion is a failure. Returns fn's value."""
-        try:
-            value = fn(*args)
-        except AssertionError as e:
-            self.fail(name, e or "assertion failed")
-            return None
-        except Exception as e:  # noqa: BLE001 - every error is a failed check, with its cause
-            self.fail(name, f"{type(e).__name__}: {e}")
-            if os.environ.get("CHECK_TRACEBACK"):
-                traceback.print_exc()
-            return None
-        self.ok(name)
-        return value
-
-
-# ---------------------------------------------------------------- the daemon
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Daemon:
-    def __init__(self, binary, workdir):
-        self.bin = binary
-        self.dir = workdir
-        self.port = free_port()
-        self.admin_port = free_port()
-        while self.admin_port == self.port:
-            self.admin_port = free_port()
-        self.cfg = os.path.join(workdir, "vnetd.toml")
-        self.log_path = os.path.join(workdir, "vnetd.log")
-        with open(self.cfg, "w", encoding="utf-8") as f:
-            f.write(
-                "[server]\n"
-                f'listen = "127.0.0.1:{self.port}"\n'
-                'legacy_allow = ["127.0.0.0/8"]\n'
-                f'admin_listen = "127.0.0.1:{self.admin_port}"\n'
-                "[storage]\n"
-                f'path = "{os.path.join(workdir, "data", "vnetd.db")}"\n'
-                "[security]\n"
-                "argon2_m_kib = 64\n"
-                "argon2_t = 1\n"
-                "[log]\n"
-                'target = "stderr"\n'
-                'level = "info"\n'
-            )
-        self.proc = None
-
-    def cli(self, *args, check=True):
-        out = subprocess.run([self.bin, "--config", self.cfg, *args], stdin=subprocess.DEVNULL,
-                             capture_output=True, text=True, timeout=60)
-        if check and out.returncode != 0:
-            raise AssertionError(f"vnetd {' '.join(args)} exited {out.returncode}: {out.stderr.strip()}")
-        return out
-
-    def start(self):
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([self.bin, "--config", self.cfg, "run"], stdin=subprocess.DEVNULL,
-                                     stdout=log, stderr=log)
-        log.close()
-
-    def wait_healthy(self, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"vnetd exited early with status {self.proc.returncode}")
-            if self.cli("healthcheck", check=False).returncode == 0:
-                return True
-            if time.monotonic() > deadline:
-                raise AssertionError(f"vnetd not healthy after {timeout:.0f} s")
-            time.sleep(0.1)
-
-    def stop(self):
-        """SIGTERM, then SIGKILL after 10 s. Returns the exit status (None if it had to be killed)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
-
-    def log_tail(self, n=40):
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
-
-    def url(self, service):
-        return f"http://127.0.0.1:{self.port}/{service}/services/{service}"
 
 
 # ---------------------------------------------------------------- zeep helpers
@@ -362,7 +210,7 @@ def main():
         return 1
     res = Results()
     workdir = tempfile.mkdtemp(prefix="vnetd-zeep-")
-    d = Daemon(args.bin, workdir)
+    d = Daemon(args.bin, workdir, server_extra='legacy_allow = ["127.0.0.0/8"]\n')
 
     # A SIGTERM/SIGINT/SIGHUP to this script still stops the daemon (via the finally below).
     def interrupted(signum, _frame):
