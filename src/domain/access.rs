@@ -18,7 +18,8 @@ pub struct Event {
     pub account: String,
     pub nas_ip: String,
     pub nas_port: String,
-    /// EventTime, unix seconds.
+    /// EventTime, unix seconds, at most the node time of arrival (the service caps it, so a
+    /// future-dated start cannot hold an IP against the starts that follow it).
     pub at: i64,
 }
 
@@ -45,8 +46,10 @@ pub fn canonical_ip(ip: IpAddr) -> String {
 }
 
 /// Start (ActionType 1): record IP → account; an older session on the same IP is closed. A start
-/// whose EventTime is earlier than the start of the session holding the IP arrived late and
-/// changes nothing. A repeated start of the same session is refreshed, not duplicated.
+/// from the same AAA whose EventTime is earlier than the start of the session holding the IP
+/// arrived late (a retry overtaken by the next start) and changes nothing; between different AAAs,
+/// whose clocks need not agree, the later arrival wins. A repeated start of the same session is
+/// refreshed, not duplicated.
 pub fn start(conn: &Connection, e: &Event, now: i64) -> DbResult<Outcome> {
     let ip = canonical_ip(e.ip);
     let holder: Option<(String, String, i64)> = conn
@@ -56,7 +59,7 @@ pub fn start(conn: &Connection, e: &Event, now: i64) -> DbResult<Outcome> {
     let mut replaced = 0;
     if let Some((aaa, sid, started)) = holder {
         let same = aaa == e.aaa && sid == e.session_id;
-        if !same && started > e.at {
+        if !same && aaa == e.aaa && started > e.at {
             return Ok(Outcome::Superseded);
         }
         if !same {
@@ -169,6 +172,10 @@ mod tests {
         start(&c, &ev("s2", "10.0.0.1", "b", 200), 200).unwrap();
         assert_eq!(start(&c, &ev("s1", "10.0.0.1", "a", 100), 201).unwrap(), Outcome::Superseded);
         assert_eq!(account_at(&c, "10.0.0.1".parse().unwrap(), 201, 3600).unwrap().as_deref(), Some("b"));
+        // Another AAA's clock is not comparable: its start, arriving later, takes the IP.
+        let other = Event { aaa: "3500000000000302".into(), ..ev("t1", "10.0.0.1", "c", 100) };
+        assert_eq!(start(&c, &other, 202).unwrap(), Outcome::Started { replaced: 1 });
+        assert_eq!(account_at(&c, "10.0.0.1".parse().unwrap(), 202, 3600).unwrap().as_deref(), Some("c"));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub fn online_notify(app: &App, call: &Call) -> Resp {
         // The syntax stage has checked both; this is unreachable for a well-formed call.
         return Resp::code(BAD_PARAMETER);
     };
+    let now = app.clock.unix();
     let e = Event {
         aaa: call.caller_id().to_string(),
         session_id: call.get("SessionID").to_string(),
@@ -28,10 +29,9 @@ pub fn online_notify(app: &App, call: &Call) -> Resp {
         account: call.get("Account").to_string(),
         nas_ip: call.get("NASIP").to_string(),
         nas_port: call.get("NASPort").to_string(),
-        at,
+        at: at.min(now),
     };
     let action = call.get("ActionType").to_string();
-    let now = app.clock.unix();
     let ev = e.clone();
     let r = app.store.write(move |c| match action.as_str() {
         "1" => access::start(c, &ev, now),

@@ -112,6 +112,10 @@ fn online_sessions_feed_ip_auth() {
     // A start that arrives late (EventTime before the current session's start) changes nothing.
     assert_code(&notify_at(&d, "1", "fz0591001", "10.1.0.8", "S-OLD", &ts(d.offset_s - 600)), 0, "late start");
     assert_eq!(ip_auth(&d, "10.1.0.8").get("VNetUserID"), id2);
+    // A future-dated start (an AAA clock ahead) counts as arriving now: the next start still wins.
+    assert_code(&notify_at(&d, "1", "fz0591001", "10.1.0.10", "S-F", &ts(d.offset_s + 86_400)), 0, "future-dated start");
+    assert_code(&notify(&d, "1", "059187654321", "10.1.0.10", "S-G"), 0, "the next start");
+    assert_eq!(ip_auth(&d, "10.1.0.10").get("VNetUserID"), id2);
     // An interim for a session the node does not know opens it.
     assert_code(&notify(&d, "3", "fz0591001", "10.1.0.9", "S-4"), 0, "interim of an unknown session");
     assert_eq!(ip_auth(&d, "10.1.0.9").get("VNetUserID"), id);
