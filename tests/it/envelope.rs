@@ -281,10 +281,12 @@ fn response_lists_every_element_in_order_also_on_failure() {
 }
 
 /// Operations of spec section 4 each service's WSDL must list (at least; the table may add more).
-const SPEC_OPS: [(&str, &[&str]); 3] = [
-    ("ProvinceForSP", &["UserAuth", "PhoneNumAuth", "GetUserinfo", "MPhoneRegistry", "GetTime"]),
+const SPEC_OPS: [(&str, &[&str]); 5] = [
+    ("ProvinceForSP", &["UserAuth", "PhoneNumAuth", "IPAuth", "GetUserinfo", "MPhoneRegistry", "GetTime", "TicketValidate", "UserLogout", "PaymentQuery"]),
     ("ProvinceForBSS", &["UserOpen", "UserModify", "UserStatusChange", "PasswordReset", "MPhoneRegistry"]),
     ("ProvinceForVNet", &["UserInfoQueryV3", "GetUserinfo", "PUserStatusNotify", "KeyUpdate"]),
+    ("ProvinceForAAA", &["OnlineNotify"]),
+    ("ProvinceFor168", &["CrossAuth"]),
 ];
 
 /// Spec 11 "Response shape": every response element is always present, so the WSDL declares

@@ -246,7 +246,7 @@ def checks(res, d):
     d.start()
     if res.run("daemon starts and healthcheck answers", d.wait_healthy) is None:
         return
-    res.run("peer add (sp, bss) with the CLI", lambda: (
+    res.run("peer add (sp, bss, aaa, p168) with the CLI", lambda: (
         d.cli("peer", "add", "--id", SP_ID, "--kind", "sp", "--key", sp_key, "--name", "zeep SP"),
         d.cli("peer", "add", "--id", BSS_ID, "--kind", "bss", "--key", bss_key, "--name", "zeep BSS"),
         d.cli("peer", "add", "--id", AAA_ID, "--kind", "aaa", "--key", aaa_key, "--name", "zeep AAA"),
