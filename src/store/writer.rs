@@ -6,7 +6,7 @@ use super::{DbError, DbResult, Health};
 use rusqlite::Connection;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What a job leaves behind after it ran: a reply to send once the commit outcome is known.
@@ -32,16 +32,26 @@ const MAX_BATCH: usize = 512;
 pub struct Writer {
     tx: Mutex<Option<Sender<Msg>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set by `shutdown`: checkpoint the WAL after the last batch. A store merely dropped (an
+    /// operator command ending) leaves the WAL to the daemon.
+    checkpoint_at_end: Arc<AtomicBool>,
 }
 
 impl Writer {
     pub fn start(conn: Connection, health: Arc<Health>) -> DbResult<Writer> {
         let (tx, rx) = channel::<Msg>();
+        let checkpoint_at_end = Arc::new(AtomicBool::new(false));
+        let at_end = checkpoint_at_end.clone();
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || run(conn, rx, &health))
+            .spawn(move || {
+                run(&conn, rx, &health);
+                if at_end.load(Ordering::SeqCst) {
+                    checkpoint(&conn);
+                }
+            })
             .map_err(|e| DbError::Other(format!("cannot start writer thread: {e}")))?;
-        Ok(Writer { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) })
+        Ok(Writer { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), checkpoint_at_end })
     }
 
     pub fn submit<T, F>(&self, f: F) -> DbResult<T>
@@ -94,8 +104,9 @@ impl Writer {
         Ok(rx)
     }
 
-    /// Close the queue and wait for the jobs already in it.
+    /// Close the queue, wait for the jobs already in it, then checkpoint the WAL (TRUNCATE).
     pub fn shutdown(&self) {
+        self.checkpoint_at_end.store(true, Ordering::SeqCst);
         self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = t.join();
@@ -103,7 +114,7 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, rx: Receiver<Msg>, health: &Health) {
+fn run(conn: &Connection, rx: Receiver<Msg>, health: &Health) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut pings = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -119,13 +130,12 @@ fn run(conn: Connection, rx: Receiver<Msg>, health: &Health) {
             }
         }
         if !batch.is_empty() {
-            run_batch(&conn, &mut batch, health);
+            run_batch(conn, &mut batch, health);
         }
         for p in pings.drain(..) {
             let _ = p.try_send(());
         }
     }
-    checkpoint(&conn);
 }
 
 /// At a clean stop, after the last commit: move everything from the WAL into the database file
