@@ -55,9 +55,15 @@ pub enum Cmd {
     User(user::UserCmd),
     /// Write an online, consistent copy of the database to FILE
     Backup { file: PathBuf },
-    /// Replace the database with FILE (a `backup`): refused while the daemon runs; checks FILE's
-    /// integrity and schema version; keeps the replaced database as <db>.replaced-<UTC time>
-    Restore { file: PathBuf },
+    /// Replace the database with a backup FILE (stop the daemon first)
+    ///
+    /// Refused while a daemon holds the database lock (<db>.lock). Checks FILE (integrity_check,
+    /// a vnetd schema version this binary supports), keeps the replaced database as
+    /// <db>.replaced-<UTC time>, and installs the checked copy atomically (mode 0600).
+    Restore {
+        /// A database written by `vnetd backup`
+        file: PathBuf,
+    },
     /// Print the Authenticator of a request: Base64(3DES(SHA1(values concatenated)))
     Authenticator(tools::AuthenticatorArgs),
     /// Print the `enc` form of a value (Base64 of 3DES under the key), for Password fields
