@@ -70,10 +70,13 @@ impl Default for Server {
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
     pub path: PathBuf,
+    /// Seconds the start-up `PRAGMA quick_check` may take before it is stopped (the part checked
+    /// must be sound; a larger database is checked partly); 0 skips the check.
+    pub quick_check_s: u64,
 }
 impl Default for Storage {
     fn default() -> Self {
-        Storage { path: PathBuf::from("./vnetd-data/vnetd.db") }
+        Storage { path: PathBuf::from("./vnetd-data/vnetd.db"), quick_check_s: 10 }
     }
 }
 
@@ -238,6 +241,12 @@ impl Config {
                 errs.push(format!("{key} must be an address like 127.0.0.1:8080"));
             }
         }
+        if self.storage.quick_check_s > 3600 {
+            errs.push("storage.quick_check_s must be at most 3600 (0 skips the start-up check)".into());
+        }
+        if self.storage.path.as_os_str().is_empty() {
+            errs.push("storage.path must not be empty".into());
+        }
         for c in &self.server.legacy_allow {
             if crate::http::cidr::Cidr::parse(c).is_none() {
                 errs.push(format!("server.legacy_allow: {c:?} is not a CIDR"));
@@ -318,6 +327,7 @@ mod tests {
         assert_eq!(c.server.listen, "127.0.0.1:8080");
         assert_eq!(c.server.admin_listen, "127.0.0.1:8081");
         assert_eq!(c.storage.path, PathBuf::from("./vnetd-data/vnetd.db"));
+        assert_eq!(c.storage.quick_check_s, 10);
         assert_eq!(c.security.argon2_m_kib, 19456);
         assert_eq!(c.billing.day_close_minute, 30);
         assert!(c.sync.sync_passwords);

@@ -7,10 +7,12 @@ mod centre_sim;
 mod outbox;
 mod peer;
 mod recon;
+mod restore;
 mod roam;
 mod run;
 mod tools;
 mod user;
+mod watchdog;
 
 use crate::config::Config;
 use clap::{Parser, Subcommand};
@@ -53,6 +55,15 @@ pub enum Cmd {
     User(user::UserCmd),
     /// Write an online, consistent copy of the database to FILE
     Backup { file: PathBuf },
+    /// Replace the database with a backup FILE (stop the daemon first)
+    ///
+    /// Refused while a daemon holds the database lock (<db>.lock). Checks FILE (integrity_check,
+    /// a vnetd schema version this binary supports), keeps the replaced database as
+    /// <db>.replaced-<UTC time>, and installs the checked copy atomically (mode 0600).
+    Restore {
+        /// A database written by `vnetd backup`
+        file: PathBuf,
+    },
     /// Print the Authenticator of a request: Base64(3DES(SHA1(values concatenated)))
     Authenticator(tools::AuthenticatorArgs),
     /// Print the `enc` form of a value (Base64 of 3DES under the key), for Password fields
@@ -81,9 +92,19 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failed> {
     Config::load(path).map_err(Failed)
 }
 
-/// Open the database named by the config (for operator commands).
+/// Open the database named by the config (for operator commands). It must exist: only `run`
+/// creates a database, so a command run with the wrong configuration creates nothing.
 pub fn open_store(cfg: &Config) -> Result<crate::store::Store, Failed> {
-    crate::store::Store::open(&cfg.storage.path).map_err(|e| Failed(format!("cannot open database {}: {e}", cfg.storage.path.display())))
+    let path = &cfg.storage.path;
+    crate::store::Store::open_existing(path).map_err(|e| match e {
+        crate::store::DbError::Missing(_) => Failed(no_database(path)),
+        e => Failed(format!("cannot open database {}: {e}", path.display())),
+    })
+}
+
+/// The refusal of a command that needs an existing database.
+pub fn no_database(path: &std::path::Path) -> String {
+    format!("no database at {}; is --config right?", path.display())
 }
 
 pub fn dispatch(cli: Cli) -> CliResult {
@@ -102,6 +123,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Cmd::Peer(c) => peer::run(&load_config(path)?, c),
         Cmd::User(c) => user::run(&load_config(path)?, c),
         Cmd::Backup { file } => backup::run(&load_config(path)?, &file),
+        Cmd::Restore { file } => restore::run(&load_config(path)?, &file),
         Cmd::Authenticator(a) => tools::authenticator(a),
         Cmd::Encrypt(a) => tools::encrypt(a),
         Cmd::Bench(c) => bench::run(c),

@@ -30,7 +30,12 @@ pub fn run(cfg: Config) -> CliResult {
     if cfg.node.time_offset_s != 0 {
         log::warn!("node time is shifted by time_offset_s = {} s", cfg.node.time_offset_s);
     }
-    let store = super::open_store(&cfg)?;
+    // The database lock first (before anything is created or served): one daemon per database.
+    let db = cfg.storage.path.clone();
+    crate::store::create_dir_for(&db).map_err(|e| Failed(e.to_string()))?;
+    let _db_lock = crate::store::lock::acquire(&db).map_err(Failed)?;
+    start_up_check(&cfg)?;
+    let store = crate::store::Store::open(&db).map_err(|e| Failed(format!("cannot open database {}: {e}", db.display())))?;
     let app = Arc::new(App::new(cfg, clock, store.clone()).map_err(Failed)?);
     // Missed rollovers and day closes are done before the first request is served.
     crate::jobs::catch_up(&app).map_err(|e| Failed(format!("cannot run the jobs missed while down: {e}")))?;
@@ -51,9 +56,13 @@ pub fn run(cfg: Config) -> CliResult {
     );
     logging::audit("daemon_start", &[("version", env!("CARGO_PKG_VERSION"))]);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = super::watchdog::spawn(app.clone()).map_err(|e| Failed(format!("cannot start the watchdog thread: {e}")))?;
     let sig = crate::ops_support::signals::wait_for_shutdown();
     log::info!("{sig} received; shutting down");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    if let Some(w) = watchdog {
+        w.stop();
+    }
     listeners.stop();
     stop_jobs.store(true, std::sync::atomic::Ordering::Relaxed);
     relay.stop();
@@ -62,6 +71,40 @@ pub fn run(cfg: Config) -> CliResult {
     store.shutdown();
     logging::audit("daemon_stop", &[("signal", sig.as_str())]);
     Ok(())
+}
+
+/// The start-up `PRAGMA quick_check`, bounded by `storage.quick_check_s` (0: skipped): refuse to
+/// start on a damaged database.
+fn start_up_check(cfg: &Config) -> CliResult {
+    let (db, secs) = (&cfg.storage.path, cfg.storage.quick_check_s);
+    if secs == 0 || !db.exists() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    use crate::store::QuickCheck;
+    match crate::store::quick_check(db, Duration::from_secs(secs)) {
+        Ok(QuickCheck::Ok) => {
+            log::info!("start-up quick_check of {}: ok ({} ms)", db.display(), started.elapsed().as_millis());
+            Ok(())
+        }
+        Ok(QuickCheck::OutOfTime) => {
+            log::warn!(
+                "start-up quick_check of {} stopped after storage.quick_check_s = {secs} s; the part checked is sound (run `vnetd backup` to check it all)",
+                db.display()
+            );
+            Ok(())
+        }
+        Ok(QuickCheck::Damaged(what)) => {
+            let msg = format!("database {} is damaged (start-up quick_check: {what}); refusing to start: restore a backup (`vnetd restore FILE`)", db.display());
+            log::error!("{msg}");
+            Err(Failed(msg))
+        }
+        Err(e) => {
+            let msg = format!("cannot check database {}: {e}; refusing to start", db.display());
+            log::error!("{msg}");
+            Err(Failed(msg))
+        }
+    }
 }
 
 /// GET /healthz on the admin listener; exit 0 iff it answers 200.

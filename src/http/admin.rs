@@ -1,5 +1,5 @@
-//! The admin listener: `/healthz` (the database answers), `/readyz` (also the listeners are up and the
-//! outbox relay is running),
+//! The admin listener: `/healthz` (the database answers), `/readyz` (also the listeners are up, the
+//! outbox relay is running and no database failure is held against the node: store::health),
 //! `/metrics` (Prometheus text format).
 
 use super::{respond, text};
@@ -26,6 +26,8 @@ pub fn handle(app: &App, soap: &Server, rq: Request) {
             let listening = soap.server_addr().to_ip().is_some();
             if !db_ok(app) || !listening {
                 text(rq, 503, "not ready\n")
+            } else if let Some(why) = app.store.health().unready() {
+                text(rq, 503, &format!("not ready: {why}\n"))
             } else if !relay_alive(app) {
                 text(rq, 503, "not ready: outbox relay stopped\n")
             } else {

@@ -43,6 +43,7 @@ pub fn dispatch(app: &App, service: Service, body: &[u8], content_type: Option<&
         return refused(app, service, env.version, "unknown operation");
     };
     let values = collect(op, &env.op);
+    let _db_op = crate::store::OpScope::enter(op.name);
     let (resp, caller) = process(app, op, values);
     app.metrics.record_request(service.name(), op.name, resp.result, started.elapsed().as_secs_f64());
     let gb = caller.as_ref().is_some_and(|p| p.gb2312);

@@ -1,11 +1,14 @@
 //! SQLite storage: WAL, `synchronous=FULL`, one writer thread with group commit, a small pool of
 //! read connections. A write returns only after its transaction has committed (spec 10).
 
+pub mod health;
+pub mod lock;
 pub(crate) mod migrations;
 mod writer;
 pub use writer::{COMMITS, JOBS};
 
 pub use migrations::LATEST as SCHEMA_VERSION;
+pub use health::{Health, OpScope};
 pub use writer::Writer;
 
 use rusqlite::{Connection, OpenFlags};
@@ -19,6 +22,8 @@ pub enum DbError {
     Sqlite(rusqlite::Error),
     /// The writer thread is gone (shutdown or a fatal error).
     WriterGone,
+    /// `open_existing` found no database file.
+    Missing(PathBuf),
     Other(String),
 }
 impl std::fmt::Display for DbError {
@@ -26,6 +31,7 @@ impl std::fmt::Display for DbError {
         match self {
             DbError::Sqlite(e) => write!(f, "sqlite: {e}"),
             DbError::WriterGone => write!(f, "database writer stopped"),
+            DbError::Missing(p) => write!(f, "no database at {}", p.display()),
             DbError::Other(s) => write!(f, "{s}"),
         }
     }
@@ -43,6 +49,18 @@ impl DbError {
         matches!(self, DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
             if matches!(e.code, SystemIoFailure | DiskFull | CannotOpen | ReadOnly | DatabaseCorrupt | NotADatabase))
     }
+
+    /// The database file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB): it does not heal by itself.
+    pub fn is_corrupt(&self) -> bool {
+        use rusqlite::ffi::ErrorCode::*;
+        matches!(self, DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) if matches!(e.code, DatabaseCorrupt | NotADatabase))
+    }
+
+    /// A failure of the database itself (disk, corruption, the writer gone), as opposed to a
+    /// constraint or a domain error: these make /readyz unready (see `health`).
+    pub fn is_failure(&self) -> bool {
+        self.is_disk() || matches!(self, DbError::WriterGone)
+    }
 }
 
 pub type DbResult<T> = Result<T, DbError>;
@@ -57,6 +75,7 @@ struct StoreInner {
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
     readers_cv: Condvar,
+    health: Arc<Health>,
 }
 
 const READERS: usize = 8;
@@ -73,22 +92,44 @@ fn open_conn(path: &Path, flags: OpenFlags) -> DbResult<Connection> {
     Ok(conn)
 }
 
+/// Create the directory of the database at `path` (mode 0700) when it is missing.
+pub fn create_dir_for(path: &Path) -> DbResult<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| DbError::Other(format!("cannot create {}: {e}", dir.display())))?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Open (creating the file and its directory with mode 0700/0600 when missing), migrate, start
-    /// the writer thread.
+    /// the writer thread. Only `vnetd run` (and tests and benchmarks) create a database.
     pub fn open(path: &Path) -> DbResult<Store> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                use std::os::unix::fs::DirBuilderExt;
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|e| DbError::Other(format!("cannot create {}: {e}", dir.display())))?;
-            }
+        Store::open_inner(path, true)
+    }
+
+    /// As `open`, but a missing database (or directory) is `DbError::Missing` and nothing is
+    /// created: operator commands use this, so a wrong `--config` cannot make a new empty database.
+    pub fn open_existing(path: &Path) -> DbResult<Store> {
+        if !path.is_file() {
+            return Err(DbError::Missing(path.to_path_buf()));
+        }
+        Store::open_inner(path, false)
+    }
+
+    fn open_inner(path: &Path, create: bool) -> DbResult<Store> {
+        let create_flag = if create { OpenFlags::SQLITE_OPEN_CREATE } else { OpenFlags::empty() };
+        if create {
+            create_dir_for(path)?;
         }
         let fresh = !path.exists();
-        let mut conn = open_conn(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+        let mut conn = open_conn(path, OpenFlags::SQLITE_OPEN_READ_WRITE | create_flag)?;
         if fresh {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
@@ -102,15 +143,28 @@ impl Store {
         for _ in 0..READERS {
             readers.push(open_conn(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?);
         }
-        let writer = Writer::start(conn)?;
+        let health = Arc::new(Health::default());
+        let writer = Writer::start(conn, health.clone())?;
         Ok(Store {
             inner: Arc::new(StoreInner {
                 path: path.to_path_buf(),
                 writer,
                 readers: Mutex::new(readers),
                 readers_cv: Condvar::new(),
+                health,
             }),
         })
+    }
+
+    /// What /readyz reports: `Some(reason)` while the database is considered failing.
+    pub fn health(&self) -> &Health {
+        &self.inner.health
+    }
+
+    /// Ask the writer thread to answer once it is between batches (the watchdog's probe); the
+    /// receiver gets `()` when it did.
+    pub fn ping_writer(&self) -> DbResult<std::sync::mpsc::Receiver<()>> {
+        self.inner.writer.ping()
     }
 
     pub fn path(&self) -> &Path {
@@ -118,27 +172,37 @@ impl Store {
     }
 
     /// Run `f` in the writer's transaction; returns after the commit.
+    #[track_caller]
     pub fn write<T, F>(&self, f: F) -> DbResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> DbResult<T> + Send + 'static,
     {
-        self.inner.writer.submit(f)
+        let at = std::panic::Location::caller();
+        let out = self.inner.writer.submit(f);
+        self.inner.health.observe("write", at, out.as_ref().err());
+        out
     }
 
     /// As `write`, but `f` also decides whether its writes are kept (`true`) or rolled back
     /// (`false`); its answer is returned either way.
+    #[track_caller]
     pub fn write_with<T, F>(&self, f: F) -> DbResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> DbResult<(T, bool)> + Send + 'static,
     {
-        self.inner.writer.submit_with(f)
+        let at = std::panic::Location::caller();
+        let out = self.inner.writer.submit_with(f);
+        self.inner.health.observe("write", at, out.as_ref().err());
+        out
     }
 
     /// Run `f` on a read connection (a consistent snapshot for the duration of `f` if it opens
     /// a transaction; single statements are always consistent).
+    #[track_caller]
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> DbResult<T>) -> DbResult<T> {
+        let at = std::panic::Location::caller();
         let conn = {
             let mut pool = self.inner.readers.lock().unwrap_or_else(|e| e.into_inner());
             loop {
@@ -151,6 +215,7 @@ impl Store {
         let out = f(&conn);
         self.inner.readers.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
         self.inner.readers_cv.notify_one();
+        self.inner.health.observe("read", at, out.as_ref().err());
         out
     }
 
@@ -173,6 +238,49 @@ impl Store {
     /// Stop the writer after the jobs already queued (shutdown).
     pub fn shutdown(&self) {
         self.inner.writer.shutdown();
+    }
+}
+
+/// What the start-up `PRAGMA quick_check` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum QuickCheck {
+    Ok,
+    /// Stopped at the time budget (a large database): what was checked was fine.
+    OutOfTime,
+    /// The check's first findings (or the error that stopped it: a damaged page).
+    Damaged(String),
+}
+
+/// `PRAGMA quick_check` of the database at `path` (which exists), interrupted after `budget`
+/// (sqlite3_interrupt from a timer thread): O(N) over every page, without the index-content
+/// cross-checks of integrity_check. Errors other than damage (cannot open) are `Err`.
+pub fn quick_check(path: &Path, budget: Duration) -> DbResult<QuickCheck> {
+    let conn = open_conn(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let handle = conn.get_interrupt_handle();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let timer = std::thread::Builder::new()
+        .name("quick-check".into())
+        .spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(budget) {
+                handle.interrupt();
+            }
+        })
+        .map_err(|e| DbError::Other(format!("cannot start the quick_check timer: {e}")))?;
+    let found = (|| -> rusqlite::Result<Vec<String>> {
+        let mut st = conn.prepare("PRAGMA quick_check(20)")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect()
+    })();
+    let _ = done_tx.send(());
+    let _ = timer.join();
+    match found {
+        Ok(rows) if rows.len() == 1 && rows[0] == "ok" => Ok(QuickCheck::Ok),
+        Ok(rows) => Ok(QuickCheck::Damaged(rows.join("; "))),
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::OperationInterrupted => Ok(QuickCheck::OutOfTime),
+        Err(e) => {
+            let e = DbError::Sqlite(e);
+            if e.is_corrupt() { Ok(QuickCheck::Damaged(e.to_string())) } else { Err(e) }
+        }
     }
 }
 

@@ -2,17 +2,24 @@
 //! waiting in one transaction (each inside its own SAVEPOINT so a failing job leaves nothing
 //! behind), commits once, and only then answers each caller. One fsync serves many requests.
 
-use super::{DbError, DbResult};
+use super::{DbError, DbResult, Health};
 use rusqlite::Connection;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// What a job leaves behind after it ran: a reply to send once the commit outcome is known.
 type Reply = Box<dyn FnOnce(Option<&DbError>) + Send>;
 /// A job runs on the connection, or is told why it cannot run.
 type Job = Box<dyn FnOnce(Result<&Connection, &DbError>) -> (bool, Reply) + Send>;
+
+/// What the writer thread is handed.
+enum Msg {
+    Job(Job),
+    /// Answer when between batches: the watchdog's proof that the writer makes progress.
+    Ping(std::sync::mpsc::SyncSender<()>),
+}
 
 /// Transactions committed and write jobs run since start (exported as metrics: jobs per commit
 /// is what group commit buys).
@@ -23,18 +30,28 @@ pub static JOBS: AtomicU64 = AtomicU64::new(0);
 const MAX_BATCH: usize = 512;
 
 pub struct Writer {
-    tx: Mutex<Option<Sender<Job>>>,
+    tx: Mutex<Option<Sender<Msg>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set by `shutdown`: checkpoint the WAL after the last batch. A store merely dropped (an
+    /// operator command ending) leaves the WAL to the daemon.
+    checkpoint_at_end: Arc<AtomicBool>,
 }
 
 impl Writer {
-    pub fn start(conn: Connection) -> DbResult<Writer> {
-        let (tx, rx) = channel::<Job>();
+    pub fn start(conn: Connection, health: Arc<Health>) -> DbResult<Writer> {
+        let (tx, rx) = channel::<Msg>();
+        let checkpoint_at_end = Arc::new(AtomicBool::new(false));
+        let at_end = checkpoint_at_end.clone();
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || {
+                run(&conn, rx, &health);
+                if at_end.load(Ordering::SeqCst) {
+                    checkpoint(&conn);
+                }
+            })
             .map_err(|e| DbError::Other(format!("cannot start writer thread: {e}")))?;
-        Ok(Writer { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) })
+        Ok(Writer { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), checkpoint_at_end })
     }
 
     pub fn submit<T, F>(&self, f: F) -> DbResult<T>
@@ -73,13 +90,23 @@ impl Writer {
         {
             let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
             let sender = guard.as_ref().ok_or(DbError::WriterGone)?;
-            sender.send(job).map_err(|_| DbError::WriterGone)?;
+            sender.send(Msg::Job(job)).map_err(|_| DbError::WriterGone)?;
         }
         reply_rx.recv().map_err(|_| DbError::WriterGone)?
     }
 
-    /// Close the queue and wait for the jobs already in it.
+    /// Queue a ping without waiting for it; the receiver gets `()` once the writer reached it.
+    pub fn ping(&self) -> DbResult<Receiver<()>> {
+        let (tx, rx) = sync_channel(1);
+        let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let sender = guard.as_ref().ok_or(DbError::WriterGone)?;
+        sender.send(Msg::Ping(tx)).map_err(|_| DbError::WriterGone)?;
+        Ok(rx)
+    }
+
+    /// Close the queue, wait for the jobs already in it, then checkpoint the WAL (TRUNCATE).
     pub fn shutdown(&self) {
+        self.checkpoint_at_end.store(true, Ordering::SeqCst);
         self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = t.join();
@@ -87,25 +114,64 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, rx: Receiver<Job>) {
+fn run(conn: &Connection, rx: Receiver<Msg>, health: &Health) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut pings = Vec::new();
     while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
+        test_hook_hang();
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Job(j) => batch.push(j),
+                Msg::Ping(p) => pings.push(p),
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
             }
         }
-        run_batch(&conn, &mut batch);
+        if !batch.is_empty() {
+            run_batch(conn, &mut batch, health);
+        }
+        for p in pings.drain(..) {
+            let _ = p.try_send(());
+        }
     }
 }
 
-fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
+/// At a clean stop, after the last commit: move everything from the WAL into the database file
+/// and truncate the WAL, so `vnetd.db` alone is complete (a copy of it is a whole database).
+fn checkpoint(conn: &Connection) {
+    let r = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)));
+    match r {
+        Ok((0, _, _)) => log::info!("database checkpointed: the WAL is empty and the database file is complete"),
+        Ok((_, log_pages, done)) => log::warn!(
+            "WAL checkpoint at stop was blocked by another connection ({done} of {log_pages} pages copied); keep the -wal file with the database"
+        ),
+        Err(e) => log::warn!("WAL checkpoint at stop failed: {e}; keep the -wal file with the database"),
+    }
+}
+
+/// Debug builds only (the integration tests): while the file named by `VNETD_TEST_HANG_WRITER`
+/// exists, the writer thread stops before its next batch, as a writer stuck on a hung disk
+/// would. Release builds have no such hook.
+fn test_hook_hang() {
+    #[cfg(debug_assertions)]
+    if let Some(flag) = std::env::var_os("VNETD_TEST_HANG_WRITER") {
+        let flag = std::path::PathBuf::from(flag);
+        while flag.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+fn run_batch(conn: &Connection, batch: &mut Vec<Job>, health: &Health) {
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = DbError::Sqlite(e);
         log::error!("cannot begin write transaction: {err}");
+        if err.is_failure() {
+            health.record("BEGIN of a write transaction".into(), err.to_string(), err.is_corrupt());
+        }
         for job in batch.drain(..) {
             let (_, reply) = job(Err(&err));
             reply(None);
@@ -129,6 +195,9 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
     let commit = conn.execute_batch("COMMIT").map_err(DbError::Sqlite);
     if let Err(e) = &commit {
         log::error!("commit failed, {} writes rolled back: {e}", replies.len());
+        if e.is_failure() {
+            health.record("COMMIT of a write transaction".into(), e.to_string(), e.is_corrupt());
+        }
         let _ = conn.execute_batch("ROLLBACK");
     }
     if commit.is_ok() {
