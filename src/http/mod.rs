@@ -58,6 +58,7 @@ impl Listeners {
         let admin = Arc::new(
             Server::http_with_limits(admin_addr, admin_limits).map_err(|e| format!("cannot listen on {admin_addr}: {e}"))?,
         );
+        admin::declare_series(&app);
         let stopping = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for i in 0..workers(SOAP_WORKERS, app.cfg.server.max_connections as usize) {
@@ -74,7 +75,7 @@ impl Listeners {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("admin-{i}"))
-                    .spawn(move || serve(&server, &stopping, |rq| admin::handle(&app, &soap, rq)))
+                    .spawn(move || serve(&server, &stopping, |rq| admin::handle(&app, &soap, &server, rq)))
                     .map_err(|e| format!("cannot start worker: {e}"))?,
             );
         }
@@ -151,7 +152,8 @@ fn read_body(app: &App, rq: &mut Request) -> Result<Vec<u8>, u16> {
     }
 }
 
-fn body_error(rq: Request, status: u16) {
+fn body_error(app: &App, rq: Request, status: u16) {
+    admin::count_refused(app, "soap", status);
     match status {
         413 => text(rq, 413, "request body too large\n"),
         _ => text(rq, 408, "request body not received in time\n"),
@@ -164,7 +166,7 @@ fn handle_web(app: &App, mut rq: Request, path: String, query: String) {
     let body = if method == "POST" {
         match read_body(app, &mut rq) {
             Ok(b) => b,
-            Err(status) => return body_error(rq, status),
+            Err(status) => return body_error(app, rq, status),
         }
     } else {
         Vec::new()
@@ -232,7 +234,7 @@ fn handle_soap(app: &App, mut rq: Request) {
         Method::Post => {
             let body = match read_body(app, &mut rq) {
                 Ok(b) => b,
-                Err(status) => return body_error(rq, status),
+                Err(status) => return body_error(app, rq, status),
             };
             let ct = rq.headers().iter().find(|h| h.field.equiv("Content-Type")).map(|h| h.value.as_str().to_string());
             let Reply { status, content_type, body } = match endpoint {

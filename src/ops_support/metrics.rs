@@ -75,6 +75,8 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     families: RwLock<HashMap<&'static str, Handle>>,
     refused: Counter,
+    /// The totals `sync_counter` saw last, by name and labels.
+    synced: Mutex<HashMap<(&'static str, Labels), u64>>,
 }
 
 impl Default for Metrics {
@@ -117,7 +119,7 @@ impl Metrics {
         let mut registry = Registry::default();
         let refused = Counter::default();
         registry.register(REFUSED_NAME, REFUSED_HELP, refused.clone());
-        Metrics { registry: Mutex::new(registry), families: RwLock::new(HashMap::new()), refused }
+        Metrics { registry: Mutex::new(registry), families: RwLock::new(HashMap::new()), refused, synced: Mutex::default() }
     }
 
     /// The family `name`, registered on first use by `make`.
@@ -158,17 +160,18 @@ impl Metrics {
         }
     }
 
-    /// Raises a counter to `total` (a count kept elsewhere, e.g. by the HTTP library), read at
-    /// scrape time. A `total` below the current value changes nothing.
+    /// Adds to a counter what a count kept elsewhere (e.g. by the HTTP library, read at scrape
+    /// time) gained since the last call with the same name and labels. Other updates of the
+    /// same series (`inc_counter`) add to it independently.
     pub fn sync_counter(&self, name: &'static str, help: &'static str, labels: &[(&'static str, &str)], total: u64) {
-        if let Some((f, n)) = self.counter_family(name, help) {
-            with_series!(self, f, n, labels, |c| {
-                let now = c.get();
-                if total > now {
-                    c.inc_by(total - now);
-                }
-            });
-        }
+        let delta = {
+            let mut synced = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
+            let last = synced.entry((name, labels_of(labels))).or_insert(0);
+            let d = total.saturating_sub(*last);
+            *last = (*last).max(total);
+            d
+        };
+        self.inc_counter(name, help, labels, delta);
     }
 
     /// Sets a gauge.
@@ -270,12 +273,13 @@ mod tests {
     }
 
     #[test]
-    fn sync_counter_only_rises() {
+    fn sync_counter_adds_what_the_source_gained() {
         let m = Metrics::new();
         m.sync_counter("x_total", "X", &[("status", "503")], 4);
+        m.inc_counter("x_total", "X", &[("status", "503")], 1);
         m.sync_counter("x_total", "X", &[("status", "503")], 2);
         m.sync_counter("x_total", "X", &[("status", "503")], 9);
-        assert_eq!(value(&m.render(), "x_total{status=\"503\"}"), Some(9.0));
+        assert_eq!(value(&m.render(), "x_total{status=\"503\"}"), Some(10.0));
     }
 
     #[test]
