@@ -78,7 +78,12 @@ pub enum Cmd {
 }
 
 pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failed> {
-    Config::load(path).map_err(Failed)
+    let cfg = Config::load(path).map_err(Failed)?;
+    // Log lines carry the node's UTC offset (`[node] timezone`).
+    if let Some(tz) = crate::clock::parse_utc_offset(&cfg.node.timezone) {
+        crate::ops_support::logging::set_utc_offset(tz);
+    }
+    Ok(cfg)
 }
 
 /// Open the database named by the config (for operator commands).

@@ -137,7 +137,7 @@ fn text(rq: Request, status: u16, msg: &str) {
 
 /// Read a request body of at most `max_body_bytes`; Err is the answer already sent.
 fn read_body(app: &App, rq: &mut Request) -> Result<Vec<u8>, u16> {
-    let max = app.cfg.server.max_body_bytes;
+    let max = app.live.max_body_bytes.load(Ordering::Relaxed);
     if rq.body_length().is_some_and(|n| n as u64 > max) {
         return Err(413);
     }
@@ -238,7 +238,7 @@ fn handle_soap(app: &App, mut rq: Request) {
             };
             let ct = rq.headers().iter().find(|h| h.field.equiv("Content-Type")).map(|h| h.value.as_str().to_string());
             let Reply { status, content_type, body } = match endpoint {
-                Endpoint::Service(s) => pipeline::dispatch(app, s, &body, ct.as_deref()),
+                Endpoint::Service(s) => pipeline::dispatch(app, s, &body, ct.as_deref(), rq.remote_addr().map(|a| a.ip())),
                 Endpoint::Legacy => legacy::dispatch(app, &body, ct.as_deref()),
             };
             respond(rq, status, &content_type, body);
