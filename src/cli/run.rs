@@ -51,7 +51,7 @@ pub fn run(cfg: Config) -> CliResult {
     );
     logging::audit("daemon_start", &[("version", env!("CARGO_PKG_VERSION"))]);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    let sig = crate::ops_support::signals::wait_for_shutdown();
+    let sig = crate::ops_support::signals::wait_for_shutdown(|| crate::ops_support::reload::reload(&app, &listeners.soap, listeners.soap_workers));
     log::info!("{sig} received; shutting down");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     listeners.stop();

@@ -43,6 +43,8 @@ pub fn limits(app: &App) -> tiny_http::Limits {
 pub struct Listeners {
     pub soap: Arc<Server>,
     pub admin: Arc<Server>,
+    /// Worker threads of the SOAP listener (the highest connection cap a SIGHUP may set).
+    pub soap_workers: usize,
     threads: Vec<std::thread::JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
 }
@@ -79,7 +81,8 @@ impl Listeners {
                     .map_err(|e| format!("cannot start worker: {e}"))?,
             );
         }
-        Ok(Listeners { soap, admin, threads, stopping })
+        let soap_workers = workers(SOAP_WORKERS, app.cfg.server.max_connections as usize);
+        Ok(Listeners { soap, admin, soap_workers, threads, stopping })
     }
 
     pub fn soap_addr(&self) -> Option<std::net::SocketAddr> {

@@ -3,4 +3,5 @@ pub mod logging;
 pub mod metrics;
 pub mod ratelog;
 pub mod reach;
+pub mod reload;
 pub mod signals;

@@ -36,10 +36,17 @@ pub fn call(app: &App, op: &str, fields: Vec<(String, String)>, encrypt: &[&str]
         }
         Err(e) => {
             app.metrics.inc_counter("vnetd_centre_calls_total", "Synchronous calls to the centre by operation and outcome", &[("operation", op), ("outcome", "failed")], 1);
-            log::debug!("centre call {op} failed: {e}");
+            // Not answering: one warning when it starts and one when it ends (`reach`), each
+            // attempt at debug. An answer that is not a business answer: a warning each time.
             match e {
-                outbound::CallError::Transport(_) | outbound::CallError::Status(_) => app.reach.failed(&app.metrics, crate::outbox::CENTRE, &url, &e),
-                _ => app.reach.answered(&app.metrics, crate::outbox::CENTRE, &url),
+                outbound::CallError::Transport(_) | outbound::CallError::Status(_) => {
+                    log::debug!("centre call {op} failed: {e}");
+                    app.reach.failed(&app.metrics, crate::outbox::CENTRE, &url, &e);
+                }
+                _ => {
+                    log::warn!("centre call {op} failed: {e}");
+                    app.reach.answered(&app.metrics, crate::outbox::CENTRE, &url);
+                }
             }
             Err(unavailable())
         }
