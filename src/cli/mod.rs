@@ -40,6 +40,12 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Run the daemon
+    ///
+    /// SIGTERM or SIGINT stop it. SIGHUP re-reads the configuration file and applies, without
+    /// closing connections: log.level, log.refusal_burst, log.refusal_window_s,
+    /// server.max_body_bytes, server.max_connections (up to the worker pool started with the
+    /// daemon) and the peer table (read from the database at once). Other keys need a restart;
+    /// an invalid file is logged and ignored.
     Run,
     /// Read and validate the configuration, then exit
     CheckConfig,

@@ -205,10 +205,10 @@ impl Metrics {
     /// Result 0 and the duration histogram.
     pub fn declare_request(&self, service: &str, operation: &str) {
         if let Some((f, n)) = self.counter_family(REQUESTS, REQUESTS_HELP) {
-            with_series!(self, f, n, &[("service", service), ("operation", operation), ("result", "0")], |_c| ());
+            with_series!(self, f, n, &[("service", service), ("operation", operation), ("result", "0")], |c| drop(c));
         }
         if let Some((f, n)) = self.histogram_family(DURATION, DURATION_HELP) {
-            with_series!(self, f, n, &[("service", service), ("operation", operation)], |_h| ());
+            with_series!(self, f, n, &[("service", service), ("operation", operation)], |h| drop(h));
         }
     }
 
