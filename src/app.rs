@@ -27,6 +27,18 @@ pub struct App {
     pub dummy_phc: String,
     /// CSRF tokens of the browser forms, under a secret kept in the database.
     pub csrf: crate::web::csrf::Csrf,
+    /// Info lines for refused requests, rate-limited per caller.
+    pub refusal_log: crate::ops_support::ratelog::RefusalLog,
+    /// Which destinations (centre, SPs) are failing: a warning when one goes down or comes back.
+    pub reach: crate::ops_support::reach::Reachability,
+    /// Settings a SIGHUP may change while running (the rest of `cfg` is fixed at start).
+    pub live: Live,
+}
+
+/// Settings reloaded on SIGHUP (see README "Configuration").
+pub struct Live {
+    /// `[server] max_body_bytes`, checked for each request body.
+    pub max_body_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// Queue length of the hashing pool per thread: beyond it logins answer "busy".
@@ -51,6 +63,12 @@ impl App {
             centre_client: crate::outbound::Client::new(std::time::Duration::from_millis(cfg.sync.centre_timeout_ms.max(100))),
             dummy_phc,
             csrf: crate::web::csrf::Csrf::new(csrf_key),
+            refusal_log: crate::ops_support::ratelog::RefusalLog::new(
+                cfg.log.refusal_burst,
+                std::time::Duration::from_secs(cfg.log.refusal_window_s.max(1)),
+            ),
+            reach: Default::default(),
+            live: Live { max_body_bytes: std::sync::atomic::AtomicU64::new(cfg.server.max_body_bytes) },
             cfg,
             clock,
             store,

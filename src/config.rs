@@ -179,10 +179,14 @@ pub struct Log {
     /// config file, else syslog).
     pub target: Option<String>,
     pub level: String,
+    /// Refused requests logged per caller (or source address) per `refusal_window_s`; the
+    /// rest are counted in one summary line per window.
+    pub refusal_burst: u32,
+    pub refusal_window_s: u64,
 }
 impl Default for Log {
     fn default() -> Self {
-        Log { target: None, level: "info".into() }
+        Log { target: None, level: "info".into(), refusal_burst: 10, refusal_window_s: 60 }
     }
 }
 
@@ -298,6 +302,9 @@ impl Config {
             if t != "syslog" && t != "stderr" {
                 errs.push(format!("log.target must be \"syslog\" or \"stderr\", not {t:?}"));
             }
+        }
+        if self.log.refusal_window_s == 0 {
+            errs.push("log.refusal_window_s must be at least 1".into());
         }
         if self.log.level.parse::<log::LevelFilter>().is_err() {
             errs.push(format!("log.level {:?} is not one of error, warn, info, debug, trace", self.log.level));

@@ -107,7 +107,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         opts.clock_offset_s
     );
     eprintln!("centre-sim listening on {addr}");
-    let sig = crate::ops_support::signals::wait_for_shutdown();
+    let sig = crate::ops_support::signals::wait_for_shutdown(|| log::info!("SIGHUP ignored: the centre simulator has no reloadable settings"));
     log::info!("centre-sim: {sig} received; stopping");
     stopping.store(true, Ordering::SeqCst);
     for _ in 0..threads.len() {

@@ -629,7 +629,7 @@ fn store_counters(cfg: &Config) -> Option<(f64, f64)> {
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let value = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok());
-    Some((value("vnetd_store_commits")?, value("vnetd_store_write_jobs")?))
+    Some((value("vnetd_store_commits_total")?, value("vnetd_store_write_jobs_total")?))
 }
 
 fn soap_ok(status: u16, body: &[u8]) -> bool {

@@ -42,6 +42,12 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Run the daemon
+    ///
+    /// SIGTERM or SIGINT stop it. SIGHUP re-reads the configuration file and applies, without
+    /// closing connections: log.level, log.refusal_burst, log.refusal_window_s,
+    /// server.max_body_bytes, server.max_connections (up to the worker pool started with the
+    /// daemon) and the peer table (read from the database at once). Other keys need a restart;
+    /// an invalid file is logged and ignored.
     Run,
     /// Read and validate the configuration, then exit
     CheckConfig,
@@ -89,7 +95,12 @@ pub enum Cmd {
 }
 
 pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failed> {
-    Config::load(path).map_err(Failed)
+    let cfg = Config::load(path).map_err(Failed)?;
+    // Log lines carry the node's UTC offset (`[node] timezone`).
+    if let Some(tz) = crate::clock::parse_utc_offset(&cfg.node.timezone) {
+        crate::ops_support::logging::set_utc_offset(tz);
+    }
+    Ok(cfg)
 }
 
 /// Open the database named by the config (for operator commands). It must exist: only `run`

@@ -57,7 +57,7 @@ pub fn run(cfg: Config) -> CliResult {
     logging::audit("daemon_start", &[("version", env!("CARGO_PKG_VERSION"))]);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let watchdog = super::watchdog::spawn(app.clone()).map_err(|e| Failed(format!("cannot start the watchdog thread: {e}")))?;
-    let sig = crate::ops_support::signals::wait_for_shutdown();
+    let sig = crate::ops_support::signals::wait_for_shutdown(|| crate::ops_support::reload::reload(&app, &listeners.soap, listeners.soap_workers));
     log::info!("{sig} received; shutting down");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     if let Some(w) = watchdog {

@@ -16,7 +16,7 @@ fn relay_alive(app: &App) -> bool {
     hb != 0 && (app.clock.unix() - hb).abs() <= 10
 }
 
-pub fn handle(app: &App, soap: &Server, rq: Request) {
+pub fn handle(app: &App, soap: &Server, admin: &Server, rq: Request) {
     let path = rq.url().split('?').next().unwrap_or("").to_string();
     match path.as_str() {
         "/healthz" => {
@@ -35,8 +35,8 @@ pub fn handle(app: &App, soap: &Server, rq: Request) {
             }
         }
         "/metrics" => {
-            refresh_gauges(app, soap);
-            respond(rq, 200, "text/plain; version=0.0.4; charset=utf-8", app.metrics.render().into_bytes());
+            refresh_gauges(app, soap, admin);
+            respond(rq, 200, crate::ops_support::metrics::CONTENT_TYPE, app.metrics.render().into_bytes());
         }
         _ => text(rq, 404, "not found\n"),
     }
@@ -45,13 +45,114 @@ pub fn handle(app: &App, soap: &Server, rq: Request) {
 /// Destinations the outbox gauges have shown.
 static OUTBOX_DESTINATIONS: std::sync::Mutex<std::collections::BTreeSet<String>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
 
-/// Gauges read at scrape time.
-fn refresh_gauges(app: &App, soap: &Server) {
+pub const HTTP_REFUSED: &str = "vnetd_http_refused_total";
+pub const HTTP_REFUSED_HELP: &str =
+    "HTTP answers refusing a request before it reached an operation, by listener and status (400, 408, 414, 431, 503 from the HTTP layer; 413, 408 for bodies)";
+/// The statuses of `vnetd_http_refused_total`.
+const REFUSED_STATUSES: [&str; 6] = ["400", "408", "413", "414", "431", "503"];
+
+/// Counts an answer refusing a request on `listener` ("soap" or "admin").
+pub fn count_refused(app: &App, listener: &'static str, status: u16) {
+    app.metrics.inc_counter(HTTP_REFUSED, HTTP_REFUSED_HELP, &[("listener", listener), ("status", &status.to_string())], 1);
+}
+
+/// Creates every series whose label values are known at start-up, at zero, so that a scrape
+/// right after start shows the whole set (rates and alerts need the zero before the first event).
+pub fn declare_series(app: &App) {
+    let m = &app.metrics;
+    for op in crate::ops::table::OPS {
+        m.declare_request(op.service.name(), op.name);
+    }
+    m.declare_request(crate::ops::legacy::SERVICE, "getUserProduct");
+    for s in crate::ops::Service::ALL {
+        m.inc_counter("vnetd_soap_faults_total", "SOAP requests refused with a Client fault", &[("service", s.name())], 0);
+    }
+    m.inc_counter("vnetd_soap_faults_total", "SOAP requests refused with a Client fault", &[("service", crate::ops::legacy::SERVICE)], 0);
+    for result in ["ok", "failed", "locked"] {
+        m.inc_counter("vnetd_logins_total", "Password logins by outcome", &[("result", result)], 0);
+    }
+    m.inc_counter("vnetd_hash_busy_total", "Logins refused because the hashing pool was full", &[], 0);
+    m.inc_counter("vnetd_lockouts_total", "Accounts locked after repeated failures", &[], 0);
+    for result in ["ok", "refused"] {
+        m.inc_counter("vnetd_tickets_total", "TicketValidate outcomes", &[("result", result)], 0);
+    }
+    for outcome in ["start", "start_replacing", "late_start_ignored", "stop", "stop_unknown", "interim"] {
+        m.inc_counter("vnetd_online_events_total", "OnlineNotify events by outcome", &[("outcome", outcome)], 0);
+    }
+    for reason in ["invalid", "stale", "foreign_return_url", "csrf"] {
+        m.inc_counter("vnetd_web_refused_total", "Browser requests refused (bad token, CSRF)", &[("reason", reason)], 0);
+    }
+    for op in ["RoamAuthV2", "Charge"] {
+        for outcome in ["answered", "failed"] {
+            m.inc_counter("vnetd_centre_calls_total", "Synchronous calls to the centre by operation and outcome", &[("operation", op), ("outcome", outcome)], 0);
+        }
+    }
+    for stream in crate::outbox::relay::STREAMS {
+        for outcome in ["delivered", "retry"] {
+            m.inc_counter("vnetd_outbox_batches_total", "BatchSync batches sent by stream and outcome", &[("stream", stream), ("outcome", outcome)], 0);
+        }
+        m.set_gauge("vnetd_sync_stream_stalled", "1 while a BatchSync stream waits for `outbox retry --dead`", &[("stream", stream)], 0.0);
+    }
+    for result in ["-21514", "-21548"] {
+        m.inc_counter(
+            "vnetd_sync_alarms_total",
+            "Deliveries refused for TimeStamp (-21514) or Authenticator (-21548): clocks or keys disagree",
+            &[("destination", crate::outbox::CENTRE), ("result", result)],
+            0,
+        );
+    }
+    m.inc_counter("vnetd_clock_sync_failures_total", "ClockSync exchanges that failed", &[], 0);
+    for outcome in ["renewed", "expired"] {
+        m.inc_counter("vnetd_rollover_orders_total", "Orders handled by the monthly rollover", &[("outcome", outcome)], 0);
+    }
+    for listener in ["soap", "admin"] {
+        for status in REFUSED_STATUSES {
+            m.inc_counter(HTTP_REFUSED, HTTP_REFUSED_HELP, &[("listener", listener), ("status", status)], 0);
+        }
+    }
+    m.inc_counter("vnetd_destination_state_changes_total", DEST_CHANGES_HELP, &[("destination", crate::outbox::CENTRE), ("state", "down")], 0);
+    m.inc_counter("vnetd_destination_state_changes_total", DEST_CHANGES_HELP, &[("destination", crate::outbox::CENTRE), ("state", "up")], 0);
+    // The outbox gauges for every destination a message can go to: the centre and each SP
+    // with a URL (a scrape adds any other destination found in the table).
+    {
+        let mut seen = OUTBOX_DESTINATIONS.lock().unwrap_or_else(|e| e.into_inner());
+        seen.insert(crate::outbox::CENTRE.to_string());
+        for p in app.peers.all() {
+            if p.kind == "sp" && p.url.as_deref().is_some_and(|u| !u.is_empty()) {
+                seen.insert(p.id.clone());
+            }
+        }
+        for dest in seen.iter() {
+            m.set_gauge("vnetd_outbox_backlog", "Messages waiting for delivery", &[("destination", dest)], 0.0);
+            m.set_gauge("vnetd_outbox_oldest_age_seconds", "Age of the oldest waiting message", &[("destination", dest)], 0.0);
+            m.set_gauge("vnetd_outbox_dead_letters", "Dead-lettered messages", &[("destination", dest)], 0.0);
+        }
+    }
+    m.set_gauge("vnetd_clock_offset_seconds", "Offset of the centre clock from node time (ServerTime - midpoint)", &[], 0.0);
+    m.set_gauge("vnetd_clock_alarm", "1 while the centre clock is more than clock_alarm_s away", &[], 0.0);
+    m.set_gauge("vnetd_open_connections", "Open connections on the SOAP listener", &[], 0.0);
+    m.inc_counter(STORE_COMMITS, STORE_COMMITS_HELP, &[], 0);
+    m.inc_counter(STORE_JOBS, STORE_JOBS_HELP, &[], 0);
+}
+
+pub const DEST_CHANGES_HELP: &str = "A destination (the centre, an SP) became unreachable (down) or reachable again (up)";
+const STORE_COMMITS: &str = "vnetd_store_commits_total";
+const STORE_COMMITS_HELP: &str = "Write transactions committed since start (one fsync each)";
+const STORE_JOBS: &str = "vnetd_store_write_jobs_total";
+const STORE_JOBS_HELP: &str = "Write jobs committed since start (many per commit: group commit)";
+
+/// Gauges and library-kept counters read at scrape time.
+fn refresh_gauges(app: &App, soap: &Server, admin: &Server) {
     let m = &app.metrics;
     m.set_gauge("vnetd_open_connections", "Open connections on the SOAP listener", &[], soap.open_connections() as f64);
     use std::sync::atomic::Ordering::Relaxed;
-    m.set_gauge("vnetd_store_commits", "Write transactions committed since start (one fsync each)", &[], crate::store::COMMITS.load(Relaxed) as f64);
-    m.set_gauge("vnetd_store_write_jobs", "Write jobs committed since start (many per commit: group commit)", &[], crate::store::JOBS.load(Relaxed) as f64);
+    m.sync_counter(STORE_COMMITS, STORE_COMMITS_HELP, &[], crate::store::COMMITS.load(Relaxed));
+    m.sync_counter(STORE_JOBS, STORE_JOBS_HELP, &[], crate::store::JOBS.load(Relaxed));
+    for (listener, server) in [("soap", soap), ("admin", admin)] {
+        for (status, n) in server.refusals().counts() {
+            m.sync_counter(HTTP_REFUSED, HTTP_REFUSED_HELP, &[("listener", listener), ("status", &status.to_string())], n);
+        }
+    }
     let backlog = app.store.read(|c| {
         let mut st = c.prepare(
             "SELECT destination, state, count(*), coalesce(min(created_at), 0) FROM outbox WHERE state IN ('pending', 'dead') GROUP BY destination, state",

@@ -43,6 +43,8 @@ pub fn limits(app: &App) -> tiny_http::Limits {
 pub struct Listeners {
     pub soap: Arc<Server>,
     pub admin: Arc<Server>,
+    /// Worker threads of the SOAP listener (the highest connection cap a SIGHUP may set).
+    pub soap_workers: usize,
     threads: Vec<std::thread::JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
 }
@@ -58,6 +60,7 @@ impl Listeners {
         let admin = Arc::new(
             Server::http_with_limits(admin_addr, admin_limits).map_err(|e| format!("cannot listen on {admin_addr}: {e}"))?,
         );
+        admin::declare_series(&app);
         let stopping = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for i in 0..workers(SOAP_WORKERS, app.cfg.server.max_connections as usize) {
@@ -74,11 +77,12 @@ impl Listeners {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("admin-{i}"))
-                    .spawn(move || serve(&server, &stopping, |rq| admin::handle(&app, &soap, rq)))
+                    .spawn(move || serve(&server, &stopping, |rq| admin::handle(&app, &soap, &server, rq)))
                     .map_err(|e| format!("cannot start worker: {e}"))?,
             );
         }
-        Ok(Listeners { soap, admin, threads, stopping })
+        let soap_workers = workers(SOAP_WORKERS, app.cfg.server.max_connections as usize);
+        Ok(Listeners { soap, admin, soap_workers, threads, stopping })
     }
 
     pub fn soap_addr(&self) -> Option<std::net::SocketAddr> {
@@ -136,7 +140,7 @@ fn text(rq: Request, status: u16, msg: &str) {
 
 /// Read a request body of at most `max_body_bytes`; Err is the answer already sent.
 fn read_body(app: &App, rq: &mut Request) -> Result<Vec<u8>, u16> {
-    let max = app.cfg.server.max_body_bytes;
+    let max = app.live.max_body_bytes.load(Ordering::Relaxed);
     if rq.body_length().is_some_and(|n| n as u64 > max) {
         return Err(413);
     }
@@ -151,7 +155,8 @@ fn read_body(app: &App, rq: &mut Request) -> Result<Vec<u8>, u16> {
     }
 }
 
-fn body_error(rq: Request, status: u16) {
+fn body_error(app: &App, rq: Request, status: u16) {
+    admin::count_refused(app, "soap", status);
     match status {
         413 => text(rq, 413, "request body too large\n"),
         _ => text(rq, 408, "request body not received in time\n"),
@@ -164,7 +169,7 @@ fn handle_web(app: &App, mut rq: Request, path: String, query: String) {
     let body = if method == "POST" {
         match read_body(app, &mut rq) {
             Ok(b) => b,
-            Err(status) => return body_error(rq, status),
+            Err(status) => return body_error(app, rq, status),
         }
     } else {
         Vec::new()
@@ -232,11 +237,11 @@ fn handle_soap(app: &App, mut rq: Request) {
         Method::Post => {
             let body = match read_body(app, &mut rq) {
                 Ok(b) => b,
-                Err(status) => return body_error(rq, status),
+                Err(status) => return body_error(app, rq, status),
             };
             let ct = rq.headers().iter().find(|h| h.field.equiv("Content-Type")).map(|h| h.value.as_str().to_string());
             let Reply { status, content_type, body } = match endpoint {
-                Endpoint::Service(s) => pipeline::dispatch(app, s, &body, ct.as_deref()),
+                Endpoint::Service(s) => pipeline::dispatch(app, s, &body, ct.as_deref(), rq.remote_addr().map(|a| a.ip())),
                 Endpoint::Legacy => legacy::dispatch(app, &body, ct.as_deref()),
             };
             respond(rq, status, &content_type, body);

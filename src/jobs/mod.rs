@@ -165,6 +165,7 @@ pub fn spawn(app: Arc<App>, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle
                     failing = true;
                 }
             }
+            app.refusal_log.flush();
             std::thread::sleep(Duration::from_secs(1));
         }
     })

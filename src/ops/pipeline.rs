@@ -7,7 +7,9 @@ use crate::crypto::{self, EncError};
 use crate::soap::envelope::{self, SoapVersion};
 use crate::soap::writer::{self, FaultCode, Value};
 use rusqlite::{params, Connection, OptionalExtension};
+use crate::ops_support::ratelog::{self, Refusal};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,24 +29,37 @@ fn fault_reply(version: SoapVersion, code: FaultCode, reason: &str) -> Reply {
 }
 
 /// Handle one POSTed SOAP request for `service`.
-pub fn dispatch(app: &App, service: Service, body: &[u8], content_type: Option<&str>) -> Reply {
+/// `source` is the client's address, for the log line of a refusal.
+pub fn dispatch(app: &App, service: Service, body: &[u8], content_type: Option<&str>, source: Option<IpAddr>) -> Reply {
     let started = Instant::now();
     // Until the envelope says otherwise, answer in the version the Content-Type suggests.
     let guess = if content_type.is_some_and(|c| c.to_ascii_lowercase().contains("soap+xml")) { SoapVersion::V12 } else { SoapVersion::V11 };
     let xml = match envelope::decode_body(body, content_type) {
         Ok(x) => x,
-        Err(e) => return refused(app, service, guess, &e.to_string()),
+        Err(e) => return refused(app, service, guess, &e.to_string(), source),
     };
     let env = match envelope::parse(&xml) {
         Ok(e) => e,
-        Err(e) => return refused(app, service, guess, &e.to_string()),
+        Err(e) => return refused(app, service, guess, &e.to_string(), source),
     };
     let Some(op) = super::table::find(service, &env.op.name) else {
-        return refused(app, service, env.version, "unknown operation");
+        return refused(app, service, env.version, "unknown operation", source);
     };
     let values = collect(op, &env.op);
     let _db_op = crate::store::OpScope::enter(op.name);
+    // The caller id the request claims, for the log line of a refusal (before `process` takes the values).
+    let claimed = if op.authenticated { values.get(op.request[0].name).cloned().unwrap_or_default() } else { String::new() };
     let (resp, caller) = process(app, op, values);
+    if ratelog::is_integration_fault(resp.result) {
+        app.refusal_log.refused(&Refusal {
+            peer: &claimed,
+            operation: op.name,
+            service: service.name(),
+            source,
+            code: Some(resp.result),
+            reason: fault_meaning(resp.result),
+        });
+    }
     app.metrics.record_request(service.name(), op.name, resp.result, started.elapsed().as_secs_f64());
     let gb = caller.as_ref().is_some_and(|p| p.gb2312);
     let charset = if gb { "gb2312" } else { "UTF-8" };
@@ -52,9 +67,20 @@ pub fn dispatch(app: &App, service: Service, body: &[u8], content_type: Option<&
     Reply { status: 200, content_type: writer::content_type(env.version, charset), body: writer::encode_for(&doc, gb) }
 }
 
-fn refused(app: &App, service: Service, version: SoapVersion, reason: &str) -> Reply {
+/// What an integration-fault Result means, for the log.
+fn fault_meaning(code: i32) -> &'static str {
+    match code {
+        codes::CALLER_UNKNOWN => "caller unknown or disabled",
+        codes::NOT_AUTHORIZED => "caller's kind or operation list does not allow this operation",
+        codes::BAD_AUTHENTICATOR => "Authenticator does not verify under the caller's keys",
+        codes::BAD_TIMESTAMP => "TimeStamp outside the clock tolerance",
+        _ => "refused",
+    }
+}
+
+fn refused(app: &App, service: Service, version: SoapVersion, reason: &str, source: Option<IpAddr>) -> Reply {
     app.metrics.inc_counter("vnetd_soap_faults_total", "SOAP requests refused with a Client fault", &[("service", service.name())], 1);
-    log::debug!("{}: refused request: {reason}", service.name());
+    app.refusal_log.refused(&Refusal { peer: "", operation: "", service: service.name(), source, code: None, reason });
     fault_reply(version, FaultCode::Client, reason)
 }
 

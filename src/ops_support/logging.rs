@@ -1,9 +1,10 @@
 //! The daemon's logger: one `log::Log` implementation, installed once, that can be re-routed.
 //!
 //! * From process start until the configuration has been read, records go to stderr as
-//!   `<RFC 3339 UTC time> <LEVEL> <target>: <message>` ([`init_stderr`]).
+//!   `<RFC 3339 time> <LEVEL> <target>: <message>` ([`init_stderr`]); the time carries the node's
+//!   UTC offset once [`set_utc_offset`] was called (`2026-12-07T21:30:14.354+08:00`), UTC before.
 //! * Once the config is read, [`switch`] re-routes the same logger to syslog (local Unix socket,
-//!   RFC 3164 framing via the `syslog` crate, process name `vnetd`, facility `daemon`) or keeps
+//!   RFC 3164 framing, process name `vnetd`, facility `daemon`, header time in the node's offset) or keeps
 //!   stderr. If syslog cannot be opened, `switch` returns `Err` and nothing changes, so the caller
 //!   can stay on stderr.
 //! * Audit events (logins, lockouts, key changes, status changes, password resets, admin
@@ -31,12 +32,12 @@ use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
-use syslog::{Facility, Formatter3164, LogFormat, LoggerBackend, Severity};
+use syslog::{Facility, Formatter3164, LoggerBackend, Severity};
 
 /// The `log` target that marks a record as an audit event.
 pub const AUDIT_TARGET: &str = "audit";
@@ -138,6 +139,17 @@ pub fn audit(event: &str, fields: &[(&str, &str)]) {
             .line(Some(line!()))
             .build(),
     );
+}
+
+/// Changes the level of ordinary records (SIGHUP), keeping the route (stderr or syslog).
+pub fn set_level(level: LevelFilter) {
+    LOGGER.level.store(level as usize, Ordering::Relaxed);
+    log::set_max_level(max_level_for(level));
+}
+
+/// Now, as log lines write it (RFC 3339 with the node's UTC offset), for messages that name a time.
+pub fn timestamp() -> String {
+    now_rfc3339()
 }
 
 /// Messages dropped so far because syslog could not take them (for a metric).
@@ -436,17 +448,18 @@ impl SyslogStream {
     }
 }
 
+/// Writes `<PRI>Mmm dd hh:mm:ss vnetd[pid]: text` (RFC 3164, as the `syslog` crate's
+/// `Formatter3164` does, but with the node's wall-clock time instead of UTC) in one send.
 fn send_on(conn: &mut SyslogConn, severity: Severity, text: &str) -> Result<(), SendError> {
-    conn.formatter
-        .format(&mut conn.backend, severity, text)
-        .map_err(|e| match e {
-            syslog::Error::Write(ref io) | syslog::Error::Io(ref io)
-                if matches!(io.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
-            {
-                SendError::Timeout
-            }
-            _ => SendError::Failed,
-        })
+    let f = &conn.formatter;
+    let line = format!("<{}>{} {}[{}]: {text}", f.facility as u8 | severity as u8, syslog_stamp(), f.process, f.pid);
+    conn.backend.write_all(line.as_bytes()).map_err(|io| {
+        if matches!(io.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+            SendError::Timeout
+        } else {
+            SendError::Failed
+        }
+    })
 }
 
 /// Connects to a local syslog socket: datagram first, stream if the socket is a stream socket
@@ -476,13 +489,36 @@ fn connect(path: &Path, facility: Facility, send_timeout: Duration) -> Result<Sy
     Ok(syslog::Logger::new(backend, formatter))
 }
 
+/// The node's UTC offset in seconds (config `[node] timezone`), used for log timestamps.
+static UTC_OFFSET_S: AtomicI32 = AtomicI32::new(0);
+
+/// Log timestamps from now on are written in `offset` (the node's `[node] timezone`).
+pub fn set_utc_offset(offset: time::UtcOffset) {
+    UTC_OFFSET_S.store(offset.whole_seconds(), Ordering::Relaxed);
+}
+
+/// The system time in the node's UTC offset.
+fn now_local() -> time::OffsetDateTime {
+    let offset = time::UtcOffset::from_whole_seconds(UTC_OFFSET_S.load(Ordering::Relaxed)).unwrap_or(time::UtcOffset::UTC);
+    time::OffsetDateTime::now_utc().to_offset(offset)
+}
+
+/// `2026-12-07T21:30:14.354+08:00` (RFC 3339 with the node's offset; `+00:00` for UTC).
 fn now_rfc3339() -> String {
     let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3][offset_hour sign:mandatory]:[offset_minute]"
     );
-    let now = time::OffsetDateTime::now_utc();
+    let now = now_local();
     now.format(&format)
         .unwrap_or_else(|_| format!("{}", now.unix_timestamp()))
+}
+
+/// The RFC 3164 header time (`Dec  7 21:30:14` style, `[day]` zero-padded as the `syslog`
+/// crate writes it) in the node's offset: the format has no offset field, so it is the
+/// node's wall-clock time.
+fn syslog_stamp() -> String {
+    let format = time::macros::format_description!("[month repr:short] [day] [hour]:[minute]:[second]");
+    now_local().format(&format).unwrap_or_default()
 }
 
 /// Escapes control characters (except tab) so one record stays one line.
@@ -819,23 +855,33 @@ mod tests {
         }
     }
 
-    /// `2024-01-05T12:34:56.789Z LEVEL target: message\n` -> (LEVEL target: message)
+    /// `2024-01-05T12:34:56.789+08:00 LEVEL target: message\n` -> (LEVEL target: message)
     fn strip_time(line: &str) -> &str {
         let b = line.as_bytes();
-        assert!(b.len() > 25, "{line:?}");
-        for (i, c) in b[..24].iter().enumerate() {
+        assert!(b.len() > 30, "{line:?}");
+        for (i, c) in b[..29].iter().enumerate() {
             let ok = match i {
                 4 | 7 => *c == b'-',
                 10 => *c == b'T',
-                13 | 16 => *c == b':',
+                13 | 16 | 26 => *c == b':',
                 19 => *c == b'.',
-                23 => *c == b'Z',
+                23 => *c == b'+' || *c == b'-',
                 _ => c.is_ascii_digit(),
             };
             assert!(ok, "bad RFC 3339 time in {line:?}");
         }
-        assert_eq!(b[24], b' ');
-        line[25..].strip_suffix('\n').expect("line ends with a newline")
+        assert_eq!(b[29], b' ');
+        line[30..].strip_suffix('\n').expect("line ends with a newline")
+    }
+
+    #[test]
+    fn timestamps_carry_the_node_offset() {
+        set_utc_offset(time::UtcOffset::from_hms(8, 0, 0).unwrap());
+        let t = now_rfc3339();
+        assert!(t.ends_with("+08:00"), "{t}");
+        let parsed = time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).unwrap();
+        assert!((parsed - time::OffsetDateTime::now_utc()).abs() < time::Duration::seconds(5));
+        assert_eq!(syslog_stamp().len(), 15);
     }
 
     #[test]

@@ -16,12 +16,15 @@ pub fn block() -> Result<(), String> {
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set()), None).map_err(|e| format!("cannot block signals: {e}"))
 }
 
-/// Wait for SIGTERM or SIGINT. SIGHUP is logged and ignored (config is read at start-up only).
-pub fn wait_for_shutdown() -> Signal {
+/// Wait for SIGTERM or SIGINT; each SIGHUP runs `on_hup` (the configuration reload) meanwhile.
+pub fn wait_for_shutdown(mut on_hup: impl FnMut()) -> Signal {
     let s = set();
     loop {
         match s.wait() {
-            Ok(Signal::SIGHUP) => log::info!("SIGHUP received; configuration changes need a restart"),
+            Ok(Signal::SIGHUP) => {
+                log::info!("SIGHUP received; reloading the configuration");
+                on_hup();
+            }
             Ok(sig) => return sig,
             Err(e) => {
                 log::error!("sigwait failed: {e}");

@@ -485,6 +485,10 @@ fn deliver_one(app: &App, client: &Client, row: Row) -> Result<Done, Failure> {
         }
         Err(e) => (retry_or_dead(app, &row, too_old, e.to_string()), false),
     };
+    match &answer {
+        Err(e @ (CallError::Transport(_) | CallError::Status(_))) => app.reach.failed(&app.metrics, &dest, &url, e),
+        _ => app.reach.answered(&app.metrics, &dest, &url),
+    }
     count(app, &dest, &row.operation, &outcome);
     mark(app, row.id, outcome).map_err(fail)?;
     Ok(Done { destination: dest, key, reachable, more: false })
@@ -611,6 +615,10 @@ fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Don
     let mut fields = outbound::text_fields(&signed);
     fields.push(("Records", Value::List(records), "Record"));
     let answer = client.call(&url, outbound::CENTRE_NS, super::BATCH_SYNC, &fields);
+    match &answer {
+        Err(e @ (CallError::Transport(_) | CallError::Status(_))) => app.reach.failed(&app.metrics, super::CENTRE, &url, e),
+        _ => app.reach.answered(&app.metrics, super::CENTRE, &url),
+    }
     let last_seq = |a: &Answer| a.get("LastSequenceID").trim().parse::<i64>().ok();
     let head_id = batch[0].0;
     let head_attempts = batch[0].3;

@@ -30,12 +30,24 @@ pub fn call(app: &App, op: &str, fields: Vec<(String, String)>, encrypt: &[&str]
     let signed = outbound::sign(&key, all, app.clock.now_ts());
     match app.centre_client.call(&url, outbound::CENTRE_NS, op, &outbound::text_fields(&signed)) {
         Ok(a) => {
+            app.reach.answered(&app.metrics, crate::outbox::CENTRE, &url);
             app.metrics.inc_counter("vnetd_centre_calls_total", "Synchronous calls to the centre by operation and outcome", &[("operation", op), ("outcome", "answered")], 1);
             Ok(a)
         }
         Err(e) => {
             app.metrics.inc_counter("vnetd_centre_calls_total", "Synchronous calls to the centre by operation and outcome", &[("operation", op), ("outcome", "failed")], 1);
-            log::warn!("centre call {op} failed: {e}");
+            // Not answering: one warning when it starts and one when it ends (`reach`), each
+            // attempt at debug. An answer that is not a business answer: a warning each time.
+            match e {
+                outbound::CallError::Transport(_) | outbound::CallError::Status(_) => {
+                    log::debug!("centre call {op} failed: {e}");
+                    app.reach.failed(&app.metrics, crate::outbox::CENTRE, &url, &e);
+                }
+                _ => {
+                    log::warn!("centre call {op} failed: {e}");
+                    app.reach.answered(&app.metrics, crate::outbox::CENTRE, &url);
+                }
+            }
             Err(unavailable())
         }
     }

@@ -72,8 +72,9 @@ impl Daemon {
     fn write_config(&self) {
         let node_extra = if self.extra.contains("[node]") { String::new() } else { format!("[node]\ntime_offset_s = {}\n", self.offset_s) };
         let security_extra = if self.extra.contains("[security]") { String::new() } else { "[security]\nargon2_m_kib = 64\nargon2_t = 1\n".into() };
+        let log_extra = if self.extra.contains("[log]") { "" } else { "[log]\ntarget = \"stderr\"\nlevel = \"warn\"\n" };
         let text = format!(
-            "{node_extra}[server]\nlisten = \"127.0.0.1:{}\"\nadmin_listen = \"127.0.0.1:{}\"\n[storage]\npath = \"{}\"\n{security_extra}[log]\ntarget = \"stderr\"\nlevel = \"warn\"\n{}\n",
+            "{node_extra}[server]\nlisten = \"127.0.0.1:{}\"\nadmin_listen = \"127.0.0.1:{}\"\n[storage]\npath = \"{}\"\n{security_extra}{log_extra}{}\n",
             self.port,
             self.admin_port,
             self.db.display(),
@@ -609,7 +610,7 @@ impl Daemon {
         }
     }
 
-    fn start_server_limited(server_keys: &str, extra: &str, nofile: Option<u64>) -> Daemon {
+    pub fn start_server_limited(server_keys: &str, extra: &str, nofile: Option<u64>) -> Daemon {
         let mut d = Daemon::unstarted(0, extra);
         d.write_config();
         let text = std::fs::read_to_string(&d.cfg).unwrap();

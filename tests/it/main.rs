@@ -18,3 +18,4 @@ mod sync;
 mod web;
 mod access;
 mod safety;
+mod observability;

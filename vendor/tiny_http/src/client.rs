@@ -40,6 +40,7 @@ pub struct ClientConnection {
     // vnetd: limits of the server, and the state shared with this connection's socket halves
     limits: Limits,
     state: Arc<ConnState>,
+    refusals: Arc<crate::Refusals>,
 }
 
 /// Error that can happen when reading a request.
@@ -61,6 +62,7 @@ impl ClientConnection {
         mut read_socket: RefinedTcpStream,
         limits: Limits,
         state: Arc<ConnState>,
+        refusals: Arc<crate::Refusals>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -77,6 +79,7 @@ impl ClientConnection {
             secure,
             limits,
             state,
+            refusals,
         }
     }
 
@@ -271,6 +274,7 @@ impl Iterator for ClientConnection {
         loop {
             let rq = match self.read() {
                 Err(ReadError::WrongRequestLine) => {
+                    self.refusals.count(400);
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(400));
                     response
@@ -281,6 +285,7 @@ impl Iterator for ClientConnection {
                 }
 
                 Err(ReadError::WrongHeader(ver)) => {
+                    self.refusals.count(400);
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(400));
                     response.raw_print(writer, ver, &[], false, None).ok();
@@ -290,6 +295,7 @@ impl Iterator for ClientConnection {
 
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
                     // request timeout
+                    self.refusals.count(408);
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(408));
                     response
@@ -300,6 +306,7 @@ impl Iterator for ClientConnection {
 
                 // vnetd: request line or header section over the limits
                 Err(ReadError::HeadTooLarge(status)) => {
+                    self.refusals.count(status.0);
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(status)
                         .with_header(Header::from_bytes("Connection", "close").unwrap());

@@ -140,6 +140,53 @@ pub struct Server {
 
     // vnetd: connections accepted and not yet closed
     open_connections: Arc<AtomicUsize>,
+
+    // vnetd: the connection cap in force (starts at `Limits::max_connections`)
+    max_connections: Arc<AtomicUsize>,
+
+    // vnetd: answers the library gave itself
+    refusals: Arc<Refusals>,
+}
+
+/// vnetd: how many times the library answered a connection itself instead of handing a
+/// request to the application (each answer closes the connection).
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// 400: unparsable request line or header
+    pub bad_request: std::sync::atomic::AtomicU64,
+    /// 408: request head not received within `read_timeout`
+    pub timeout: std::sync::atomic::AtomicU64,
+    /// 414: request line over `max_header_line`
+    pub uri_too_long: std::sync::atomic::AtomicU64,
+    /// 431: header line, header count or header section over the limits
+    pub header_too_large: std::sync::atomic::AtomicU64,
+    /// 503: connection over `max_connections`
+    pub busy: std::sync::atomic::AtomicU64,
+}
+
+impl Refusals {
+    /// `(status, count)` for 400, 408, 414, 431 and 503.
+    pub fn counts(&self) -> [(u16, u64); 5] {
+        [
+            (400, self.bad_request.load(Relaxed)),
+            (408, self.timeout.load(Relaxed)),
+            (414, self.uri_too_long.load(Relaxed)),
+            (431, self.header_too_large.load(Relaxed)),
+            (503, self.busy.load(Relaxed)),
+        ]
+    }
+
+    pub(crate) fn count(&self, status: u16) {
+        let c = match status {
+            400 => &self.bad_request,
+            408 => &self.timeout,
+            414 => &self.uri_too_long,
+            431 => &self.header_too_large,
+            503 => &self.busy,
+            _ => return,
+        };
+        c.fetch_add(1, Relaxed);
+    }
 }
 
 /// vnetd: limits protecting the server from slow, idle, oversized or too many clients.
@@ -337,6 +384,10 @@ impl Server {
         // and ClientConnection objects are pushed in the messages queue
         let messages = MessagesQueue::with_capacity(8);
         let open_connections = Arc::new(AtomicUsize::new(0));
+        let max_connections = Arc::new(AtomicUsize::new(limits.max_connections));
+        let refusals = Arc::new(Refusals::default());
+        let inside_max_connections = max_connections.clone();
+        let inside_refusals = refusals.clone();
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
@@ -362,11 +413,10 @@ impl Server {
 
                 // vnetd: connection cap; the 503 is written from this thread, so it gets a
                 // short write timeout and the socket is closed at once.
-                if inside_open_connections.load(Acquire) >= limits.max_connections {
-                    log::debug!(
-                        "tiny_http: {} connections open, refusing one",
-                        limits.max_connections
-                    );
+                let cap = inside_max_connections.load(Relaxed);
+                if inside_open_connections.load(Acquire) >= cap {
+                    log::debug!("tiny_http: {} connections open, refusing one", cap);
+                    inside_refusals.count(503);
                     let mut sock = sock;
                     sock.set_write_timeout(Some(Duration::from_millis(100)))
                         .ok();
@@ -387,7 +437,13 @@ impl Server {
                             continue;
                         }
                     };
-                let client = ClientConnection::new(write_closable, read_closable, limits, state);
+                let client = ClientConnection::new(
+                    write_closable,
+                    read_closable,
+                    limits,
+                    state,
+                    inside_refusals.clone(),
+                );
 
                 let messages = inside_messages.clone();
                 let mut client = Some(client);
@@ -422,7 +478,27 @@ impl Server {
             close: close_trigger,
             listening_addr: local_addr,
             open_connections,
+            max_connections,
+            refusals,
         })
+    }
+
+    /// vnetd: answers the library gave itself so far (for metrics).
+    pub fn refusals(&self) -> &Refusals {
+        &self.refusals
+    }
+
+    /// vnetd: changes the connection cap for connections accepted from now on (open ones are
+    /// kept). A zero is ignored.
+    pub fn set_max_connections(&self, n: usize) {
+        if n > 0 {
+            self.max_connections.store(n, Relaxed);
+        }
+    }
+
+    /// vnetd: the connection cap in force.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections.load(Relaxed)
     }
 
     /// Returns an iterator for all the incoming requests.

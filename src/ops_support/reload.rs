@@ -1,0 +1,82 @@
+//! SIGHUP: re-read the configuration file and apply what can change while running, without
+//! closing any connection. What is reloaded (README "Configuration"):
+//!
+//! * `[log] level`, `refusal_burst`, `refusal_window_s`;
+//! * `[server] max_body_bytes` (checked per request body from then on);
+//! * `[server] max_connections`, for connections accepted from then on, up to the SOAP worker
+//!   pool sized at start (`max(64, max_connections at start)`: one worker per connection keeps
+//!   slow clients from stalling the others); a higher value is capped there and needs a restart;
+//! * peers: the peer table is read from the database at once (it is otherwise re-read every
+//!   second).
+//!
+//! Everything else (listen addresses, `read_timeout_s`, `legacy_allow`, storage, node,
+//! security, billing, access, sync, log target) keeps its start-up value; a change to it is
+//! named in a warning saying it needs a restart. A file that does not load or validate is
+//! logged and ignored: the running configuration stays.
+
+use crate::app::App;
+use crate::config::Config;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Re-reads the configuration and applies the reloadable settings. `soap` is the SOAP
+/// listener, `soap_workers` the size of its worker pool.
+pub fn reload(app: &App, soap: &tiny_http::Server, soap_workers: usize) {
+    let path = app.cfg.source.as_deref();
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("SIGHUP: configuration not reloaded, the running one stays: {e}");
+            return;
+        }
+    };
+    let level = new.level();
+    crate::ops_support::logging::set_level(level);
+    app.live.max_body_bytes.store(new.server.max_body_bytes, Ordering::Relaxed);
+    let wanted = new.server.max_connections as usize;
+    let cap = wanted.min(soap_workers).max(1);
+    if cap < wanted {
+        log::warn!("SIGHUP: max_connections {wanted} is above the {soap_workers} worker threads started; capped at {cap} until a restart");
+    }
+    soap.set_max_connections(cap);
+    app.refusal_log.set_limits(new.log.refusal_burst, Duration::from_secs(new.log.refusal_window_s.max(1)));
+    app.peers.invalidate();
+    let peers = app.peers.all().len();
+    let restart: Vec<&str> = restart_only_changes(&app.cfg, &new);
+    if !restart.is_empty() {
+        log::warn!("SIGHUP: {} changed; this takes effect only at a restart", restart.join(", "));
+    }
+    log::info!(
+        "SIGHUP: configuration reloaded from {}: log level {level}, max_body_bytes {}, max_connections {cap}, refusal log {} per {} s, {peers} peer(s) read",
+        path.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into()),
+        new.server.max_body_bytes,
+        new.log.refusal_burst,
+        new.log.refusal_window_s
+    );
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status("configuration reloaded")]);
+}
+
+/// Settings that differ between `old` (in force since start) and `new` and are not reloaded.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let d = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let mut out = Vec::new();
+    let (o, n) = (&old.server, &new.server);
+    for (name, changed) in [
+        ("server.listen", o.listen != n.listen),
+        ("server.admin_listen", o.admin_listen != n.admin_listen),
+        ("server.read_timeout_s", o.read_timeout_s != n.read_timeout_s),
+        ("server.legacy_allow", o.legacy_allow != n.legacy_allow),
+        ("[storage]", d(&old.storage, &new.storage)),
+        ("[node]", d(&old.node, &new.node)),
+        ("[security]", d(&old.security, &new.security)),
+        ("[billing]", d(&old.billing, &new.billing)),
+        ("[access]", d(&old.access, &new.access)),
+        ("[sync]", d(&old.sync, &new.sync)),
+        ("log.target", old.log.target != new.log.target),
+    ] {
+        if changed {
+            out.push(name);
+        }
+    }
+    out
+}
