@@ -16,12 +16,16 @@ use std::path::PathBuf;
 pub enum UserCmd {
     /// Create a user; prints the VNetUserID
     Add {
+        /// Account type: 01, 02, 03, 04 or 09 (mobile number)
         #[arg(long = "account-type", value_parser = ["01", "02", "03", "04", "09"])]
         account_type: String,
+        /// The account (1 to 64 characters; for type 09 an 11-digit mobile number)
         #[arg(long)]
         account: String,
+        /// City code, 1 to 6 digits
         #[arg(long = "city-code")]
         city_code: String,
+        /// 1 postpaid, 2 prepaid
         #[arg(long = "user-type", default_value = "1", value_parser = ["1", "2"])]
         user_type: String,
         /// Monthly credit limit in fen (postpaid)
@@ -32,12 +36,57 @@ pub enum UserCmd {
         password_stdin: bool,
     },
     /// Show a user by VNetUserID or account
-    Show { who: String },
-    /// Import users from CSV (all-or-nothing)
-    Import { file: PathBuf },
+    Show {
+        /// A VNetUserID (12 digits) or an account of any type
+        who: String,
+    },
+    /// Import users from CSV: every row is checked first (nothing is imported if any row is
+    /// wrong), then rows are committed in short transactions; a rerun skips the users already
+    /// imported
+    #[command(after_help = IMPORT_HELP)]
+    Import {
+        /// The CSV file (UTF-8, header line first)
+        file: PathBuf,
+    },
+    /// End a user's lockout (failed-login count and lock)
+    Unlock {
+        /// A VNetUserID (12 digits) or an account of any type
+        who: String,
+    },
+    /// Set a user's password, read from standard input (one line), with the effects of
+    /// PasswordReset: lock cleared, SSO sessions ended, PasswordReset queued for the centre
+    #[command(name = "set-password")]
+    SetPassword {
+        /// A VNetUserID (12 digits) or an account of any type
+        who: String,
+    },
+    /// Change a user's status with the effects of UserStatusChange (PUserInfoNotify to the
+    /// centre; SSO sessions end unless 00; 03 cancels the user for good and ends its orders)
+    #[command(name = "set-status")]
+    SetStatus {
+        /// A VNetUserID (12 digits) or an account of any type
+        who: String,
+        /// 00 normal, 01 suspended, 02 frozen, 03 cancelled (final)
+        #[arg(value_parser = ["00", "01", "02", "03"])]
+        status: String,
+        /// Why (written to the audit log)
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 pub const CSV_HEADER: &str = "account_type,account,city_code,user_type,credit_limit,balance,alias,binding_access_no";
+
+const IMPORT_HELP: &str = "CSV header (line 1), optionally with a last column `password`:
+  account_type,account,city_code,user_type,credit_limit,balance,alias,binding_access_no[,password]
+
+account_type 01|02|03|04|09; user_type 1 (postpaid, default) or 2; credit_limit and balance in fen
+(empty: the configured default credit limit, balance 0). password: plain text (hashed with the
+configured Argon2 parameters; the weak-password rule applies), an Argon2id PHC string
+($argon2id$v=19$...) stored as it is, or empty (set it later with PasswordReset or
+`vnetd user set-password`). Quoting as in RFC 4180. A user whose account already exists with the
+same values is skipped (passwords are not compared), so an interrupted import can be run again.
+Only the first 20 errors are listed, then their count.";
 
 pub fn run(cfg: &Config, cmd: UserCmd) -> CliResult {
     match cmd {
@@ -83,8 +132,90 @@ pub fn run(cfg: &Config, cmd: UserCmd) -> CliResult {
             );
         }
         UserCmd::Import { file } => import(cfg, &file)?,
+        UserCmd::Unlock { who } => {
+            let store = open_store(cfg)?;
+            let u = target(&store, &who)?;
+            let id = u.vnet_user_id.clone();
+            let was_locked = u.locked_until > Clock::from_config(cfg).unix();
+            store.write(move |c| match pp::changeable(c, &id)? {
+                Ok(_) => pp::reset_failures(c, &id),
+                Err(e) => Err(DbError::Other(not_changeable(&id, e))),
+            })?;
+            audit("user_unlock", &[("by", "cli"), ("user", &u.vnet_user_id), ("was_locked", if was_locked { "1" } else { "0" })]);
+            println!("user {}: lock and failed-login count cleared{}", u.vnet_user_id, if was_locked { "" } else { " (it was not locked)" });
+        }
+        UserCmd::SetPassword { who } => {
+            let store = open_store(cfg)?;
+            let u = target(&store, &who)?;
+            if u.is_cancelled() {
+                return Err(Failed(not_changeable(&u.vnet_user_id, pp::NotChangeable::Cancelled)));
+            }
+            let pw = super::tools::read_line()?;
+            if pp::weak_password(&pw, &u.account) {
+                return Err(Failed("password too simple: at least 6 characters, not one repeated character, not the account".into()));
+            }
+            let s = &cfg.security;
+            let phc = PasswordHasher::new(s.argon2_m_kib, s.argon2_t, s.argon2_p)?.hash(&pw);
+            let clock = Clock::from_config(cfg);
+            let now = clock.unix();
+            // As PasswordReset (6.4): the new password goes to the centre encrypted under its key.
+            let peers = store.read(crate::domain::peers::load_all)?;
+            let to_centre = peers.values().find(|p| p.kind == "centre" && p.active).and_then(|centre| {
+                centre.current_key(now).map(|k| pp::ResetToCentre {
+                    enc_password: k.key.encrypt_b64(pw.as_bytes()),
+                    key_version: k.version,
+                    transaction_id: format!("CLI{}", crate::crypto::random_bytes(12).iter().map(|b| format!("{b:02x}")).collect::<String>()),
+                })
+            });
+            drop(pw);
+            let id = u.vnet_user_id.clone();
+            store.write(move |c| pp::reset_password(c, &id, &phc, to_centre, now)?.map_err(|e| DbError::Other(not_changeable(&id, e))))?;
+            audit("password_reset", &[("by", "cli"), ("user", &u.vnet_user_id)]);
+            println!("user {}: password set; lock cleared, sessions ended", u.vnet_user_id);
+        }
+        UserCmd::SetStatus { who, status, reason } => {
+            let store = open_store(cfg)?;
+            let u = target(&store, &who)?;
+            let clock = Clock::from_config(cfg);
+            let province = cfg.node.province_id.clone();
+            let (id, st) = (u.vnet_user_id.clone(), status.clone());
+            let changed = store.write(move |c| {
+                let now = clock.unix();
+                pp::change_status(c, &clock, &province, &id, &st, now)?.map_err(|e| DbError::Other(not_changeable(&id, e)))
+            })?;
+            if changed {
+                audit("status_change", &[("by", "cli"), ("user", &u.vnet_user_id), ("from", &u.status), ("status", &status), ("reason", &reason)]);
+                println!("user {}: status {} -> {status}", u.vnet_user_id, u.status);
+            } else {
+                println!("user {}: status is already {status}", u.vnet_user_id);
+            }
+        }
     }
     Ok(())
+}
+
+fn not_changeable(id: &str, e: pp::NotChangeable) -> String {
+    match e {
+        pp::NotChangeable::Unknown => format!("no user {id}"),
+        pp::NotChangeable::Cancelled => format!("user {id} is cancelled (status 03 is final)"),
+    }
+}
+
+/// The one user a changing command acts on: by VNetUserID, else the holder of the account who is
+/// not cancelled (an account held under several types must be named by VNetUserID), else the
+/// most recently cancelled holder.
+fn target(store: &crate::store::Store, who: &str) -> Result<User, Failed> {
+    let users = store.read(|c| find(c, who))?;
+    let live: Vec<&User> = users.iter().filter(|u| !u.is_cancelled()).collect();
+    match (live.len(), users.first()) {
+        (1, _) => Ok(live[0].clone()),
+        (0, Some(u)) => Ok(u.clone()),
+        (0, None) => Err(Failed(format!("no user {who}"))),
+        _ => Err(Failed(format!(
+            "account {who} is held by several users ({}); name one by its VNetUserID",
+            live.iter().map(|u| format!("{} type {}", u.vnet_user_id, u.account_type)).collect::<Vec<_>>().join(", ")
+        ))),
+    }
 }
 
 fn show_row(u: &User, now: i64) -> Vec<String> {
