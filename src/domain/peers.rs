@@ -237,6 +237,9 @@ fn absolute_http(u: &str) -> Result<(), String> {
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
         return Err("must not carry credentials (user@)".into());
     }
+    if uri.port().is_some() && !uri.port_u16().is_some_and(|p| p != 0) {
+        return Err("has an invalid port".into());
+    }
     Ok(())
 }
 
