@@ -229,6 +229,9 @@ fn absolute_http(u: &str) -> Result<(), String> {
     if u.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("contains a space or a control character".into());
     }
+    if u.split_once("://").is_some_and(|(_, rest)| rest.starts_with('/')) {
+        return Err("has no host".into());
+    }
     let uri: ureq::http::Uri = u.parse().map_err(|e| format!("not a valid URL ({e})"))?;
     let host = uri.host().unwrap_or("");
     if host.is_empty() {
