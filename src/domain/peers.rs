@@ -240,8 +240,13 @@ fn absolute_http(u: &str) -> Result<(), String> {
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
         return Err("must not carry credentials (user@)".into());
     }
-    if uri.port().is_some() && !uri.port_u16().is_some_and(|p| p != 0) {
-        return Err("has an invalid port".into());
+    // The port: after the last ':' that follows the host (an IPv6 host is in brackets).
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
+    let after_host = authority.rfind(']').map_or(authority, |i| &authority[i + 1..]);
+    if let Some((_, port)) = after_host.rsplit_once(':') {
+        if !port.parse::<u16>().is_ok_and(|p| p != 0) {
+            return Err("has an invalid port".into());
+        }
     }
     Ok(())
 }
@@ -479,6 +484,8 @@ mod tests {
         assert!(validate_url("http://a b/").is_err());
         assert!(validate_url("http://u:p@host/").is_err());
         assert!(validate_url("http://host:99999/").is_err());
+        assert!(validate_url("http://[::1]:8080/x").is_ok());
+        assert!(validate_url("http://[::1]/x").is_ok());
         assert!(validate_return_url("https://sp.example/back").is_ok());
         assert!(validate_return_url("/relative").is_err());
         assert!(validate_return_url("https:///x").is_err());
