@@ -17,3 +17,4 @@ mod billing;
 mod sync;
 mod web;
 mod access;
+mod operator;
