@@ -85,7 +85,8 @@ account_type 01|02|03|04|09; user_type 1 (postpaid, default) or 2; credit_limit 
 (empty: the configured default credit limit, balance 0). password: plain text (hashed with the
 configured Argon2 parameters; the weak-password rule applies), an Argon2id PHC string
 ($argon2id$v=19$...) stored as it is, or empty (set it later with PasswordReset or
-`vnetd user set-password`). Quoting as in RFC 4180. A user whose account already exists with the
+`vnetd user set-password`). Quoting as in RFC 4180; the password column takes the rest of the line,
+so a PHC string's commas need no quotes. A user whose account already exists with the
 same values is skipped (passwords are not compared), so an interrupted import can be run again.
 Only the first 20 errors are listed, then their count.";
 
@@ -447,10 +448,13 @@ fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
         }
         let parsed = split_csv(line).and_then(|mut f| {
             let pw = if with_password {
-                if f.len() != 9 {
+                if f.len() < 9 {
                     return Err(format!("expected 9 fields ({CSV_HEADER},password), found {}", f.len()));
                 }
-                f.pop().unwrap_or_default()
+                // The last column takes the rest of the line: a PHC string's commas need no quotes.
+                let pw = f[8..].join(",");
+                f.truncate(8);
+                pw
             } else {
                 String::new()
             };
