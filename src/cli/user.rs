@@ -525,6 +525,10 @@ fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
     let mut chunk = FIRST_CHUNK;
     let mut worst_hold = Duration::ZERO;
     let mut commits = 0usize;
+    let checkpointer = rusqlite::Connection::open(store.path()).ok();
+    if let Some(c) = &checkpointer {
+        let _ = c.busy_timeout(Duration::from_millis(100));
+    }
     while !rows.is_empty() {
         let take = chunk.min(rows.len());
         let mut part: Vec<ImportRow> = rows.drain(..take).collect();
@@ -577,7 +581,15 @@ fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
             eprint!("\rimported {imported}/{total}");
         }
         if !rows.is_empty() {
-            std::thread::sleep(held.max(Duration::from_millis(25)));
+            let pause = Instant::now();
+            // Copy the WAL into the database now, without the writer lock: otherwise the next
+            // commit past the auto-checkpoint threshold does it, most often the daemon's, and a
+            // live request waits for it.
+            if let Some(c) = &checkpointer {
+                let _ = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+            // The checkpoint is part of the pause: it does not hold the writer lock.
+            std::thread::sleep(held.max(Duration::from_millis(25)).saturating_sub(pause.elapsed()));
         }
     }
     if progress {
@@ -590,7 +602,7 @@ fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
         ("skipped", &skipped.to_string()),
         ("conflicts", &raced.len().to_string()),
     ]);
-    log::debug!("user import: {commits} transactions, longest {} ms", worst_hold.as_millis());
+    log::info!("user import: {commits} transactions, the longest {} ms", worst_hold.as_millis());
     println!("imported {imported} users, skipped {skipped} already present");
     if !raced.is_empty() {
         return Err(Failed(format!("{}\n{} rows not imported", error_report(raced.clone()), raced.len())));

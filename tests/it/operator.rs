@@ -469,6 +469,8 @@ fn import_latency_under_live_user_open() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize];
+    let longest = stderr(&o).lines().find(|l| l.contains("the longest")).unwrap_or("").to_string();
+    println!("{longest}");
     println!(
         "import of {rows} rows{}: {:.1} s ({}); UserOpen during it: {} calls, {failures} failed, p50 {:?}, p99 {:?}, max {:?}",
         if passwords { " with plain-text passwords" } else { "" },
