@@ -430,7 +430,7 @@ fn import_latency_under_live_user_open() {
     text.push_str(if passwords { ",password\n" } else { "\n" });
     for i in 0..rows {
         text.push_str(&format!("01,bulk-{i:07},0591,1,,,,"));
-        text.push_str(if passwords { &",Bulk-Pass-1\n" } else { "\n" });
+        text.push_str(if passwords { ",Bulk-Pass-1\n" } else { "\n" });
     }
     let csv = write_file(&d, "bulk.csv", &text);
     let addr = d.addr();
