@@ -102,10 +102,13 @@ pub struct HttpArgs {
 
 #[derive(Args)]
 pub struct Argon2Args {
+    /// Argon2 memory in KiB
     #[arg(long = "m-kib", default_value_t = 19456)]
     m_kib: u32,
+    /// Argon2 iterations
     #[arg(long, default_value_t = 2)]
     t: u32,
+    /// Argon2 parallelism
     #[arg(long, default_value_t = 1)]
     p: u32,
     /// Seconds to hash for

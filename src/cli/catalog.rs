@@ -11,7 +11,10 @@ use std::path::PathBuf;
 #[derive(Subcommand)]
 pub enum CatalogCmd {
     /// Import SPs, services, items and packages (upsert by id, all-or-nothing)
-    Import { file: PathBuf },
+    Import {
+        /// The catalogue file (TOML)
+        file: PathBuf,
+    },
     /// List the catalogue
     List,
 }

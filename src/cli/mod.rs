@@ -60,7 +60,10 @@ pub enum Cmd {
     #[command(subcommand)]
     User(user::UserCmd),
     /// Write an online, consistent copy of the database to FILE
-    Backup { file: PathBuf },
+    Backup {
+        /// The copy to write (must not exist; written with mode 0600)
+        file: PathBuf,
+    },
     /// Replace the database with a backup FILE (stop the daemon first)
     ///
     /// Refused while a daemon holds the database lock (<db>.lock). Checks FILE (integrity_check,
@@ -154,5 +157,36 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     for r in rows {
         let cells: Vec<String> = r.iter().map(|c| c.replace(['\t', '\n'], " ")).collect();
         let _ = writeln!(out, "{}", cells.join("\t"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command has a help line (issue 9).
+    #[test]
+    fn every_option_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "vnetd", &mut missing);
+        assert!(missing.is_empty(), "without a help line:\n{}", missing.join("\n"));
     }
 }

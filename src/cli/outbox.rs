@@ -15,6 +15,7 @@ pub enum OutboxCmd {
     /// Try every waiting message again now; with --dead, re-queue dead letters first (a stalled
     /// BatchSync stream resumes)
     Retry {
+        /// Re-queue the dead letters too
         #[arg(long)]
         dead: bool,
     },

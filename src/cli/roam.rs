@@ -14,12 +14,16 @@ pub enum RoamCmd {
     /// End the roaming of a local SP's item for other provinces' users and tell the centre
     /// (RoamServiceRevoke)
     Revoke {
+        /// The SP's SPID (8 digits)
         #[arg(long)]
         sp: String,
+        /// The ServiceID
         #[arg(long)]
         service: String,
+        /// The ServiceItemID
         #[arg(long)]
         item: String,
+        /// Why (sent to the centre and audited; at most 256 characters)
         #[arg(long, default_value = "")]
         reason: String,
     },

@@ -11,6 +11,7 @@ pub struct AuthenticatorArgs {
     /// 3DES key, 48 hex digits
     #[arg(long)]
     key: String,
+    /// IV, 16 hex digits
     #[arg(long, default_value = DEFAULT_IV)]
     iv: String,
     /// The request's field values in the operation's order, without the Authenticator
@@ -21,13 +22,16 @@ pub struct AuthenticatorArgs {
 
 #[derive(Args)]
 pub struct EncryptArgs {
+    /// 3DES key, 48 hex digits
     #[arg(long)]
     key: String,
+    /// IV, 16 hex digits
     #[arg(long, default_value = DEFAULT_IV)]
     iv: String,
     /// Read the value from standard input (one line) instead of the argument
     #[arg(long)]
     stdin: bool,
+    /// The value to encrypt
     value: Option<String>,
 }
 

@@ -11,17 +11,22 @@ use crate::store::DbError;
 use clap::Subcommand;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
 pub enum UserCmd {
     /// Create a user; prints the VNetUserID
     Add {
+        /// Account type: 01, 02, 03, 04 or 09 (mobile number)
         #[arg(long = "account-type", value_parser = ["01", "02", "03", "04", "09"])]
         account_type: String,
+        /// The account (1 to 64 characters; for type 09 an 11-digit mobile number)
         #[arg(long)]
         account: String,
+        /// City code, 1 to 6 digits
         #[arg(long = "city-code")]
         city_code: String,
+        /// 1 postpaid, 2 prepaid
         #[arg(long = "user-type", default_value = "1", value_parser = ["1", "2"])]
         user_type: String,
         /// Monthly credit limit in fen (postpaid)
@@ -32,12 +37,58 @@ pub enum UserCmd {
         password_stdin: bool,
     },
     /// Show a user by VNetUserID or account
-    Show { who: String },
-    /// Import users from CSV (all-or-nothing)
-    Import { file: PathBuf },
+    Show {
+        /// A VNetUserID (12 digits) or an account of any type
+        who: String,
+    },
+    /// Import users from CSV: every row is checked first (nothing is imported if any row is
+    /// wrong), then rows are committed in short transactions; a rerun skips the users already
+    /// imported
+    #[command(after_help = IMPORT_HELP)]
+    Import {
+        /// The CSV file (UTF-8, header line first)
+        file: PathBuf,
+    },
+    /// End a user's lockout (failed-login count and lock)
+    Unlock {
+        /// A VNetUserID (12 digits) or an account of any type
+        who: String,
+    },
+    /// Set a user's password, read from standard input (one line), with the effects of
+    /// PasswordReset: lock cleared, SSO sessions ended, PasswordReset queued for the centre
+    #[command(name = "set-password")]
+    SetPassword {
+        /// A VNetUserID (12 digits) or an account of any type
+        who: String,
+    },
+    /// Change a user's status with the effects of UserStatusChange (PUserInfoNotify to the
+    /// centre; SSO sessions end unless 00; 03 cancels the user for good and ends its orders)
+    #[command(name = "set-status")]
+    SetStatus {
+        /// A VNetUserID (12 digits) or an account of any type
+        who: String,
+        /// 00 normal, 01 suspended, 02 frozen, 03 cancelled (final)
+        #[arg(value_parser = ["00", "01", "02", "03"])]
+        status: String,
+        /// Why (written to the audit log)
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 pub const CSV_HEADER: &str = "account_type,account,city_code,user_type,credit_limit,balance,alias,binding_access_no";
+
+const IMPORT_HELP: &str = "CSV header (line 1), optionally with a last column `password`:
+  account_type,account,city_code,user_type,credit_limit,balance,alias,binding_access_no[,password]
+
+account_type 01|02|03|04|09; user_type 1 (postpaid, default) or 2; credit_limit and balance in fen
+(empty: the configured default credit limit, balance 0). password: plain text (hashed with the
+configured Argon2 parameters; the weak-password rule applies), an Argon2id PHC string
+($argon2id$v=19$...) stored as it is, or empty (set it later with PasswordReset or
+`vnetd user set-password`). Quoting as in RFC 4180; the password column takes the rest of the line,
+so a PHC string's commas need no quotes. A user whose account already exists with the
+same values is skipped (passwords are not compared), so an interrupted import can be run again.
+Only the first 20 errors are listed, then their count.";
 
 pub fn run(cfg: &Config, cmd: UserCmd) -> CliResult {
     match cmd {
@@ -83,8 +134,90 @@ pub fn run(cfg: &Config, cmd: UserCmd) -> CliResult {
             );
         }
         UserCmd::Import { file } => import(cfg, &file)?,
+        UserCmd::Unlock { who } => {
+            let store = open_store(cfg)?;
+            let u = target(&store, &who)?;
+            let id = u.vnet_user_id.clone();
+            let was_locked = u.locked_until > Clock::from_config(cfg).unix();
+            store.write(move |c| match pp::changeable(c, &id)? {
+                Ok(_) => pp::reset_failures(c, &id),
+                Err(e) => Err(DbError::Other(not_changeable(&id, e))),
+            })?;
+            audit("user_unlock", &[("by", "cli"), ("user", &u.vnet_user_id), ("was_locked", if was_locked { "1" } else { "0" })]);
+            println!("user {}: lock and failed-login count cleared{}", u.vnet_user_id, if was_locked { "" } else { " (it was not locked)" });
+        }
+        UserCmd::SetPassword { who } => {
+            let store = open_store(cfg)?;
+            let u = target(&store, &who)?;
+            if u.is_cancelled() {
+                return Err(Failed(not_changeable(&u.vnet_user_id, pp::NotChangeable::Cancelled)));
+            }
+            let pw = super::tools::read_line()?;
+            if pp::weak_password(&pw, &u.account) {
+                return Err(Failed("password too simple: at least 6 characters, not one repeated character, not the account".into()));
+            }
+            let s = &cfg.security;
+            let phc = PasswordHasher::new(s.argon2_m_kib, s.argon2_t, s.argon2_p)?.hash(&pw);
+            let clock = Clock::from_config(cfg);
+            let now = clock.unix();
+            // As PasswordReset (6.4): the new password goes to the centre encrypted under its key.
+            let peers = store.read(crate::domain::peers::load_all)?;
+            let to_centre = peers.values().find(|p| p.kind == "centre" && p.active).and_then(|centre| {
+                centre.current_key(now).map(|k| pp::ResetToCentre {
+                    enc_password: k.key.encrypt_b64(pw.as_bytes()),
+                    key_version: k.version,
+                    transaction_id: format!("CLI{}", crate::crypto::random_bytes(12).iter().map(|b| format!("{b:02x}")).collect::<String>()),
+                })
+            });
+            drop(pw);
+            let id = u.vnet_user_id.clone();
+            store.write(move |c| pp::reset_password(c, &id, &phc, to_centre, now)?.map_err(|e| DbError::Other(not_changeable(&id, e))))?;
+            audit("password_reset", &[("by", "cli"), ("user", &u.vnet_user_id)]);
+            println!("user {}: password set; lock cleared, sessions ended", u.vnet_user_id);
+        }
+        UserCmd::SetStatus { who, status, reason } => {
+            let store = open_store(cfg)?;
+            let u = target(&store, &who)?;
+            let clock = Clock::from_config(cfg);
+            let province = cfg.node.province_id.clone();
+            let (id, st) = (u.vnet_user_id.clone(), status.clone());
+            let changed = store.write(move |c| {
+                let now = clock.unix();
+                pp::change_status(c, &clock, &province, &id, &st, now)?.map_err(|e| DbError::Other(not_changeable(&id, e)))
+            })?;
+            if changed {
+                audit("status_change", &[("by", "cli"), ("user", &u.vnet_user_id), ("from", &u.status), ("status", &status), ("reason", &reason)]);
+                println!("user {}: status {} -> {status}", u.vnet_user_id, u.status);
+            } else {
+                println!("user {}: status is already {status}", u.vnet_user_id);
+            }
+        }
     }
     Ok(())
+}
+
+fn not_changeable(id: &str, e: pp::NotChangeable) -> String {
+    match e {
+        pp::NotChangeable::Unknown => format!("no user {id}"),
+        pp::NotChangeable::Cancelled => format!("user {id} is cancelled (status 03 is final)"),
+    }
+}
+
+/// The one user a changing command acts on: by VNetUserID, else the holder of the account who is
+/// not cancelled (an account held under several types must be named by VNetUserID), else the
+/// most recently cancelled holder.
+fn target(store: &crate::store::Store, who: &str) -> Result<User, Failed> {
+    let users = store.read(|c| find(c, who))?;
+    let live: Vec<&User> = users.iter().filter(|u| !u.is_cancelled()).collect();
+    match (live.len(), users.first()) {
+        (1, _) => Ok(live[0].clone()),
+        (0, Some(u)) => Ok(u.clone()),
+        (0, None) => Err(Failed(format!("no user {who}"))),
+        _ => Err(Failed(format!(
+            "account {who} is held by several users ({}); name one by its VNetUserID",
+            live.iter().map(|u| format!("{} type {}", u.vnet_user_id, u.account_type)).collect::<Vec<_>>().join(", ")
+        ))),
+    }
 }
 
 fn show_row(u: &User, now: i64) -> Vec<String> {
@@ -199,74 +332,282 @@ fn split_csv(line: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// Errors listed before the rest are only counted.
+const MAX_ERRORS_SHOWN: usize = 20;
+/// What one chunk transaction aims to hold the writer for; the chunk size follows the measured time.
+const CHUNK_TARGET: Duration = Duration::from_millis(50);
+const FIRST_CHUNK: usize = 200;
+const MAX_CHUNK: usize = 5000;
+
+/// A password column value.
+enum ImportPassword {
+    None,
+    /// Plain text, hashed at the configured parameters before its chunk is written.
+    Plain(String),
+    /// An Argon2id PHC string, stored as it is.
+    Phc(String),
+}
+
+struct ImportRow {
+    line: usize,
+    user: NewUser,
+    password: ImportPassword,
+}
+
+/// The fields of a user that "the same values" compares (passwords are not compared).
+fn differing(u: &User, n: &NewUser) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if u.city_code != n.city_code { out.push("city_code"); }
+    if u.user_type != n.user_type { out.push("user_type"); }
+    if u.credit_limit != n.credit_limit { out.push("credit_limit"); }
+    if u.balance != n.balance { out.push("balance"); }
+    if u.alias != n.alias { out.push("alias"); }
+    if u.binding_access_no != n.binding_access_no { out.push("binding_access_no"); }
+    out
+}
+
+fn parse_password(v: &str, account: &str) -> Result<ImportPassword, String> {
+    if v.is_empty() {
+        Ok(ImportPassword::None)
+    } else if v.starts_with("$argon2") {
+        if crate::crypto::password::is_argon2id_phc(v) {
+            Ok(ImportPassword::Phc(v.to_string()))
+        } else {
+            Err("password starts with $argon2 but is not a valid Argon2id PHC string".into())
+        }
+    } else if pp::weak_password(v, account) {
+        Err("password too simple: at least 6 characters, not one repeated character, not the account".into())
+    } else {
+        Ok(ImportPassword::Plain(v.to_string()))
+    }
+}
+
+/// The errors, in line order, the first MAX_ERRORS_SHOWN of them and the count of the rest.
+fn error_report(mut errors: Vec<(usize, String)>) -> String {
+    errors.sort_by_key(|(n, _)| *n);
+    let total = errors.len();
+    let mut out: Vec<String> = errors.into_iter().take(MAX_ERRORS_SHOWN).map(|(n, e)| format!("line {n}: {e}")).collect();
+    if total > MAX_ERRORS_SHOWN {
+        out.push(format!("… and {} more errors", total - MAX_ERRORS_SHOWN));
+    }
+    out.join("\n")
+}
+
+/// Hash the plain-text passwords of `rows` on every core (outside any transaction).
+fn hash_passwords(hasher: PasswordHasher, rows: &mut [ImportRow]) {
+    let todo: Vec<&mut ImportRow> = rows.iter_mut().filter(|r| matches!(r.password, ImportPassword::Plain(_))).collect();
+    if todo.is_empty() {
+        return;
+    }
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(todo.len());
+    let per = todo.len().div_ceil(threads);
+    let mut todo = todo;
+    std::thread::scope(|scope| {
+        for part in todo.chunks_mut(per) {
+            scope.spawn(move || {
+                for r in part.iter_mut() {
+                    if let ImportPassword::Plain(p) = &r.password {
+                        r.user.password_phc = Some(hasher.hash(p));
+                        r.password = ImportPassword::None;
+                    }
+                }
+            });
+        }
+    });
+}
+
 fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
     let text = std::fs::read_to_string(file).map_err(|e| Failed(format!("cannot read {}: {e}", file.display())))?;
     let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, h)) if h.trim_start_matches('\u{feff}').trim() == CSV_HEADER => {}
-        _ => return Err(Failed(format!("{}: line 1 must be the header {CSV_HEADER}", file.display()))),
-    }
-    let mut rows = Vec::new();
-    let mut errors = Vec::new();
+    let with_password = match lines.next() {
+        Some((_, h)) => {
+            let h = h.trim_start_matches('\u{feff}').trim();
+            if h == CSV_HEADER {
+                false
+            } else if h.strip_prefix(CSV_HEADER) == Some(",password") {
+                true
+            } else {
+                return Err(Failed(format!("{}: line 1 must be the header {CSV_HEADER}[,password]", file.display())));
+            }
+        }
+        None => return Err(Failed(format!("{}: line 1 must be the header {CSV_HEADER}[,password]", file.display()))),
+    };
+    let hasher = {
+        let s = &cfg.security;
+        PasswordHasher::new(s.argon2_m_kib, s.argon2_t, s.argon2_p)?
+    };
+
+    // 1. Every row on its own.
+    let mut rows: Vec<ImportRow> = Vec::new();
+    let mut errors: Vec<(usize, String)> = Vec::new();
     let mut seen = std::collections::HashMap::new();
     for (i, line) in lines {
         let n = i + 1;
         if line.trim().is_empty() {
             continue;
         }
-        match split_csv(line).and_then(|f| parse_row(cfg, &f)) {
-            Ok(u) => {
-                if let Some(first) = seen.insert((u.account_type.clone(), u.account.clone()), n) {
-                    errors.push(format!("line {n}: account {} (type {}) repeats line {first}", u.account, u.account_type));
+        let parsed = split_csv(line).and_then(|mut f| {
+            let pw = if with_password {
+                if f.len() < 9 {
+                    return Err(format!("expected 9 fields ({CSV_HEADER},password), found {}", f.len()));
+                }
+                // The last column takes the rest of the line: a PHC string's commas need no quotes.
+                let pw = f[8..].join(",");
+                f.truncate(8);
+                pw
+            } else {
+                String::new()
+            };
+            let mut user = parse_row(cfg, &f)?;
+            let password = match parse_password(&pw, &user.account)? {
+                ImportPassword::Phc(phc) => {
+                    user.password_phc = Some(phc);
+                    ImportPassword::None
+                }
+                other => other,
+            };
+            Ok(ImportRow { line: n, user, password })
+        });
+        match parsed {
+            Ok(r) => {
+                if let Some(first) = seen.insert((r.user.account_type.clone(), r.user.account.clone()), n) {
+                    errors.push((n, format!("account {} (type {}) repeats line {first}", r.user.account, r.user.account_type)));
                 } else {
-                    rows.push((n, u));
+                    rows.push(r);
                 }
             }
-            Err(e) => errors.push(format!("line {n}: {e}")),
+            Err(e) => errors.push((n, e)),
         }
     }
+    drop(seen);
+
+    // 2. Against the database (a read connection: the writer is not held): an account already
+    // held with the same values is skipped (a rerun after an interrupted import), with other
+    // values it is an error.
     let store = open_store(cfg)?;
+    let (rows, skipped, errors) = store.read(move |c| {
+        let mut errors = errors;
+        let mut keep = Vec::with_capacity(rows.len());
+        let mut skipped = 0usize;
+        for r in rows {
+            match pp::holder(c, &r.user.account_type, &r.user.account)? {
+                pp::Holder::Live(u) => {
+                    let diff = differing(&u, &r.user);
+                    if diff.is_empty() {
+                        skipped += 1;
+                    } else {
+                        errors.push((r.line, format!(
+                            "account {} (type {}) is already held by user {} with other values ({})",
+                            r.user.account, r.user.account_type, u.vnet_user_id, diff.join(", ")
+                        )));
+                    }
+                }
+                _ => keep.push(r),
+            }
+        }
+        Ok((keep, skipped, errors))
+    })?;
+    if !errors.is_empty() {
+        return Err(Failed(format!("{}\n{} errors; nothing imported", error_report(errors.clone()), errors.len())));
+    }
+
+    // 3. Chunks: passwords hashed first (every core, no transaction open), then one short write
+    // transaction per chunk, sized from the time the previous one took; a pause after each lets
+    // the daemon's writer in. A crash leaves the chunks already committed; a rerun skips them.
     let clock = Clock::from_config(cfg);
     let province = cfg.node.province_id.clone();
     let total = rows.len();
     let progress = std::io::stderr().is_terminal();
-    let had_errors = !errors.is_empty();
-    let result = store.write(move |c| {
-        let now = clock.unix();
-        let mut errors = errors;
-        for (n, u) in &rows {
-            if pp::account_taken(c, &u.account_type, &u.account)? {
-                errors.push(format!("line {n}: account {} (type {}) is already held by a user", u.account, u.account_type));
+    let mut rows = rows;
+    let mut imported = 0usize;
+    let mut raced: Vec<(usize, String)> = Vec::new();
+    let mut raced_skips = 0usize;
+    let mut chunk = FIRST_CHUNK;
+    let mut worst_hold = Duration::ZERO;
+    let mut commits = 0usize;
+    let checkpointer = rusqlite::Connection::open(store.path()).ok();
+    if let Some(c) = &checkpointer {
+        let _ = c.busy_timeout(Duration::from_millis(100));
+    }
+    while !rows.is_empty() {
+        let take = chunk.min(rows.len());
+        let mut part: Vec<ImportRow> = rows.drain(..take).collect();
+        hash_passwords(hasher, &mut part);
+        let (clock2, province2) = (clock.clone(), province.clone());
+        let first_line = part.first().map(|r| r.line).unwrap_or(0);
+        let started = Instant::now();
+        let result = store.write(move |c| {
+            let now = clock2.unix();
+            let (mut n, mut skips, mut errs) = (0usize, 0usize, Vec::new());
+            for r in &part {
+                // Taken since the check (a live UserOpen): same values skip, others are reported.
+                if let pp::Holder::Live(u) = pp::holder(c, &r.user.account_type, &r.user.account)? {
+                    let diff = differing(&u, &r.user);
+                    if diff.is_empty() {
+                        skips += 1;
+                    } else {
+                        errs.push((r.line, format!("account {} (type {}) was opened meanwhile by user {} with other values; not imported", r.user.account, r.user.account_type, u.vnet_user_id)));
+                    }
+                    continue;
+                }
+                let created = pp::create(c, &province2, &r.user, now)?;
+                pp::queue_info_notify(c, &clock2, &created, "1", now)?;
+                n += 1;
             }
-        }
-        if !errors.is_empty() {
-            errors.sort_by_key(|e| e.split(':').next().and_then(|l| l.trim_start_matches("line ").parse::<usize>().ok()).unwrap_or(0));
-            return Err(DbError::Other(errors.join("\n")));
-        }
-        for (i, (_, u)) in rows.iter().enumerate() {
-            let created = pp::create(c, &province, u, now)?;
-            let payload = pp::info_notify_payload(&created, "1", &clock.format_ts(now));
-            outbox::enqueue(c, outbox::CENTRE, "PUserInfoNotify", &outbox::user_key(&created.vnet_user_id), &payload, None, now)?;
-            if progress && (i + 1) % 1000 == 0 {
-                eprint!("\rimported {}/{total}", i + 1);
+            Ok((n, skips, errs))
+        });
+        let held = started.elapsed();
+        let (n, skips, errs) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                audit("user_import", &[("file", &file.display().to_string()), ("users", &imported.to_string()), ("failed_at_line", &first_line.to_string())]);
+                return Err(Failed(format!(
+                    "import stopped in the chunk starting at line {first_line}: {e}; {imported} users were imported before it (run the same import again to continue)"
+                )));
             }
+        };
+        imported += n;
+        raced_skips += skips;
+        raced.extend(errs);
+        commits += 1;
+        worst_hold = worst_hold.max(held);
+        // Next chunk: aim at CHUNK_TARGET.
+        let per_row = held.as_secs_f64() / take.max(1) as f64;
+        if per_row > 0.0 {
+            let ideal = (CHUNK_TARGET.as_secs_f64() / per_row) as usize;
+            chunk = ideal.clamp(chunk / 2 + 1, chunk * 2).clamp(16, MAX_CHUNK);
         }
         if progress {
-            eprintln!("\rimported {total}/{total}");
+            eprint!("\rimported {imported}/{total}");
         }
-        Ok(total)
-    });
-    match result {
-        Ok(n) => {
-            audit("user_import", &[("file", &file.display().to_string()), ("users", &n.to_string())]);
-            println!("imported {n} users");
-            Ok(())
+        if !rows.is_empty() {
+            let pause = Instant::now();
+            // Copy the WAL into the database now, without the writer lock: otherwise the next
+            // commit past the auto-checkpoint threshold does it, most often the daemon's, and a
+            // live request waits for it.
+            if let Some(c) = &checkpointer {
+                let _ = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+            // The checkpoint is part of the pause: it does not hold the writer lock.
+            std::thread::sleep(held.max(Duration::from_millis(25)).saturating_sub(pause.elapsed()));
         }
-        Err(DbError::Other(msg)) if had_errors || msg.starts_with("line ") => {
-            Err(Failed(format!("{msg}\nnothing imported")))
-        }
-        Err(e) => Err(Failed(format!("import failed, nothing imported: {e}"))),
     }
+    if progress {
+        eprintln!();
+    }
+    let skipped = skipped + raced_skips;
+    audit("user_import", &[
+        ("file", &file.display().to_string()),
+        ("users", &imported.to_string()),
+        ("skipped", &skipped.to_string()),
+        ("conflicts", &raced.len().to_string()),
+    ]);
+    log::info!("user import: {commits} transactions, the longest {} ms", worst_hold.as_millis());
+    println!("imported {imported} users, skipped {skipped} already present");
+    if !raced.is_empty() {
+        return Err(Failed(format!("{}\n{} rows not imported", error_report(raced.clone()), raced.len())));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

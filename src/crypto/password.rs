@@ -105,12 +105,35 @@ impl PasswordHasher {
     }
 }
 
+/// Is `phc` a well-formed Argon2id PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) with
+/// parameters Argon2 accepts? (For imported hashes, which are stored as they are.)
+pub fn is_argon2id_phc(phc: &str) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    hash.algorithm == Algorithm::Argon2id.ident()
+        && hash.salt.is_some()
+        && hash.hash.is_some()
+        && Params::try_from(&hash).is_ok()
+        && Version::try_from(hash.version.unwrap_or(0x13)).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn small() -> PasswordHasher {
         PasswordHasher::new(256, 1, 1).unwrap()
+    }
+
+    #[test]
+    fn phc_strings() {
+        let phc = small().hash("s3cret-Pass");
+        assert!(is_argon2id_phc(&phc));
+        assert!(!is_argon2id_phc("$argon2id$v=19$m=256,t=1,p=1$nosalt"));
+        assert!(!is_argon2id_phc(&phc.replace("argon2id", "argon2i")));
+        assert!(!is_argon2id_phc("$argon2id$"));
+        assert!(!is_argon2id_phc("plain text"));
     }
 
     #[test]

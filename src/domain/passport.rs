@@ -200,6 +200,92 @@ pub fn info_notify_payload(u: &User, action: &str, change_time: &str) -> Vec<(&'
     ]
 }
 
+/// Why a user cannot be changed by the BSS or an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotChangeable {
+    /// No user has this VNetUserID (`-20504`).
+    Unknown,
+    /// The user is cancelled (status 03 is terminal, `-20502`).
+    Cancelled,
+}
+
+/// Load a user for a change: unknown and cancelled users cannot be changed.
+pub fn changeable(conn: &Connection, id: &str) -> DbResult<Result<User, NotChangeable>> {
+    Ok(match by_id(conn, id)? {
+        None => Err(NotChangeable::Unknown),
+        Some(u) if u.is_cancelled() => Err(NotChangeable::Cancelled),
+        Some(u) => Ok(u),
+    })
+}
+
+/// Queue PUserInfoNotify (6.2) for `u`: ActionType 1 open, 2 modify, 3 status.
+pub fn queue_info_notify(conn: &Connection, clock: &crate::clock::Clock, u: &User, action: &str, now: i64) -> DbResult<()> {
+    let payload = info_notify_payload(u, action, &clock.format_ts(now));
+    crate::outbox::enqueue(conn, crate::outbox::CENTRE, "PUserInfoNotify", &crate::outbox::user_key(&u.vnet_user_id), &payload, None, now)?;
+    Ok(())
+}
+
+/// The effects of UserStatusChange (4.4), inside the caller's write transaction: the new status,
+/// every order ended when it is 03 (cancelled, terminal), the user's SSO sessions ended when it
+/// is not 00, and PUserInfoNotify ActionType 3 queued. Returns whether the status changed (the
+/// same status again is a no-op).
+pub fn change_status(
+    conn: &Connection,
+    clock: &crate::clock::Clock,
+    province: &str,
+    id: &str,
+    status: &str,
+    now: i64,
+) -> DbResult<Result<bool, NotChangeable>> {
+    let mut u = match changeable(conn, id)? {
+        Ok(u) => u,
+        Err(e) => return Ok(Err(e)),
+    };
+    if u.status == status {
+        return Ok(Ok(false));
+    }
+    conn.execute("UPDATE user SET status = ?2, status_at = ?3, updated_at = ?3 WHERE vnet_user_id = ?1", params![id, status, now])?;
+    if status == STATUS_CANCELLED {
+        // Cancelling the account ends every order now (OrderNotify ActionType 5).
+        let ctx = super::billing::Ctx { conn, cal: super::calendar::Cal::new(clock.tz()), province, now };
+        super::billing::end_orders_of_user(&ctx, id)?;
+    }
+    if status != STATUS_NORMAL {
+        super::sso::end_user(conn, id, None)?;
+    }
+    u.status = status.to_string();
+    queue_info_notify(conn, clock, &u, "3", now)?;
+    Ok(Ok(true))
+}
+
+/// The new password of a PasswordReset for the centre (6.4): encrypted under the centre key, with
+/// that key's version and the TransactionID to send.
+pub struct ResetToCentre {
+    pub enc_password: String,
+    pub key_version: i64,
+    pub transaction_id: String,
+}
+
+/// The effects of PasswordReset (4.4), inside the caller's write transaction: the new hash, the
+/// failure count and lock cleared, every SSO session ended, and PasswordReset (6.4) queued for the
+/// centre when `to_centre` is given (no centre peer: nothing is queued).
+pub fn reset_password(conn: &Connection, id: &str, phc: &str, to_centre: Option<ResetToCentre>, now: i64) -> DbResult<Result<(), NotChangeable>> {
+    let u = match changeable(conn, id)? {
+        Ok(u) => u,
+        Err(e) => return Ok(Err(e)),
+    };
+    conn.execute(
+        "UPDATE user SET password_phc = ?2, failed_logins = 0, locked_until = 0, updated_at = ?3 WHERE vnet_user_id = ?1",
+        params![id, phc, now],
+    )?;
+    super::sso::end_user(conn, id, None)?;
+    if let Some(c) = to_centre {
+        let payload = [("VNetUserID", u.vnet_user_id.clone()), ("NewPassword", c.enc_password), ("TransactionID", c.transaction_id)];
+        crate::outbox::enqueue(conn, crate::outbox::CENTRE, "PasswordReset", &crate::outbox::user_key(id), &payload, Some(c.key_version), now)?;
+    }
+    Ok(Ok(()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -193,16 +193,198 @@ pub fn validate_new(p: &NewPeer) -> Result<(), String> {
         return Err("encoding must be utf-8 or gb2312".into());
     }
     if let Some(u) = &p.url {
-        if !(u.starts_with("http://") || u.starts_with("https://")) {
-            return Err("url must start with http:// or https://".into());
-        }
+        validate_url(u)?;
     }
     for r in &p.return_urls {
-        if !(r.starts_with("http://") || r.starts_with("https://")) {
-            return Err(format!("return-url prefix {r:?} must start with http:// or https://"));
+        validate_return_url(r)?;
+    }
+    Ok(())
+}
+
+/// A URL the node calls (`--url`): an absolute `http://` URL with a host. `https://` is refused
+/// while the outbound client has no TLS (the build has none): the calls would all fail.
+pub fn validate_url(u: &str) -> Result<(), String> {
+    if u.starts_with("https://") {
+        return Err(format!(
+            "url {u:?}: https:// is not supported for calls the node makes (this build has no outbound TLS); use http://, e.g. through a local TLS-terminating proxy"
+        ));
+    }
+    if !u.starts_with("http://") {
+        return Err(format!("url {u:?} must be an absolute http:// URL"));
+    }
+    absolute_http(u).map_err(|e| format!("url {u:?}: {e}"))
+}
+
+/// A permitted ReturnURL prefix (`--return-url`): an absolute `http://` or `https://` URL with a
+/// host (the browser follows it, not the node).
+pub fn validate_return_url(r: &str) -> Result<(), String> {
+    if !(r.starts_with("http://") || r.starts_with("https://")) {
+        return Err(format!("return-url prefix {r:?} must start with http:// or https://"));
+    }
+    absolute_http(r).map_err(|e| format!("return-url prefix {r:?}: {e}"))
+}
+
+/// Syntax of an absolute http(s) URL: no spaces or control characters, a host, a valid port.
+fn absolute_http(u: &str) -> Result<(), String> {
+    if u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains a space or a control character".into());
+    }
+    if u.split_once("://").is_some_and(|(_, rest)| rest.starts_with('/')) {
+        return Err("has no host".into());
+    }
+    let uri: ureq::http::Uri = u.parse().map_err(|e| format!("not a valid URL ({e})"))?;
+    let host = uri.host().unwrap_or("");
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err("must not carry credentials (user@)".into());
+    }
+    // The port: after the last ':' that follows the host (an IPv6 host is in brackets).
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
+    let after_host = authority.rfind(']').map_or(authority, |i| &authority[i + 1..]);
+    if let Some((_, port)) = after_host.rsplit_once(':') {
+        if !port.parse::<u16>().is_ok_and(|p| p != 0) {
+            return Err("has an invalid port".into());
         }
     }
     Ok(())
+}
+
+/// What `peer set` changes; `None` leaves a field as it is.
+#[derive(Debug, Default, Clone)]
+pub struct PeerChange {
+    pub name: Option<String>,
+    /// `Some(None)`: no URL.
+    pub url: Option<Option<String>>,
+    pub return_urls: Option<Vec<String>>,
+    /// `Some(None)`: every operation of its service.
+    pub ops: Option<Option<Vec<String>>>,
+    pub encoding: Option<String>,
+}
+
+impl PeerChange {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.url.is_none() && self.return_urls.is_none() && self.ops.is_none() && self.encoding.is_none()
+    }
+
+    /// The names of the fields it changes (for the audit line).
+    pub fn fields(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.name.is_some() { out.push("name"); }
+        if self.url.is_some() { out.push("url"); }
+        if self.return_urls.is_some() { out.push("return_urls"); }
+        if self.ops.is_some() { out.push("ops"); }
+        if self.encoding.is_some() { out.push("encoding"); }
+        out
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(Some(u)) = &self.url {
+            validate_url(u)?;
+        }
+        for r in self.return_urls.iter().flatten() {
+            validate_return_url(r)?;
+        }
+        if let Some(e) = &self.encoding {
+            if e != "utf-8" && e != "gb2312" {
+                return Err("encoding must be utf-8 or gb2312".into());
+            }
+        }
+        if let Some(n) = &self.name {
+            if n.chars().count() > 128 || n.chars().any(char::is_control) {
+                return Err("name must be at most 128 characters without control characters".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The kind of a peer, if it exists.
+pub fn kind_of(conn: &Connection, id: &str) -> DbResult<Option<String>> {
+    Ok(conn.query_row("SELECT kind FROM peer WHERE id = ?1", [id], |r| r.get(0)).optional()?)
+}
+
+/// Apply a `peer set` (inside the caller's write transaction). The caller has validated it.
+pub fn set(conn: &Connection, id: &str, ch: &PeerChange, now: i64) -> DbResult<()> {
+    if kind_of(conn, id)?.is_none() {
+        return Err(DbError::Other(format!("peer {id} does not exist")));
+    }
+    if let Some(n) = &ch.name {
+        conn.execute("UPDATE peer SET name = ?2 WHERE id = ?1", params![id, n])?;
+    }
+    if let Some(u) = &ch.url {
+        conn.execute("UPDATE peer SET url = ?2 WHERE id = ?1", params![id, u])?;
+    }
+    if let Some(r) = &ch.return_urls {
+        conn.execute("UPDATE peer SET return_urls = ?2 WHERE id = ?1", params![id, r.join("\n")])?;
+    }
+    if let Some(o) = &ch.ops {
+        conn.execute("UPDATE peer SET ops = ?2 WHERE id = ?1", params![id, o.as_ref().map(|o| o.join(","))])?;
+    }
+    if let Some(e) = &ch.encoding {
+        conn.execute("UPDATE peer SET encoding = ?2 WHERE id = ?1", params![id, e])?;
+    }
+    conn.execute("UPDATE peer SET updated_at = ?2 WHERE id = ?1", params![id, now])?;
+    Ok(())
+}
+
+/// The outbox destination condition for the messages meant for peer `id` of `kind`: its own id,
+/// and for the centre the `centre` destination when no other enabled centre peer would take them.
+fn destinations(conn: &Connection, id: &str, kind: &str) -> DbResult<Vec<String>> {
+    let mut out = vec![id.to_string()];
+    if kind == "centre" {
+        let other: i64 = conn.query_row(
+            "SELECT count(*) FROM peer WHERE kind = 'centre' AND status = 'active' AND id <> ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        if other == 0 {
+            out.push(crate::outbox::CENTRE.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Outbox messages waiting (pending) for peer `id`.
+pub fn waiting_messages(conn: &Connection, id: &str, kind: &str) -> DbResult<i64> {
+    let mut n = 0;
+    for d in destinations(conn, id, kind)? {
+        n += conn.query_row("SELECT count(*) FROM outbox WHERE state = 'pending' AND destination = ?1", [&d], |r| r.get::<_, i64>(0))?;
+    }
+    Ok(n)
+}
+
+/// What `remove` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removed {
+    /// The peer and its keys are gone; this many waiting messages were dead-lettered.
+    Done { dead_lettered: i64 },
+    /// Refused: this many messages wait for the peer (and `force` was not given).
+    Waiting(i64),
+}
+
+/// Remove a peer and every key version of it (inside the caller's write transaction). While
+/// messages wait for it, refused unless `force`, which dead-letters them first (the same
+/// transaction: all or nothing).
+pub fn remove(conn: &Connection, id: &str, force: bool, now: i64) -> DbResult<Removed> {
+    let Some(kind) = kind_of(conn, id)? else {
+        return Err(DbError::Other(format!("peer {id} does not exist")));
+    };
+    let waiting = waiting_messages(conn, id, &kind)?;
+    if waiting > 0 && !force {
+        return Ok(Removed::Waiting(waiting));
+    }
+    let mut dead = 0i64;
+    for d in destinations(conn, id, &kind)? {
+        dead += conn.execute(
+            "UPDATE outbox SET state = 'dead', last_error = ?3, next_attempt_at = ?2 WHERE state = 'pending' AND destination = ?1",
+            params![d, now, format!("peer {id} removed by the operator (peer remove --force)")],
+        )? as i64;
+    }
+    conn.execute("DELETE FROM peer_key WHERE peer_id = ?1", [id])?;
+    conn.execute("DELETE FROM peer WHERE id = ?1", [id])?;
+    Ok(Removed::Done { dead_lettered: dead })
 }
 
 pub fn add(store: &Store, p: NewPeer, now: i64) -> DbResult<()> {
@@ -263,8 +445,17 @@ pub fn add_key(
 }
 
 pub fn disable(store: &Store, id: String, now: i64) -> DbResult<()> {
+    set_status(store, id, "disabled", now)
+}
+
+/// Undo `disable`: the peer's calls are accepted again.
+pub fn enable(store: &Store, id: String, now: i64) -> DbResult<()> {
+    set_status(store, id, "active", now)
+}
+
+fn set_status(store: &Store, id: String, status: &'static str, now: i64) -> DbResult<()> {
     store.write(move |c| {
-        let n = c.execute("UPDATE peer SET status = 'disabled', updated_at = ?2 WHERE id = ?1", params![id, now])?;
+        let n = c.execute("UPDATE peer SET status = ?3, updated_at = ?2 WHERE id = ?1", params![id, now, status])?;
         if n == 0 {
             return Err(DbError::Other(format!("peer {id} does not exist")));
         }
@@ -282,6 +473,22 @@ mod tests {
 
     fn peer(keys: Vec<KeyVersion>) -> Peer {
         Peer { id: "35000001".into(), kind: "sp".into(), name: String::new(), active: true, url: None, return_urls: vec![], ops: None, gb2312: false, keys }
+    }
+
+    #[test]
+    fn url_rules() {
+        assert!(validate_url("http://10.0.0.1:8080/centre").is_ok());
+        assert!(validate_url("https://centre.example/").unwrap_err().contains("TLS"));
+        assert!(validate_url("ftp://x/").is_err());
+        assert!(validate_url("http://").is_err());
+        assert!(validate_url("http://a b/").is_err());
+        assert!(validate_url("http://u:p@host/").is_err());
+        assert!(validate_url("http://host:99999/").is_err());
+        assert!(validate_url("http://[::1]:8080/x").is_ok());
+        assert!(validate_url("http://[::1]/x").is_ok());
+        assert!(validate_return_url("https://sp.example/back").is_ok());
+        assert!(validate_return_url("/relative").is_err());
+        assert!(validate_return_url("https:///x").is_err());
     }
 
     #[test]

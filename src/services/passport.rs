@@ -2,14 +2,11 @@
 //! fields in, domain call, fields out.
 
 use crate::app::App;
-use crate::domain::billing;
-use crate::domain::calendar::Cal;
 use crate::domain::passport::{self as pp, Holder, NewUser, User};
 use crate::ops::codes::*;
 use crate::ops::pipeline::write_idempotent;
 use crate::ops::{Call, Resp};
 use crate::ops_support::logging::audit;
-use crate::outbox;
 use crate::services::centre;
 use crate::store::DbError;
 
@@ -251,13 +248,6 @@ pub fn get_time(app: &App, _call: &Call) -> Resp {
     Resp::ok().with("ServerTime", app.clock.now_ts())
 }
 
-/// Queue PUserInfoNotify (6.2) for `u`.
-fn queue_info_notify(conn: &rusqlite::Connection, clock: &crate::clock::Clock, u: &User, action: &str, now: i64) -> Result<(), DbError> {
-    let payload = pp::info_notify_payload(u, action, &clock.format_ts(now));
-    outbox::enqueue(conn, outbox::CENTRE, "PUserInfoNotify", &outbox::user_key(&u.vnet_user_id), &payload, None, now)?;
-    Ok(())
-}
-
 /// Hash a password on the bounded pool.
 fn hash(app: &App, password: &str) -> Result<String, Resp> {
     app.hasher.hash(password.to_string()).map_err(|_| Resp::err(SYSTEM_ERROR, "busy, try again"))
@@ -303,7 +293,7 @@ pub fn user_open(app: &App, call: &Call) -> Resp {
             return Ok(Resp::code(ACCOUNT_EXISTS));
         }
         let u = pp::create(c, &province, &new, now)?;
-        queue_info_notify(c, &clock, &u, "1", now)?;
+        pp::queue_info_notify(c, &clock, &u, "1", now)?;
         Ok(Resp::ok().with("VNetUserID", &u.vnet_user_id))
     });
     if resp.result == OK {
@@ -316,11 +306,14 @@ pub fn user_open(app: &App, call: &Call) -> Resp {
 
 /// Load a user for a BSS change: unknown -20504, cancelled -20502.
 fn changeable(conn: &rusqlite::Connection, id: &str) -> Result<Result<User, Resp>, DbError> {
-    Ok(match pp::by_id(conn, id)? {
-        None => Err(Resp::code(ACCOUNT_UNKNOWN)),
-        Some(u) if u.is_cancelled() => Err(Resp::code(USER_ABNORMAL)),
-        Some(u) => Ok(u),
-    })
+    Ok(pp::changeable(conn, id)?.map_err(refusal))
+}
+
+fn refusal(e: pp::NotChangeable) -> Resp {
+    match e {
+        pp::NotChangeable::Unknown => Resp::code(ACCOUNT_UNKNOWN),
+        pp::NotChangeable::Cancelled => Resp::code(USER_ABNORMAL),
+    }
 }
 
 pub fn user_modify(app: &App, call: &Call) -> Resp {
@@ -348,7 +341,7 @@ pub fn user_modify(app: &App, call: &Call) -> Resp {
                  balance = ?7, updated_at = ?8 WHERE vnet_user_id = ?1",
                 rusqlite::params![u.vnet_user_id, u.city_code, u.user_type, u.alias, u.binding_access_no, u.credit_limit, u.balance, now],
             )?;
-            queue_info_notify(c, &clock, &u, "2", now)?;
+            pp::queue_info_notify(c, &clock, &u, "2", now)?;
         }
         Ok(Resp::ok())
     })
@@ -361,29 +354,10 @@ pub fn user_status_change(app: &App, call: &Call) -> Resp {
     let province = app.cfg.node.province_id.clone();
     let resp = write_idempotent(app, call, {
         let (id, status) = (id.clone(), status.clone());
-        move |c| {
-            let mut u = match changeable(c, &id)? {
-                Ok(u) => u,
-                Err(r) => return Ok(r),
-            };
-            if u.status != status {
-                c.execute(
-                    "UPDATE user SET status = ?2, status_at = ?3, updated_at = ?3 WHERE vnet_user_id = ?1",
-                    rusqlite::params![id, status, now],
-                )?;
-                if status == pp::STATUS_CANCELLED {
-                    // Cancelling the account ends every order now (OrderNotify ActionType 5).
-                    let ctx = billing::Ctx { conn: c, cal: Cal::new(clock.tz()), province: &province, now };
-                    billing::end_orders_of_user(&ctx, &id)?;
-                }
-                if status != pp::STATUS_NORMAL {
-                    crate::domain::sso::end_user(c, &id, None)?;
-                }
-                u.status = status;
-                queue_info_notify(c, &clock, &u, "3", now)?;
-            }
-            Ok(Resp::ok())
-        }
+        move |c| Ok(match pp::change_status(c, &clock, &province, &id, &status, now)? {
+            Ok(_) => Resp::ok(),
+            Err(e) => refusal(e),
+        })
     });
     if resp.result == OK {
         let reason = call.get("Reason");
@@ -417,20 +391,11 @@ pub fn password_reset(app: &App, call: &Call) -> Resp {
     let resp = write_idempotent(app, call, {
         let id = id.clone();
         move |c| {
-            let u = match changeable(c, &id)? {
-                Ok(u) => u,
-                Err(r) => return Ok(r),
-            };
-            c.execute(
-                "UPDATE user SET password_phc = ?2, failed_logins = 0, locked_until = 0, updated_at = ?3 WHERE vnet_user_id = ?1",
-                rusqlite::params![id, phc, now],
-            )?;
-            crate::domain::sso::end_user(c, &id, None)?;
-            if let Some((enc, version)) = to_centre {
-                let payload = [("VNetUserID", u.vnet_user_id.clone()), ("NewPassword", enc), ("TransactionID", txid)];
-                outbox::enqueue(c, outbox::CENTRE, "PasswordReset", &outbox::user_key(&id), &payload, Some(version), now)?;
-            }
-            Ok(Resp::ok())
+            let to_centre = to_centre.map(|(enc_password, key_version)| pp::ResetToCentre { enc_password, key_version, transaction_id: txid });
+            Ok(match pp::reset_password(c, &id, &phc, to_centre, now)? {
+                Ok(()) => Resp::ok(),
+                Err(e) => refusal(e),
+            })
         }
     });
     if resp.result == OK {
@@ -478,7 +443,7 @@ pub fn mphone_registry(app: &App, call: &Call) -> Resp {
             return Ok((u.vnet_user_id, false));
         }
         let u = pp::create(c, &province, &new, now)?;
-        queue_info_notify(c, &clock, &u, "1", now)?;
+        pp::queue_info_notify(c, &clock, &u, "1", now)?;
         Ok((u.vnet_user_id, true))
     });
     match r {

@@ -272,7 +272,7 @@ fn user_import_reports_duplicates_in_file_and_in_database() {
     let csv = write_csv(&d, "dups.csv", &[
         "01,dup-a,0591,1,,,,",        // line 2
         "01,dup-a,0592,1,,,,",        // line 3: repeats line 2
-        "01,dup-existing,0591,1,,,,", // line 4: already in the database
+        "01,dup-existing,0592,1,,,,", // line 4: already in the database, other values (the same values would be skipped)
         "02,dup-a,0591,1,,,,",        // line 5: same account, other type: fine
     ]);
     let o = d.cli(&["user", "import", csv.to_str().unwrap()]);

@@ -19,3 +19,4 @@ mod web;
 mod access;
 mod safety;
 mod observability;
+mod operator;
