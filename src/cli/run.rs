@@ -34,10 +34,13 @@ pub fn run(cfg: Config) -> CliResult {
     let db = cfg.storage.path.clone();
     crate::store::create_dir_for(&db).map_err(|e| Failed(e.to_string()))?;
     let _db_lock = crate::store::lock::acquire(&db).map_err(Failed)?;
+    status("checking the database (quick_check)");
     start_up_check(&cfg)?;
+    status("opening the database (migrations)");
     let store = crate::store::Store::open(&db).map_err(|e| Failed(format!("cannot open database {}: {e}", db.display())))?;
     let app = Arc::new(App::new(cfg, clock, store.clone()).map_err(Failed)?);
     // Missed rollovers and day closes are done before the first request is served.
+    status("running the jobs missed while down");
     crate::jobs::catch_up(&app).map_err(|e| Failed(format!("cannot run the jobs missed while down: {e}")))?;
     let stop_jobs = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let jobs = crate::jobs::spawn(app.clone(), stop_jobs.clone()).map_err(|e| Failed(format!("cannot start the job thread: {e}")))?;
@@ -55,11 +58,12 @@ pub fn run(cfg: Config) -> CliResult {
         app.cfg.storage.path.display()
     );
     logging::audit("daemon_start", &[("version", env!("CARGO_PKG_VERSION"))]);
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let serving = format!("serving SOAP on {}, admin on {}", app.cfg.server.listen, app.cfg.server.admin_listen);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&serving)]);
     let watchdog = super::watchdog::spawn(app.clone()).map_err(|e| Failed(format!("cannot start the watchdog thread: {e}")))?;
     let sig = crate::ops_support::signals::wait_for_shutdown(|| crate::ops_support::reload::reload(&app, &listeners.soap, listeners.soap_workers));
     log::info!("{sig} received; shutting down");
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping, sd_notify::NotifyState::Status("stopping: finishing requests, committing, checkpointing")]);
     if let Some(w) = watchdog {
         w.stop();
     }
@@ -71,6 +75,11 @@ pub fn run(cfg: Config) -> CliResult {
     store.shutdown();
     logging::audit("daemon_stop", &[("signal", sig.as_str())]);
     Ok(())
+}
+
+/// A `STATUS=` line for systemd (`systemctl status vnetd` shows it); nothing without systemd.
+fn status(what: &str) {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(what)]);
 }
 
 /// The start-up `PRAGMA quick_check`, bounded by `storage.quick_check_s` (0: skipped): refuse to

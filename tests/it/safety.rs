@@ -295,6 +295,12 @@ fn watchdog_keepalives_stop_while_the_writer_hangs_and_resume_after() {
     let flag = d.dir.path().join("hang-writer");
     let got = start_with_notify(&mut d, 1000, &flag);
     assert!(wait_until(Duration::from_secs(10), || count(&got, "READY=1") == 1 && count(&got, "WATCHDOG=1") >= 3), "{:?}", got.lock().unwrap());
+    // STATUS= lines tell `systemctl status` what start-up is doing, then what is served.
+    let lines: Vec<String> = got.lock().unwrap().iter().map(|(_, l)| l.clone()).collect();
+    let at = |p: &str| lines.iter().position(|l| l.starts_with(p)).unwrap_or_else(|| panic!("no {p} in {lines:?}"));
+    assert!(at("STATUS=checking the database") < at("STATUS=opening the database"));
+    assert!(at("STATUS=opening the database") < at("READY=1"));
+    assert!(lines[at("READY=1") + 1].starts_with("STATUS=serving SOAP on 127.0.0.1:"), "{lines:?}");
 
     if !cfg!(debug_assertions) {
         // Release builds have no writer-hang hook (VNETD_TEST_HANG_WRITER is debug-only).
@@ -315,4 +321,5 @@ fn watchdog_keepalives_stop_while_the_writer_hangs_and_resume_after() {
     assert!(d.log().contains("watchdog: progress again"), "log:\n{}", d.log());
     d.stop();
     assert!(wait_until(Duration::from_secs(2), || count(&got, "STOPPING=1") == 1));
+    assert!(got.lock().unwrap().iter().any(|(_, l)| l.starts_with("STATUS=stopping")));
 }
