@@ -5,19 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-const CSV_HEADER: &str = "account_type,account,city_code,user_type,credit_limit,balance,alias,binding_access_no";
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited normally")
-}
 
 /// A config file in `dir` (nothing listens on its ports), with `extra` appended.
 fn write_config(dir: &Path, name: &str, extra: &str) -> PathBuf {

@@ -348,6 +348,22 @@ pub fn assert_code(r: &Resp, code: i32, what: &str) {
     }
 }
 
+/// The header of `user import` files (spec 11 "CLI formats").
+pub const CSV_HEADER: &str = "account_type,account,city_code,user_type,credit_limit,balance,alias,binding_access_no";
+
+/// A CLI run's standard output, standard error and exit code.
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn code(o: &std::process::Output) -> i32 {
+    o.status.code().expect("exited normally")
+}
+
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {

@@ -5,23 +5,9 @@
 
 use crate::harness::*;
 use std::path::PathBuf;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
-const CSV_HEADER: &str = "account_type,account,city_code,user_type,credit_limit,balance,alias,binding_access_no";
 const NEW_KEY: &str = "13579bdf02468ace13579bdf02468ace13579bdf02468ace";
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited normally")
-}
 
 fn user_auth_with(d: &Daemon, key: &str, account: &str, password: &str) -> Resp {
     d.call("ProvinceForSP", "UserAuth", key, &[
