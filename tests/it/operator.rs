@@ -409,6 +409,23 @@ fn user_import_help_shows_the_header() {
 fn import_latency_under_live_user_open() {
     let rows: usize = std::env::var("VNETD_IMPORT_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
     let passwords = std::env::var("VNETD_IMPORT_PASSWORDS").is_ok_and(|v| v == "1");
+    import_with_live_user_open(rows, passwords);
+}
+
+/// A 30,000-row import while UserOpen runs in a loop: it commits in many short transactions
+/// (none near a second; one transaction for the whole file held the writer for seconds), and
+/// every live UserOpen succeeds without waiting for the import.
+#[test]
+fn import_does_not_hold_the_writer() {
+    let (max, transactions, longest_ms) = import_with_live_user_open(30_000, false);
+    assert!(transactions > 10, "{transactions} transactions");
+    assert!(longest_ms < 1000, "the longest transaction held the writer {longest_ms} ms");
+    assert!(max < Duration::from_secs(3), "a live UserOpen waited {max:?}");
+}
+
+/// Import `rows` users while a client does UserOpen every 5 ms; prints the figures and returns
+/// the worst UserOpen latency, the import's transactions and its longest transaction in ms.
+fn import_with_live_user_open(rows: usize, passwords: bool) -> (Duration, u64, u64) {
     let d = if passwords { Daemon::start_with("[security]\nargon2_m_kib = 19456\nargon2_t = 2\n") } else { Daemon::start() };
     d.add_standard_peers(false);
     let mut text = String::with_capacity(rows * 48);
@@ -469,4 +486,10 @@ fn import_latency_under_live_user_open() {
     );
     assert_eq!(failures, 0);
     assert_eq!(count(&d, "SELECT count(*) FROM user WHERE account LIKE 'bulk-%'"), rows as i64);
+    // "user import: N transactions, the longest M ms"
+    let num_before = |marker: &str| -> u64 {
+        let head = &longest[..longest.find(marker).unwrap_or_else(|| panic!("no {marker:?} in {longest:?}"))];
+        head.trim_end().rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{longest:?}"))
+    };
+    (*lat.last().unwrap(), num_before(" transactions"), num_before(" ms"))
 }
