@@ -50,11 +50,6 @@ impl Clock {
         Clock { inner: Arc::new(Inner { tz, offset_s: AtomicI64::new(0), manual: Some(AtomicI64::new(unix)) }) }
     }
 
-    pub fn from_config(cfg: &crate::config::Config) -> Clock {
-        let tz = parse_utc_offset(&cfg.node.timezone).unwrap_or(UtcOffset::UTC);
-        Clock::system(tz, cfg.node.time_offset_s)
-    }
-
     /// Move time forward (manual clock) or add to the offset (system clock).
     pub fn advance(&self, secs: i64) {
         match &self.inner.manual {

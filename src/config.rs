@@ -1,5 +1,7 @@
 //! Configuration (spec section 9): TOML, built-in defaults, unknown keys rejected by name.
 
+pub mod cidr;
+
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -252,7 +254,7 @@ impl Config {
             errs.push("storage.path must not be empty".into());
         }
         for c in &self.server.legacy_allow {
-            if crate::http::cidr::Cidr::parse(c).is_none() {
+            if crate::config::cidr::Cidr::parse(c).is_none() {
                 errs.push(format!("server.legacy_allow: {c:?} is not a CIDR"));
             }
         }
@@ -310,6 +312,12 @@ impl Config {
             errs.push(format!("log.level {:?} is not one of error, warn, info, debug, trace", self.log.level));
         }
         if errs.is_empty() { Ok(()) } else { Err(errs.join("; ")) }
+    }
+
+    /// The node's clock: system time in `node.timezone`, shifted by `node.time_offset_s`.
+    pub fn clock(&self) -> crate::clock::Clock {
+        let tz = crate::clock::parse_utc_offset(&self.node.timezone).unwrap_or(time::UtcOffset::UTC);
+        crate::clock::Clock::system(tz, self.node.time_offset_s)
     }
 
     pub fn level(&self) -> log::LevelFilter {

@@ -16,5 +16,6 @@ pub mod outbound;
 pub mod outbox;
 pub mod services;
 pub mod soap;
+pub mod spec;
 pub mod store;
 pub mod web;

@@ -5,7 +5,7 @@ use super::store::{self, Store};
 use crate::clock::Clock;
 use crate::crypto::{self, TdesKey};
 use crate::domain::calendar::Cal;
-use crate::ops::codes;
+use crate::spec::codes;
 use crate::soap::envelope::{Elem, SoapVersion};
 use crate::soap::writer::{self, Value};
 use std::collections::HashMap;

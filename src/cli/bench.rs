@@ -668,7 +668,7 @@ fn soap(a: SoapArgs) -> CliResult {
             op,
             host: addr.to_string(),
             key: TdesKey::from_hex(SP_KEY, IV).expect("valid key"),
-            clock: Clock::from_config(&cfg),
+            clock: cfg.clock(),
             user_id: user_id.clone(),
             password_enc: key.encrypt_b64(PASSWORD.as_bytes()),
             users: users.clone(),

@@ -1,7 +1,6 @@
 //! `vnetd catalog import FILE.toml | catalog list`.
 
 use super::{open_store, print_table, CliResult, Failed};
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::catalog;
 use crate::ops_support::logging::audit;
@@ -25,7 +24,7 @@ pub fn run(cfg: &Config, cmd: CatalogCmd) -> CliResult {
             let text = std::fs::read_to_string(&file).map_err(|e| Failed(format!("cannot read {}: {e}", file.display())))?;
             let parsed = catalog::parse(&text).map_err(|e| Failed(format!("{}: {e}\nnothing imported", file.display())))?;
             let store = open_store(cfg)?;
-            let now = Clock::from_config(cfg).unix();
+            let now = cfg.clock().unix();
             let r = store.write_with(move |c| {
                 let r = catalog::import(c, &parsed, now)?;
                 let keep = r.is_ok();

@@ -1,7 +1,6 @@
 //! `vnetd outbox status | outbox retry [--dead]`: what waits for delivery, and re-queueing.
 
 use super::{open_store, print_table, CliResult};
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::ops_support::logging::audit;
 use clap::Subcommand;
@@ -25,7 +24,7 @@ use crate::outbox::RETRY_MARKER;
 
 pub fn run(cfg: &Config, cmd: OutboxCmd) -> CliResult {
     let store = open_store(cfg)?;
-    let clock = Clock::from_config(cfg);
+    let clock = cfg.clock();
     match cmd {
         OutboxCmd::Status => {
             let rows = store.read(|c| {

@@ -1,7 +1,6 @@
 //! `vnetd peer add|list|set|set-key|disable|enable|remove`.
 
 use super::{open_store, print_table, CliResult, Failed};
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::peers::{self, NewPeer, PeerChange, Removed, DEFAULT_IV};
 use crate::ops_support::logging::audit;
@@ -162,7 +161,7 @@ pub enum PeerCmd {
 
 /// Every name in `ops` is an operation of the service a peer of `kind` calls.
 fn check_ops(kind: &str, ops: &[String]) -> Result<(), Failed> {
-    use crate::ops::Service;
+    use crate::spec::Service;
     let service = Service::ALL.into_iter().find(|s| s.caller_kind() == kind);
     let declared: Vec<&str> = service.map(|s| crate::ops::table::of(s).map(|o| o.name).collect()).unwrap_or_default();
     if ops.is_empty() || ops.iter().any(|o| o.trim().is_empty()) {
@@ -176,7 +175,7 @@ fn check_ops(kind: &str, ops: &[String]) -> Result<(), Failed> {
 }
 
 pub fn run(cfg: &Config, cmd: PeerCmd) -> CliResult {
-    let clock = Clock::from_config(cfg);
+    let clock = cfg.clock();
     let now = clock.unix();
     match cmd {
         PeerCmd::Add { id, kind, key, iv, name, url, return_url, ops, encoding } => {

@@ -4,7 +4,6 @@
 //! ordered by ChargeTime then TransactionID (as ReconDetail).
 
 use super::{open_store, CliResult, Failed};
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::billing as bl;
 use crate::domain::calendar::Cal;
@@ -36,7 +35,7 @@ pub fn run(cfg: &Config, cmd: ReconCmd) -> CliResult {
     if sp.len() != 8 || !sp.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Failed(format!("--sp must be 8 digits, not {sp:?}")));
     }
-    let cal = Cal::new(Clock::from_config(cfg).tz());
+    let cal = Cal::new(cfg.clock().tz());
     if date.len() != 8 || cal.day_start(&date).is_none() {
         return Err(Failed(format!("--date must be a day as yyyyMMdd, not {date:?}")));
     }

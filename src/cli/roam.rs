@@ -1,7 +1,6 @@
 //! `vnetd roam list | roam revoke --sp SPID --service ID --item ID [--reason TEXT]`.
 
 use super::{open_store, print_table, CliResult, Failed};
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::roaming;
 use crate::ops_support::logging::audit;
@@ -42,7 +41,7 @@ pub fn run(cfg: &Config, cmd: RoamCmd) -> CliResult {
             if reason.chars().count() > 256 {
                 return Err(Failed("--reason is at most 256 characters".into()));
             }
-            let now = Clock::from_config(cfg).unix();
+            let now = cfg.clock().unix();
             let r = {
                 let (sp, service, item, reason) = (sp.clone(), service.clone(), item.clone(), reason.clone());
                 store.write(move |c| roaming::revoke_out(c, &sp, &service, &item, &reason, now))?

@@ -2,7 +2,6 @@
 
 use super::{CliResult, Failed};
 use crate::app::App;
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::ops_support::logging::{self, LogTarget};
 use std::io::{IsTerminal, Read, Write};
@@ -26,7 +25,7 @@ pub fn run(cfg: Config) -> CliResult {
         log::warn!("cannot log to syslog ({e}); logging to stderr");
         let _ = logging::switch(LogTarget::Stderr, cfg.level());
     }
-    let clock = Clock::from_config(&cfg);
+    let clock = cfg.clock();
     if cfg.node.time_offset_s != 0 {
         log::warn!("node time is shifted by time_offset_s = {} s", cfg.node.time_offset_s);
     }

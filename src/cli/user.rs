@@ -1,7 +1,6 @@
 //! `vnetd user add|show|import`.
 
 use super::{open_store, print_table, CliResult, Failed};
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::PasswordHasher;
 use crate::domain::passport::{self as pp, NewUser, User};
@@ -105,7 +104,7 @@ pub fn run(cfg: &Config, cmd: UserCmd) -> CliResult {
                 new.password_phc = Some(h.hash(&pw));
             }
             let store = open_store(cfg)?;
-            let clock = Clock::from_config(cfg);
+            let clock = cfg.clock();
             let province = cfg.node.province_id.clone();
             let id = store.write(move |c| {
                 let now = clock.unix();
@@ -126,7 +125,7 @@ pub fn run(cfg: &Config, cmd: UserCmd) -> CliResult {
             if users.is_empty() {
                 return Err(Failed(format!("no user {who}")));
             }
-            let now = Clock::from_config(cfg).unix();
+            let now = cfg.clock().unix();
             let rows: Vec<Vec<String>> = users.iter().map(|u| show_row(u, now)).collect();
             print_table(
                 &["vnet_user_id", "account_type", "account", "status", "city_code", "user_type", "credit_limit", "balance", "alias", "binding_access_no", "contract_id", "password", "locked"],
@@ -138,7 +137,7 @@ pub fn run(cfg: &Config, cmd: UserCmd) -> CliResult {
             let store = open_store(cfg)?;
             let u = target(&store, &who)?;
             let id = u.vnet_user_id.clone();
-            let was_locked = u.locked_until > Clock::from_config(cfg).unix();
+            let was_locked = u.locked_until > cfg.clock().unix();
             store.write(move |c| match pp::changeable(c, &id)? {
                 Ok(_) => pp::reset_failures(c, &id),
                 Err(e) => Err(DbError::Other(not_changeable(&id, e))),
@@ -158,7 +157,7 @@ pub fn run(cfg: &Config, cmd: UserCmd) -> CliResult {
             }
             let s = &cfg.security;
             let phc = PasswordHasher::new(s.argon2_m_kib, s.argon2_t, s.argon2_p)?.hash(&pw);
-            let clock = Clock::from_config(cfg);
+            let clock = cfg.clock();
             let now = clock.unix();
             // As PasswordReset (6.4): the new password goes to the centre encrypted under its key.
             let peers = store.read(crate::domain::peers::load_all)?;
@@ -178,7 +177,7 @@ pub fn run(cfg: &Config, cmd: UserCmd) -> CliResult {
         UserCmd::SetStatus { who, status, reason } => {
             let store = open_store(cfg)?;
             let u = target(&store, &who)?;
-            let clock = Clock::from_config(cfg);
+            let clock = cfg.clock();
             let province = cfg.node.province_id.clone();
             let (id, st) = (u.vnet_user_id.clone(), status.clone());
             let changed = store.write(move |c| {
@@ -514,7 +513,7 @@ fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
     // 3. Chunks: passwords hashed first (every core, no transaction open), then one short write
     // transaction per chunk, sized from the time the previous one took; a pause after each lets
     // the daemon's writer in. A crash leaves the chunks already committed; a rerun skips them.
-    let clock = Clock::from_config(cfg);
+    let clock = cfg.clock();
     let province = cfg.node.province_id.clone();
     let total = rows.len();
     let progress = std::io::stderr().is_terminal();

@@ -4,7 +4,7 @@
 
 use super::calendar::{Cal, Ym};
 use super::passport::{self as pp, User};
-use crate::ops::codes::*;
+use crate::spec::codes::*;
 use crate::outbox;
 use crate::store::{next_counter, DbResult};
 use rusqlite::{params, Connection, OptionalExtension, Row};

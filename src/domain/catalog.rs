@@ -288,7 +288,7 @@ pub fn service(conn: &Connection, service_id: &str) -> DbResult<Option<ServiceIn
 /// What a payment page shows of a PayRequest (spec 5.3): the SP's name and the item's name, when
 /// the service is the SP's (else -20004) and the item is of that service (else -20006).
 pub fn payment_names(conn: &Connection, spid: &str, service_id: &str, item_id: &str) -> DbResult<Result<(String, String), i32>> {
-    use crate::ops::codes::{SERVICE_ITEM_ABNORMAL, SERVICE_UNKNOWN};
+    use crate::spec::codes::{SERVICE_ITEM_ABNORMAL, SERVICE_UNKNOWN};
     let sp: Option<String> = conn
         .prepare_cached("SELECT sp.name FROM service s JOIN sp ON sp.spid = s.spid WHERE s.service_id = ?1 AND s.spid = ?2")?
         .query_row([service_id, spid], |r| r.get(0))

@@ -64,7 +64,7 @@ pub fn declare_series(app: &App) {
         m.declare_request(op.service.name(), op.name);
     }
     m.declare_request(crate::ops::legacy::SERVICE, "getUserProduct");
-    for s in crate::ops::Service::ALL {
+    for s in crate::spec::Service::ALL {
         m.inc_counter("vnetd_soap_faults_total", "SOAP requests refused with a Client fault", &[("service", s.name())], 0);
     }
     m.inc_counter("vnetd_soap_faults_total", "SOAP requests refused with a Client fault", &[("service", crate::ops::legacy::SERVICE)], 0);

@@ -3,12 +3,11 @@
 //! deadlines, header limits, bounded draining, a connection cap with 503, no accept-thread death.
 
 pub mod admin;
-pub mod cidr;
 
 use crate::app::App;
 use crate::ops::legacy;
 use crate::ops::pipeline::{self, Reply};
-use crate::ops::Service;
+use crate::spec::Service;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 
 use super::pipeline::Reply;
 use crate::app::App;
-use crate::http::cidr::Cidr;
+use crate::config::cidr::Cidr;
 use crate::soap::envelope::{self, SoapVersion};
 use crate::soap::writer::{self, FaultCode};
 use std::net::IpAddr;

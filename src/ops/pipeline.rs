@@ -1,7 +1,9 @@
 //! The one generic path every SOAP request takes (spec 2.4, 11): envelope → operation → caller →
 //! Authenticator → TimeStamp → field syntax → `enc` fields → idempotency → handler → response.
 
-use super::{codes, Call, Field, Op, Resp, Service, Ty};
+use super::{Call, Op, Resp};
+use crate::spec::{Field, Service, Ty};
+use crate::spec::codes;
 use crate::app::App;
 use crate::crypto::{self, EncError};
 use crate::soap::envelope::{self, SoapVersion};

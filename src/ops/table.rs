@@ -1,7 +1,8 @@
 //! The declaration of every served operation: one row each (ENGINEERING.md "declare each
 //! operation once"). Field order is the spec's, which is also the Authenticator order.
 
-use super::{opt, req, Field, ListSpec, Op, Service, Ty};
+use super::Op;
+use crate::spec::{opt, req, Field, ListSpec, Service, Ty};
 use crate::services::{access as acc, billing as bl, passport as pp, province_for_vnet as vnet, sso};
 
 const ACCOUNT_TYPES: Ty = Ty::OneOf(&["01", "02", "03", "04", "09"]);

@@ -5,9 +5,10 @@ use crate::app::App;
 use crate::clock::Clock;
 use crate::domain::billing::{self as bl, Channel, Ctx, Kind, Req, Target};
 use crate::domain::calendar::{Cal, Ym};
-use crate::ops::codes::*;
+use crate::spec::codes::*;
 use crate::ops::pipeline::write_idempotent;
-use crate::ops::{Call, Resp, Service};
+use crate::ops::{Call, Resp};
+use crate::spec::Service;
 use crate::services::centre;
 use crate::store::DbResult;
 

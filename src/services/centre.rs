@@ -3,7 +3,7 @@
 //! answer (connection, timeout, HTTP status, SOAP Fault) is `-22500` "centre unavailable".
 
 use crate::app::App;
-use crate::ops::codes::SYSTEM_ERROR;
+use crate::spec::codes::SYSTEM_ERROR;
 use crate::ops::{Call, Resp};
 use crate::outbound::{self, Answer};
 

@@ -3,7 +3,7 @@
 
 use crate::app::App;
 use crate::domain::passport::{self as pp, Holder, NewUser, User};
-use crate::ops::codes::*;
+use crate::spec::codes::*;
 use crate::ops::pipeline::write_idempotent;
 use crate::ops::{Call, Resp};
 use crate::ops_support::logging::audit;

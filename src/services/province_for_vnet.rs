@@ -3,7 +3,7 @@
 use crate::app::App;
 use crate::domain::{peers, roaming};
 use crate::services::passport;
-use crate::ops::codes::*;
+use crate::spec::codes::*;
 use crate::ops::{Call, Resp};
 use crate::ops_support::logging::audit;
 

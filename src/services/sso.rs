@@ -4,7 +4,7 @@
 use crate::app::App;
 use crate::domain::passport::{self as pp, num_flag};
 use crate::domain::sso;
-use crate::ops::codes::*;
+use crate::spec::codes::*;
 use crate::ops::{Call, Resp};
 use crate::ops_support::logging::audit;
 

@@ -1,7 +1,8 @@
 //! WSDL 1.1 (document/literal wrapped, embedded XSD) generated from the operation table, so the
 //! contract a toolkit sees is the one the server enforces.
 
-use crate::ops::{table, Service};
+use crate::ops::table;
+use crate::spec::Service;
 use std::fmt::Write;
 
 pub fn wsdl(service: Service, location: &str) -> String {

@@ -65,7 +65,7 @@ pub fn submit(ctx: Ctx) -> WebResponse {
     // The old password is checked like any login: a wrong one counts toward the lockout.
     match authenticate(app, "web:password", &s.user.account_type, &s.user.account, &old) {
         Ok(_) => {}
-        Err(AuthFail::Refused(r)) if r.result == crate::ops::codes::SYSTEM_ERROR => return form(ctx, &s, super::sso::BUSY, ""),
+        Err(AuthFail::Refused(r)) if r.result == crate::spec::codes::SYSTEM_ERROR => return form(ctx, &s, super::sso::BUSY, ""),
         Err(_) => return form(ctx, &s, "原密码错误，或帐号暂时无法使用。", ""),
     }
     let Ok(phc) = app.hasher.hash(new.clone()) else {

@@ -10,8 +10,9 @@ use crate::domain::billing::{self as bl, Channel, Kind, Req};
 use crate::domain::calendar::Cal;
 use crate::domain::catalog;
 use crate::domain::sso::{self as store_sso, Claim, PayFor, Payment};
-use crate::ops::codes::*;
-use crate::ops::{pipeline, Field, Ty};
+use crate::spec::codes::*;
+use crate::ops::pipeline;
+use crate::spec::{Field, Ty};
 use crate::ops_support::logging::audit;
 
 /// A PayRequest whose fields have their types (OrderID `s(32)`, ids `n(16)`, Fee `fen`).

@@ -6,7 +6,7 @@ use super::{Ctx, WebResponse};
 use crate::app::App;
 use crate::domain::passport::{self as pp, Holder};
 use crate::domain::sso::{self as store_sso, Session, SessionUser};
-use crate::ops::codes::{DISK_ERROR, OK, SYSTEM_ERROR};
+use crate::spec::codes::{DISK_ERROR, OK, SYSTEM_ERROR};
 use crate::ops_support::logging::audit;
 use crate::services::{centre, passport as auth};
 

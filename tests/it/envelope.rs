@@ -334,7 +334,7 @@ fn assert_response_elements_required(service: &str, doc: &str) {
 #[test]
 fn wsdl_of_each_service_lists_its_operations() {
     let d = Daemon::start();
-    for service in vnetd::ops::Service::ALL {
+    for service in vnetd::spec::Service::ALL {
         let name = service.name();
         let r = http(&d.addr(), "GET", &format!("{}?wsdl", Daemon::path(name)), &[], b"");
         assert_eq!(r.status, 200, "{name}: {}", r.text());

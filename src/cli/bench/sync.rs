@@ -10,7 +10,6 @@
 
 use super::{free_port, mib, percentile, proc_status_kib, subsec_nanos, Daemon, SERVICE_ID, SP_ID, SP_KEY, IV};
 use crate::cli::{CliResult, Failed};
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::TdesKey;
 use crate::outbound::{self, Client};
@@ -122,7 +121,7 @@ fn spawn_daemon(dir: &Path, cfg_path: &Path, keep: bool) -> Result<Daemon, Faile
 /// Queue `n` CHARGE records in the node database, as the daemon would (one RecordSeq each).
 fn preload(cfg: &Config, n: usize) -> CliResult {
     let store = crate::store::Store::open(&cfg.storage.path)?;
-    let clock = Clock::from_config(cfg);
+    let clock = cfg.clock();
     let mut done = 0;
     while done < n {
         let chunk = (n - done).min(5000);
@@ -254,9 +253,9 @@ fn lag_run(a: &SyncArgs, flush_ms: u64) -> Result<(Vec<u32>, usize), Failed> {
     // The load: evenly paced Charges on one keep-alive connection (open loop).
     let client = Client::new(Duration::from_secs(10));
     let key = TdesKey::from_hex(SP_KEY, IV).map_err(|e| Failed(e.to_string()))?;
-    let clock = Clock::from_config(&cfg);
+    let clock = cfg.clock();
     let url = format!("http://127.0.0.1:{port}/ProvinceForSP/services/ProvinceForSP");
-    let ns = crate::ops::Service::ProvinceForSP.namespace();
+    let ns = crate::spec::Service::ProvinceForSP.namespace();
     let every = Duration::from_secs_f64(1.0 / a.lag_rate.max(1) as f64);
     let start = Instant::now();
     let mut next = start;

@@ -81,7 +81,7 @@ fn once(addr: SocketAddr, req: &[u8]) -> Result<(u16, Vec<u8>), Failed> {
 fn mint_tickets(cfg: &Config, user_id: &str, n: usize) -> Result<Vec<String>, Failed> {
     let mut db = rusqlite::Connection::open(&cfg.storage.path)?;
     db.busy_timeout(Duration::from_secs(30))?;
-    let now = Clock::from_config(cfg).unix();
+    let now = cfg.clock().unix();
     let user = sso::SessionUser {
         vnet_user_id: user_id.into(),
         local: true,
@@ -256,7 +256,7 @@ pub fn web(a: WebArgs) -> CliResult {
     let user_id = d.cli(&["user", "add", "--account-type", "01", "--account", ACCOUNT, "--city-code", "0591", "--password-stdin"], Some(PASSWORD))?;
     let addr = cfg.listen_addr();
     let host = addr.to_string();
-    let clock = Clock::from_config(&cfg);
+    let clock = cfg.clock();
     let sp_key = TdesKey::from_hex(SP_KEY, IV).map_err(|e| Failed(e.to_string()))?;
     let aaa_key = TdesKey::from_hex(AAA_KEY, IV).map_err(|e| Failed(e.to_string()))?;
 
