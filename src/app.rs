@@ -3,9 +3,9 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::PasswordHasher;
-use crate::domain::hashing::HashPool;
+use crate::runtime::hashing::HashPool;
 use crate::domain::peers::PeerCache;
-use crate::ops_support::metrics::Metrics;
+use crate::runtime::metrics::Metrics;
 use crate::store::Store;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
@@ -20,17 +20,17 @@ pub struct App {
     /// Unix seconds of the outbox relay's last round (0: not running); /readyz checks it.
     pub relay_heartbeat: Arc<AtomicI64>,
     /// Keep-alive client for synchronous centre calls (RoamAuthV2, roaming consumption).
-    pub centre_client: crate::outbound::Client,
+    pub centre_client: crate::soap::client::Client,
     /// A hash of a random password with the configured parameters: a login for an account that
     /// does not exist (or has no password) verifies against it, so it costs the same hash time
     /// as a wrong password (no enumeration by timing).
     pub dummy_phc: String,
     /// CSRF tokens of the browser forms, under a secret kept in the database.
-    pub csrf: crate::web::csrf::Csrf,
+    pub csrf: crate::crypto::csrf::Csrf,
     /// Info lines for refused requests, rate-limited per caller.
-    pub refusal_log: crate::ops_support::ratelog::RefusalLog,
+    pub refusal_log: crate::runtime::ratelog::RefusalLog,
     /// Which destinations (centre, SPs) are failing: a warning when one goes down or comes back.
-    pub reach: crate::ops_support::reach::Reachability,
+    pub reach: crate::runtime::reach::Reachability,
     /// Settings a SIGHUP may change while running (the rest of `cfg` is fixed at start).
     pub live: Live,
 }
@@ -60,10 +60,10 @@ impl App {
             peers,
             metrics: Arc::new(Metrics::default()),
             relay_heartbeat: Arc::new(AtomicI64::new(0)),
-            centre_client: crate::outbound::Client::new(std::time::Duration::from_millis(cfg.sync.centre_timeout_ms.max(100))),
+            centre_client: crate::soap::client::Client::new(std::time::Duration::from_millis(cfg.sync.centre_timeout_ms.max(100))),
             dummy_phc,
-            csrf: crate::web::csrf::Csrf::new(csrf_key),
-            refusal_log: crate::ops_support::ratelog::RefusalLog::new(
+            csrf: crate::crypto::csrf::Csrf::new(csrf_key),
+            refusal_log: crate::runtime::ratelog::RefusalLog::new(
                 cfg.log.refusal_burst,
                 std::time::Duration::from_secs(cfg.log.refusal_window_s.max(1)),
             ),

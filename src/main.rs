@@ -1,10 +1,10 @@
 //! vnetd — the ChinaVNet (互联星空) province node. CLI parsing and dispatch only.
 
 use clap::Parser;
-use vnetd::{cli, ops_support};
+use vnetd::{cli, runtime};
 
 fn main() {
-    ops_support::logging::init_stderr(log::LevelFilter::Info);
+    runtime::logging::init_stderr(log::LevelFilter::Info);
     let args = cli::Cli::parse();
     let code = match cli::dispatch(args) {
         Ok(()) => 0,

@@ -68,7 +68,7 @@ struct Injection {
 /// Serve until SIGTERM or SIGINT.
 pub fn run(opts: Options) -> Result<(), String> {
     // Before any thread starts, so that only the main thread receives the shutdown signals.
-    crate::ops_support::signals::block()?;
+    crate::runtime::signals::block()?;
     let store = store::Store::open(&opts.db)?;
     if let Some(users) = &opts.users {
         let n = store.load_users(users).map_err(|e| format!("cannot load the users: {e}"))?;
@@ -107,7 +107,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         opts.clock_offset_s
     );
     eprintln!("centre-sim listening on {addr}");
-    let sig = crate::ops_support::signals::wait_for_shutdown(|| log::info!("SIGHUP ignored: the centre simulator has no reloadable settings"));
+    let sig = crate::runtime::signals::wait_for_shutdown(|| log::info!("SIGHUP ignored: the centre simulator has no reloadable settings"));
     log::info!("centre-sim: {sig} received; stopping");
     stopping.store(true, Ordering::SeqCst);
     for _ in 0..threads.len() {

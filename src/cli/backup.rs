@@ -2,7 +2,7 @@
 
 use super::{open_store, CliResult, Failed};
 use crate::config::Config;
-use crate::ops_support::logging::audit;
+use crate::runtime::logging::audit;
 use std::path::Path;
 
 pub fn run(cfg: &Config, file: &Path) -> CliResult {

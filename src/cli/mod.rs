@@ -7,6 +7,7 @@ mod centre_sim;
 mod outbox;
 mod peer;
 mod recon;
+mod reload;
 mod restore;
 mod roam;
 mod run;
@@ -101,7 +102,7 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failed> {
     let cfg = Config::load(path).map_err(Failed)?;
     // Log lines carry the node's UTC offset (`[node] timezone`).
     if let Some(tz) = crate::clock::parse_utc_offset(&cfg.node.timezone) {
-        crate::ops_support::logging::set_utc_offset(tz);
+        crate::runtime::logging::set_utc_offset(tz);
     }
     Ok(cfg)
 }

@@ -2,7 +2,7 @@
 
 use super::{open_store, print_table, CliResult};
 use crate::config::Config;
-use crate::ops_support::logging::audit;
+use crate::runtime::logging::audit;
 use clap::Subcommand;
 use rusqlite::params;
 
@@ -20,7 +20,7 @@ pub enum OutboxCmd {
     },
 }
 
-use crate::outbox::RETRY_MARKER;
+use crate::store::outbox::RETRY_MARKER;
 
 pub fn run(cfg: &Config, cmd: OutboxCmd) -> CliResult {
     let store = open_store(cfg)?;

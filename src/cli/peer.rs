@@ -3,7 +3,7 @@
 use super::{open_store, print_table, CliResult, Failed};
 use crate::config::Config;
 use crate::domain::peers::{self, NewPeer, PeerChange, Removed, DEFAULT_IV};
-use crate::ops_support::logging::audit;
+use crate::runtime::logging::audit;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 

@@ -13,7 +13,7 @@
 
 use super::{CliResult, Failed};
 use crate::config::Config;
-use crate::ops_support::logging::audit;
+use crate::runtime::logging::audit;
 use crate::store::lock;
 use rusqlite::{Connection, OpenFlags};
 use std::ffi::OsString;

@@ -3,7 +3,7 @@
 use super::{open_store, print_table, CliResult, Failed};
 use crate::config::Config;
 use crate::domain::roaming;
-use crate::ops_support::logging::audit;
+use crate::runtime::logging::audit;
 use clap::Subcommand;
 
 #[derive(Subcommand)]

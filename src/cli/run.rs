@@ -3,7 +3,7 @@
 use super::{CliResult, Failed};
 use crate::app::App;
 use crate::config::Config;
-use crate::ops_support::logging::{self, LogTarget};
+use crate::runtime::logging::{self, LogTarget};
 use std::io::{IsTerminal, Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,7 @@ fn log_target(cfg: &Config) -> LogTarget {
 }
 
 pub fn run(cfg: Config) -> CliResult {
-    crate::ops_support::signals::block().map_err(Failed)?;
+    crate::runtime::signals::block().map_err(Failed)?;
     let target = log_target(&cfg);
     if let Err(e) = logging::switch(target, cfg.level()) {
         log::warn!("cannot log to syslog ({e}); logging to stderr");
@@ -45,7 +45,7 @@ pub fn run(cfg: Config) -> CliResult {
     let jobs = crate::jobs::spawn(app.clone(), stop_jobs.clone()).map_err(|e| Failed(format!("cannot start the job thread: {e}")))?;
     let clock_sync = crate::jobs::clock_sync::spawn(app.clone(), stop_jobs.clone())
         .map_err(|e| Failed(format!("cannot start the clock sync thread: {e}")))?;
-    let relay = crate::outbox::relay::Relay::start(app.clone()).map_err(|e| Failed(format!("cannot start the outbox relay: {e}")))?;
+    let relay = crate::sync::relay::Relay::start(app.clone()).map_err(|e| Failed(format!("cannot start the outbox relay: {e}")))?;
     let listeners = crate::http::Listeners::start(app.clone()).map_err(Failed)?;
     log::info!(
         "vnetd {} serving SOAP on {} and admin on {} (province {}, device {}, database {})",
@@ -60,7 +60,7 @@ pub fn run(cfg: Config) -> CliResult {
     let serving = format!("serving SOAP on {}, admin on {}", app.cfg.server.listen, app.cfg.server.admin_listen);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&serving)]);
     let watchdog = super::watchdog::spawn(app.clone()).map_err(|e| Failed(format!("cannot start the watchdog thread: {e}")))?;
-    let sig = crate::ops_support::signals::wait_for_shutdown(|| crate::ops_support::reload::reload(&app, &listeners.soap, listeners.soap_workers));
+    let sig = crate::runtime::signals::wait_for_shutdown(|| crate::cli::reload::reload(&app, &listeners.soap, listeners.soap_workers));
     log::info!("{sig} received; shutting down");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping, sd_notify::NotifyState::Status("stopping: finishing requests, committing, checkpointing")]);
     if let Some(w) = watchdog {

@@ -2,6 +2,7 @@
 //! tokens (spec 5), BatchSync RecordsDigest (spec 6.5) and Argon2id password hashes.
 
 pub mod auth;
+pub mod csrf;
 pub mod password;
 pub mod tdes;
 pub mod token;

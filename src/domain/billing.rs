@@ -5,7 +5,7 @@
 use super::calendar::{Cal, Ym};
 use super::passport::{self as pp, User};
 use crate::spec::codes::*;
-use crate::outbox;
+use crate::store::outbox;
 use crate::store::{next_counter, DbResult};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 

@@ -3,7 +3,6 @@ pub mod access;
 pub mod billing;
 pub mod calendar;
 pub mod catalog;
-pub mod hashing;
 pub mod passport;
 pub mod peers;
 pub mod roaming;

@@ -221,7 +221,7 @@ pub fn changeable(conn: &Connection, id: &str) -> DbResult<Result<User, NotChang
 /// Queue PUserInfoNotify (6.2) for `u`: ActionType 1 open, 2 modify, 3 status.
 pub fn queue_info_notify(conn: &Connection, clock: &crate::clock::Clock, u: &User, action: &str, now: i64) -> DbResult<()> {
     let payload = info_notify_payload(u, action, &clock.format_ts(now));
-    crate::outbox::enqueue(conn, crate::outbox::CENTRE, "PUserInfoNotify", &crate::outbox::user_key(&u.vnet_user_id), &payload, None, now)?;
+    crate::store::outbox::enqueue(conn, crate::store::outbox::CENTRE, "PUserInfoNotify", &crate::store::outbox::user_key(&u.vnet_user_id), &payload, None, now)?;
     Ok(())
 }
 
@@ -281,7 +281,7 @@ pub fn reset_password(conn: &Connection, id: &str, phc: &str, to_centre: Option<
     super::sso::end_user(conn, id, None)?;
     if let Some(c) = to_centre {
         let payload = [("VNetUserID", u.vnet_user_id.clone()), ("NewPassword", c.enc_password), ("TransactionID", c.transaction_id)];
-        crate::outbox::enqueue(conn, crate::outbox::CENTRE, "PasswordReset", &crate::outbox::user_key(id), &payload, Some(c.key_version), now)?;
+        crate::store::outbox::enqueue(conn, crate::store::outbox::CENTRE, "PasswordReset", &crate::store::outbox::user_key(id), &payload, Some(c.key_version), now)?;
     }
     Ok(Ok(()))
 }

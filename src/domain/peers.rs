@@ -340,7 +340,7 @@ fn destinations(conn: &Connection, id: &str, kind: &str) -> DbResult<Vec<String>
             |r| r.get(0),
         )?;
         if other == 0 {
-            out.push(crate::outbox::CENTRE.to_string());
+            out.push(crate::store::outbox::CENTRE.to_string());
         }
     }
     Ok(out)

@@ -122,6 +122,6 @@ pub fn revoke_out(conn: &Connection, spid: &str, service_id: &str, item_id: &str
         ("ServiceItemID", item_id.to_string()),
         ("Reason", reason.to_string()),
     ];
-    crate::outbox::enqueue(conn, crate::outbox::CENTRE, "RoamServiceRevoke", &format!("roam:{spid}"), &payload, None, now)?;
+    crate::store::outbox::enqueue(conn, crate::store::outbox::CENTRE, "RoamServiceRevoke", &format!("roam:{spid}"), &payload, None, now)?;
     Ok(Ok(()))
 }

@@ -36,7 +36,7 @@ pub fn handle(app: &App, soap: &Server, admin: &Server, rq: Request) {
         }
         "/metrics" => {
             refresh_gauges(app, soap, admin);
-            respond(rq, 200, crate::ops_support::metrics::CONTENT_TYPE, app.metrics.render().into_bytes());
+            respond(rq, 200, crate::runtime::metrics::CONTENT_TYPE, app.metrics.render().into_bytes());
         }
         _ => text(rq, 404, "not found\n"),
     }
@@ -87,7 +87,7 @@ pub fn declare_series(app: &App) {
             m.inc_counter("vnetd_centre_calls_total", "Synchronous calls to the centre by operation and outcome", &[("operation", op), ("outcome", outcome)], 0);
         }
     }
-    for stream in crate::outbox::relay::STREAMS {
+    for stream in crate::sync::relay::STREAMS {
         for outcome in ["delivered", "retry"] {
             m.inc_counter("vnetd_outbox_batches_total", "BatchSync batches sent by stream and outcome", &[("stream", stream), ("outcome", outcome)], 0);
         }
@@ -97,7 +97,7 @@ pub fn declare_series(app: &App) {
         m.inc_counter(
             "vnetd_sync_alarms_total",
             "Deliveries refused for TimeStamp (-21514) or Authenticator (-21548): clocks or keys disagree",
-            &[("destination", crate::outbox::CENTRE), ("result", result)],
+            &[("destination", crate::store::outbox::CENTRE), ("result", result)],
             0,
         );
     }
@@ -110,13 +110,13 @@ pub fn declare_series(app: &App) {
             m.inc_counter(HTTP_REFUSED, HTTP_REFUSED_HELP, &[("listener", listener), ("status", status)], 0);
         }
     }
-    m.inc_counter("vnetd_destination_state_changes_total", DEST_CHANGES_HELP, &[("destination", crate::outbox::CENTRE), ("state", "down")], 0);
-    m.inc_counter("vnetd_destination_state_changes_total", DEST_CHANGES_HELP, &[("destination", crate::outbox::CENTRE), ("state", "up")], 0);
+    m.inc_counter("vnetd_destination_state_changes_total", crate::runtime::reach::DEST_CHANGES_HELP, &[("destination", crate::store::outbox::CENTRE), ("state", "down")], 0);
+    m.inc_counter("vnetd_destination_state_changes_total", crate::runtime::reach::DEST_CHANGES_HELP, &[("destination", crate::store::outbox::CENTRE), ("state", "up")], 0);
     // The outbox gauges for every destination a message can go to: the centre and each SP
     // with a URL (a scrape adds any other destination found in the table).
     {
         let mut seen = OUTBOX_DESTINATIONS.lock().unwrap_or_else(|e| e.into_inner());
-        seen.insert(crate::outbox::CENTRE.to_string());
+        seen.insert(crate::store::outbox::CENTRE.to_string());
         for p in app.peers.all() {
             if p.kind == "sp" && p.url.as_deref().is_some_and(|u| !u.is_empty()) {
                 seen.insert(p.id.clone());
@@ -135,7 +135,6 @@ pub fn declare_series(app: &App) {
     m.inc_counter(STORE_JOBS, STORE_JOBS_HELP, &[], 0);
 }
 
-pub const DEST_CHANGES_HELP: &str = "A destination (the centre, an SP) became unreachable (down) or reachable again (up)";
 const STORE_COMMITS: &str = "vnetd_store_commits_total";
 const STORE_COMMITS_HELP: &str = "Write transactions committed since start (one fsync each)";
 const STORE_JOBS: &str = "vnetd_store_write_jobs_total";

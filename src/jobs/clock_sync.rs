@@ -3,7 +3,7 @@
 //! warning is logged and the alarm metric set. The node never sets the system clock.
 
 use crate::app::App;
-use crate::outbound::{self, Client};
+use crate::soap::client::{self, Client};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -26,8 +26,8 @@ pub fn sync_once(app: &App, client: &Client) -> Result<f64, String> {
         ("ProvinceID".to_string(), app.cfg.node.province_id.clone()),
         ("LocalTime".to_string(), app.clock.now_ts()),
     ];
-    let signed = outbound::sign(&key, fields, app.clock.now_ts());
-    let answer = client.call(&url, outbound::CENTRE_NS, "ClockSync", &outbound::text_fields(&signed)).map_err(|e| e.to_string())?;
+    let signed = client::sign(&key, fields, app.clock.now_ts());
+    let answer = client.call(&url, client::CENTRE_NS, "ClockSync", &client::text_fields(&signed)).map_err(|e| e.to_string())?;
     let received = now_f(app);
     if answer.result != 0 {
         return Err(format!("Result {} {}", answer.result, answer.desc));

@@ -9,7 +9,7 @@ use crate::crypto::{self, EncError};
 use crate::soap::envelope::{self, SoapVersion};
 use crate::soap::writer::{self, FaultCode, Value};
 use rusqlite::{params, Connection, OptionalExtension};
-use crate::ops_support::ratelog::{self, Refusal};
+use crate::runtime::ratelog::{self, Refusal};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;

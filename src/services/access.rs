@@ -6,7 +6,7 @@ use crate::domain::access::{self, Event, Outcome};
 use crate::domain::passport::{Holder, User, STATUS_NORMAL};
 use crate::spec::codes::*;
 use crate::ops::{Call, Resp};
-use crate::ops_support::logging::audit;
+use crate::runtime::logging::audit;
 use crate::services::passport::{authenticate, check_service, unknown_account, AuthFail};
 use std::net::IpAddr;
 

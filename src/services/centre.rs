@@ -5,7 +5,7 @@
 use crate::app::App;
 use crate::spec::codes::SYSTEM_ERROR;
 use crate::ops::{Call, Resp};
-use crate::outbound::{self, Answer};
+use crate::soap::client::{self, Answer};
 
 fn unavailable() -> Resp {
     Resp::err(SYSTEM_ERROR, "centre unavailable")
@@ -27,10 +27,10 @@ pub fn call(app: &App, op: &str, fields: Vec<(String, String)>, encrypt: &[&str]
         let value = if encrypt.contains(&name.as_str()) { key.encrypt_b64(value.as_bytes()) } else { value };
         all.push((name, value));
     }
-    let signed = outbound::sign(&key, all, app.clock.now_ts());
-    match app.centre_client.call(&url, outbound::CENTRE_NS, op, &outbound::text_fields(&signed)) {
+    let signed = client::sign(&key, all, app.clock.now_ts());
+    match app.centre_client.call(&url, client::CENTRE_NS, op, &client::text_fields(&signed)) {
         Ok(a) => {
-            app.reach.answered(&app.metrics, crate::outbox::CENTRE, &url);
+            app.reach.answered(&app.metrics, crate::store::outbox::CENTRE, &url);
             app.metrics.inc_counter("vnetd_centre_calls_total", "Synchronous calls to the centre by operation and outcome", &[("operation", op), ("outcome", "answered")], 1);
             Ok(a)
         }
@@ -39,13 +39,13 @@ pub fn call(app: &App, op: &str, fields: Vec<(String, String)>, encrypt: &[&str]
             // Not answering: one warning when it starts and one when it ends (`reach`), each
             // attempt at debug. An answer that is not a business answer: a warning each time.
             match e {
-                outbound::CallError::Transport(_) | outbound::CallError::Status(_) => {
+                client::CallError::Transport(_) | client::CallError::Status(_) => {
                     log::debug!("centre call {op} failed: {e}");
-                    app.reach.failed(&app.metrics, crate::outbox::CENTRE, &url, &e);
+                    app.reach.failed(&app.metrics, crate::store::outbox::CENTRE, &url, &e);
                 }
                 _ => {
                     log::warn!("centre call {op} failed: {e}");
-                    app.reach.answered(&app.metrics, crate::outbox::CENTRE, &url);
+                    app.reach.answered(&app.metrics, crate::store::outbox::CENTRE, &url);
                 }
             }
             Err(unavailable())

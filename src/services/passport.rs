@@ -6,7 +6,7 @@ use crate::domain::passport::{self as pp, Holder, NewUser, User};
 use crate::spec::codes::*;
 use crate::ops::pipeline::write_idempotent;
 use crate::ops::{Call, Resp};
-use crate::ops_support::logging::audit;
+use crate::runtime::logging::audit;
 use crate::services::centre;
 use crate::store::DbError;
 
@@ -142,7 +142,7 @@ fn auth_resp(app: &App, u: &User) -> Resp {
 /// RoamAuthV2 (6.1) for an account no local user holds: the centre's answer, audited and
 /// counted; `Err` when the centre cannot be reached (-22500). The caller has checked that a
 /// centre is configured.
-pub fn roam_auth_v2(app: &App, channel: &str, r: &RoamLogin) -> Result<crate::outbound::Answer, Resp> {
+pub fn roam_auth_v2(app: &App, channel: &str, r: &RoamLogin) -> Result<crate::soap::client::Answer, Resp> {
     let txid = format!("RA{}", crate::crypto::random_bytes(12).iter().map(|b| format!("{b:02x}")).collect::<String>());
     let fields = vec![
         ("SPID".to_string(), r.spid.to_string()),

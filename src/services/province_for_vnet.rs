@@ -5,7 +5,7 @@ use crate::domain::{peers, roaming};
 use crate::services::passport;
 use crate::spec::codes::*;
 use crate::ops::{Call, Resp};
-use crate::ops_support::logging::audit;
+use crate::runtime::logging::audit;
 
 /// KeyUpdate: store a new key version for the centre peer (spec 4.3, 11).
 pub fn key_update(app: &App, call: &Call) -> Resp {

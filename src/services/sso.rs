@@ -6,7 +6,7 @@ use crate::domain::passport::{self as pp, num_flag};
 use crate::domain::sso;
 use crate::spec::codes::*;
 use crate::ops::{Call, Resp};
-use crate::ops_support::logging::audit;
+use crate::runtime::logging::audit;
 
 /// Session timeouts from the configuration.
 pub fn limits(app: &App) -> sso::Limits {

@@ -1,4 +1,5 @@
 //! The SOAP layer: reading requests, writing responses and faults, WSDL.
+pub mod client;
 pub mod envelope;
 pub mod wsdl;
 pub mod writer;

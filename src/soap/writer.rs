@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn a_carriage_return_survives_the_round_trip() {
-        let doc = crate::outbound::request("urn:x", "Op", &[("A", Value::Text("x\r\ny\rz".into()), "")]);
+        let doc = crate::soap::client::request("urn:x", "Op", &[("A", Value::Text("x\r\ny\rz".into()), "")]);
         let env = crate::soap::envelope::parse(&doc).unwrap();
         assert_eq!(env.op.child("A").unwrap().text, "x\r\ny\rz");
     }

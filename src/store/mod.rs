@@ -3,6 +3,7 @@
 
 pub mod health;
 pub mod lock;
+pub mod outbox;
 pub(crate) mod migrations;
 mod writer;
 pub use writer::{COMMITS, JOBS};

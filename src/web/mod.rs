@@ -4,7 +4,6 @@
 //! (parsing, cookies, headers) and the routing; the flows are in `sso.rs`, `pay.rs`,
 //! `password.rs`.
 
-pub mod csrf;
 mod pages;
 mod password;
 mod pay;

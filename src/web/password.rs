@@ -5,8 +5,8 @@ use super::pages::{self, Password};
 use super::{Ctx, WebResponse};
 use crate::domain::passport as pp;
 use crate::domain::sso::{self as store_sso, Session};
-use crate::ops_support::logging::audit;
-use crate::outbox;
+use crate::runtime::logging::audit;
+use crate::store::outbox;
 use crate::services::passport::{authenticate, AuthFail};
 
 fn form(ctx: Ctx, s: &Session, error: &str, notice: &str) -> WebResponse {

@@ -13,7 +13,7 @@ use crate::domain::sso::{self as store_sso, Claim, PayFor, Payment};
 use crate::spec::codes::*;
 use crate::ops::pipeline;
 use crate::spec::{Field, Ty};
-use crate::ops_support::logging::audit;
+use crate::runtime::logging::audit;
 
 /// A PayRequest whose fields have their types (OrderID `s(32)`, ids `n(16)`, Fee `fen`).
 fn well_formed(r: &Opened) -> bool {

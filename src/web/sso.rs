@@ -7,7 +7,7 @@ use crate::app::App;
 use crate::domain::passport::{self as pp, Holder};
 use crate::domain::sso::{self as store_sso, Session, SessionUser};
 use crate::spec::codes::{DISK_ERROR, OK, SYSTEM_ERROR};
-use crate::ops_support::logging::audit;
+use crate::runtime::logging::audit;
 use crate::services::{centre, passport as auth};
 
 /// The one message for every refused login: no hint whether the account exists (spec 5.1).

@@ -12,7 +12,7 @@ use super::{free_port, mib, percentile, proc_status_kib, subsec_nanos, Daemon, S
 use crate::cli::{CliResult, Failed};
 use crate::config::Config;
 use crate::crypto::TdesKey;
-use crate::outbound::{self, Client};
+use crate::soap::client::{self, Client};
 use clap::Args;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -145,7 +145,7 @@ fn preload(cfg: &Config, n: usize) -> CliResult {
                     ("LedgerDate", day.clone()),
                     ("RoamType", String::new()),
                 ];
-                crate::outbox::enqueue(c, crate::outbox::CENTRE, crate::outbox::BATCH_SYNC, &crate::outbox::stream_key("CHARGE"), &record, None, now)?;
+                crate::store::outbox::enqueue(c, crate::store::outbox::CENTRE, crate::store::outbox::BATCH_SYNC, &crate::store::outbox::stream_key("CHARGE"), &record, None, now)?;
             }
             Ok(())
         })?;
@@ -271,8 +271,8 @@ fn lag_run(a: &SyncArgs, flush_ms: u64) -> Result<(Vec<u32>, usize), Failed> {
             ("BatchCount".to_string(), "1".to_string()),
             ("TransactionID".to_string(), txid.clone()),
         ];
-        let signed = outbound::sign(&key, fields, clock.now_ts());
-        if let Ok(ans) = client.call(&url, &ns, "Charge", &outbound::text_fields(&signed)) {
+        let signed = client::sign(&key, fields, clock.now_ts());
+        if let Ok(ans) = client.call(&url, &ns, "Charge", &client::text_fields(&signed)) {
             if ans.result == 0 {
                 acked.lock().unwrap_or_else(|e| e.into_inner()).insert(txid, Instant::now());
             }

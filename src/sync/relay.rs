@@ -17,7 +17,7 @@
 use crate::app::App;
 use crate::crypto::TdesKey;
 use crate::domain::peers::Peer;
-use crate::outbound::{self, Answer, CallError, Client};
+use crate::soap::client::{self, Answer, CallError, Client};
 use crate::soap::writer::Value;
 use crate::store::DbResult;
 use rusqlite::{params, OptionalExtension};
@@ -168,7 +168,7 @@ impl Dispatcher {
 
     /// `vnetd outbox retry` ends every destination back-off at once.
     fn watch_retry_marker(&mut self) {
-        let marker = self.app.store.read(|c| crate::domain::billing::job_state(c, super::RETRY_MARKER)).ok().flatten();
+        let marker = self.app.store.read(|c| crate::domain::billing::job_state(c, crate::store::outbox::RETRY_MARKER)).ok().flatten();
         if marker != self.retry_marker {
             if self.retry_marker.is_some() {
                 log::info!("outbox: retry requested; destination back-offs cleared");
@@ -213,11 +213,11 @@ impl Dispatcher {
             }
             Ok(out)
         })?;
-        if !destinations.iter().any(|d| d == super::CENTRE) {
-            destinations.push(super::CENTRE.to_string());
+        if !destinations.iter().any(|d| d == crate::store::outbox::CENTRE) {
+            destinations.push(crate::store::outbox::CENTRE.to_string());
         }
         for dest in destinations {
-            let peer = if dest == super::CENTRE { self.app.peers.centre() } else { self.app.peers.get(&dest).filter(|p| p.kind == "sp") };
+            let peer = if dest == crate::store::outbox::CENTRE { self.app.peers.centre() } else { self.app.peers.get(&dest).filter(|p| p.kind == "sp") };
             let usable = peer.as_ref().is_some_and(|p| p.active && p.url.as_deref().is_some_and(|u| !u.is_empty()));
             if !usable {
                 if self.has_pending(&dest)? && self.warned_no_url.insert(dest.clone()) {
@@ -234,7 +234,7 @@ impl Dispatcher {
             if down && self.in_flight.iter().any(|(d, _)| *d == dest) {
                 continue;
             }
-            if dest == super::CENTRE {
+            if dest == crate::store::outbox::CENTRE {
                 for stream in STREAMS {
                     if self.maybe_batch(stream)? && down {
                         break;
@@ -259,8 +259,8 @@ impl Dispatcher {
 
     /// Dispatch the next batch of a stream if one is due; true if dispatched.
     fn maybe_batch(&mut self, stream: &'static str) -> DbResult<bool> {
-        let key = super::stream_key(stream);
-        let fkey = (super::CENTRE.to_string(), key.clone());
+        let key = crate::store::outbox::stream_key(stream);
+        let fkey = (crate::store::outbox::CENTRE.to_string(), key.clone());
         if self.in_flight.contains(&fkey) {
             return Ok(false);
         }
@@ -414,7 +414,7 @@ type Failure = (String, String, crate::store::DbError);
 /// The peer and key a message for `destination` goes to now.
 fn target(app: &App, destination: &str) -> Option<(Arc<Peer>, String, TdesKey, i64)> {
     let now = app.clock.unix();
-    let peer = if destination == super::CENTRE { app.peers.centre()? } else { app.peers.get(destination)? };
+    let peer = if destination == crate::store::outbox::CENTRE { app.peers.centre()? } else { app.peers.get(destination)? };
     let url = peer.url.clone().filter(|u| !u.is_empty())?;
     let k = peer.current_key(now)?;
     let (key, version) = (k.key.clone(), k.version);
@@ -448,12 +448,12 @@ fn deliver_one(app: &App, client: &Client, row: Row) -> Result<Done, Failure> {
             return Ok(Done { destination: dest, key, reachable: true, more: false });
         }
     };
-    let (mut fields, ns) = if row.destination == super::CENTRE {
+    let (mut fields, ns) = if row.destination == crate::store::outbox::CENTRE {
         let mut f = vec![("SrcDeviceNo".to_string(), app.cfg.node.device_no.clone()), ("ProvinceID".to_string(), app.cfg.node.province_id.clone())];
         f.extend(payload);
-        (f, outbound::CENTRE_NS)
+        (f, client::CENTRE_NS)
     } else {
-        (payload, outbound::SP_NS)
+        (payload, client::SP_NS)
     };
     // Passwords travel encrypted under the centre key of `key_version`; each attempt re-encrypts
     // under the key in effect now (spec 11 "Keys").
@@ -469,8 +469,8 @@ fn deliver_one(app: &App, client: &Client, row: Row) -> Result<Done, Failure> {
             }
         }
     }
-    let signed = outbound::sign(&tdes, fields, app.clock.now_ts());
-    let answer = client.call(&url, ns, &row.operation, &outbound::text_fields(&signed));
+    let signed = client::sign(&tdes, fields, app.clock.now_ts());
+    let answer = client.call(&url, ns, &row.operation, &client::text_fields(&signed));
     let age_limit = app.cfg.sync.dead_letter_after_h as i64 * 3600;
     let too_old = app.clock.unix() - row.created_at >= age_limit;
     let (outcome, reachable) = match &answer {
@@ -527,7 +527,7 @@ fn count(app: &App, dest: &str, op: &str, o: &Outcome) {
         Outcome::Retry { .. } => "retry",
         Outcome::Dead(_) => "dead",
     };
-    let dest = if dest == super::CENTRE { dest } else { "sp" };
+    let dest = if dest == crate::store::outbox::CENTRE { dest } else { "sp" };
     app.metrics.inc_counter("vnetd_outbox_deliveries_total", "Delivery attempts by destination, operation and outcome", &[("destination", dest), ("operation", op), ("outcome", outcome)], 1);
 }
 
@@ -561,10 +561,10 @@ fn truncate(s: &str) -> String {
 
 /// Send the next batch of `stream` (6.5) and record the centre's LastSequenceID.
 fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Done, Failure> {
-    let key = super::stream_key(stream);
-    let dest = super::CENTRE.to_string();
+    let key = crate::store::outbox::stream_key(stream);
+    let dest = crate::store::outbox::CENTRE.to_string();
     let fail = |e| (dest.clone(), key.clone(), e);
-    let Some((_peer, url, tdes, _)) = target(app, super::CENTRE) else {
+    let Some((_peer, url, tdes, _)) = target(app, crate::store::outbox::CENTRE) else {
         return Ok(Done { destination: dest, key, reachable: true, more: false });
     };
     let max = app.cfg.sync.batch_max_records.max(1) as i64;
@@ -611,13 +611,13 @@ fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Don
         ("IsFinal".to_string(), if more { "0" } else { "1" }.to_string()),
         ("RecordsDigest".to_string(), crate::crypto::records_digest(&values)),
     ];
-    let signed = outbound::sign(&tdes, head, app.clock.now_ts());
-    let mut fields = outbound::text_fields(&signed);
+    let signed = client::sign(&tdes, head, app.clock.now_ts());
+    let mut fields = client::text_fields(&signed);
     fields.push(("Records", Value::List(records), "Record"));
-    let answer = client.call(&url, outbound::CENTRE_NS, super::BATCH_SYNC, &fields);
+    let answer = client.call(&url, client::CENTRE_NS, crate::store::outbox::BATCH_SYNC, &fields);
     match &answer {
-        Err(e @ (CallError::Transport(_) | CallError::Status(_))) => app.reach.failed(&app.metrics, super::CENTRE, &url, e),
-        _ => app.reach.answered(&app.metrics, super::CENTRE, &url),
+        Err(e @ (CallError::Transport(_) | CallError::Status(_))) => app.reach.failed(&app.metrics, crate::store::outbox::CENTRE, &url, e),
+        _ => app.reach.answered(&app.metrics, crate::store::outbox::CENTRE, &url),
     }
     let last_seq = |a: &Answer| a.get("LastSequenceID").trim().parse::<i64>().ok();
     let head_id = batch[0].0;

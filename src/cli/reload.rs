@@ -31,7 +31,7 @@ pub fn reload(app: &App, soap: &tiny_http::Server, soap_workers: usize) {
         }
     };
     let level = new.level();
-    crate::ops_support::logging::set_level(level);
+    crate::runtime::logging::set_level(level);
     app.live.max_body_bytes.store(new.server.max_body_bytes, Ordering::Relaxed);
     let wanted = new.server.max_connections as usize;
     let cap = wanted.min(soap_workers).max(1);

@@ -3,10 +3,13 @@
 //! logged at debug by their callers). Used by the outbox relay and by the synchronous centre
 //! calls, which share the state: the centre is down once, whoever noticed.
 
-use crate::ops_support::metrics::Metrics;
+use crate::runtime::metrics::Metrics;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
+
+/// Help text of `vnetd_destination_state_changes_total`.
+pub const DEST_CHANGES_HELP: &str = "A destination (the centre, an SP) became unreachable (down) or reachable again (up)";
 
 pub const STATE_CHANGES: &str = "vnetd_destination_state_changes_total";
 
@@ -30,9 +33,9 @@ impl Reachability {
             d.failures += 1;
             return;
         }
-        let since = crate::ops_support::logging::timestamp();
+        let since = crate::runtime::logging::timestamp();
         log::warn!("{} {url} unreachable since {since}: {error}", label(dest));
-        metrics.inc_counter(STATE_CHANGES, crate::http::admin::DEST_CHANGES_HELP, &[("destination", dest), ("state", "down")], 1);
+        metrics.inc_counter(STATE_CHANGES, DEST_CHANGES_HELP, &[("destination", dest), ("state", "down")], 1);
         down.insert(key, Down { since, started: Instant::now(), failures: 1 });
     }
 
@@ -50,13 +53,13 @@ impl Reachability {
                 d.started.elapsed().as_secs_f64(),
                 d.since
             );
-            metrics.inc_counter(STATE_CHANGES, crate::http::admin::DEST_CHANGES_HELP, &[("destination", dest), ("state", "up")], 1);
+            metrics.inc_counter(STATE_CHANGES, DEST_CHANGES_HELP, &[("destination", dest), ("state", "up")], 1);
         }
     }
 }
 
 fn label(dest: &str) -> String {
-    if dest == crate::outbox::CENTRE {
+    if dest == crate::store::outbox::CENTRE {
         "centre".into()
     } else {
         format!("SP {dest}")

@@ -1,10 +1,7 @@
-//! The durable outbox (spec 6, 7.1): messages for the centre and SPs are written in the same
-//! transaction as the change that causes them. The relay that delivers them is built on this
-//! table (issue 4); until then rows wait, visible in the database.
+//! The durable outbox queue (spec 6, 7.1): messages for the centre and SPs are written in the same
+//! transaction as the change that causes them; `crate::sync::relay` delivers them.
 
-pub mod relay;
-
-use crate::store::DbResult;
+use super::DbResult;
 use rusqlite::{params, Connection};
 
 pub const CENTRE: &str = "centre";
@@ -29,7 +26,7 @@ pub fn enqueue(
     now: i64,
 ) -> DbResult<i64> {
     let json = serde_json::to_string(&payload.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>())
-        .map_err(|e| crate::store::DbError::Other(e.to_string()))?;
+        .map_err(|e| super::DbError::Other(e.to_string()))?;
     let seq: Option<i64> = match (operation, payload.first()) {
         (BATCH_SYNC, Some(("RecordSeq", v))) => v.parse().ok(),
         _ => None,

@@ -676,8 +676,8 @@ mod tests {
         let router = test_router(StderrOut::Process);
         to_syslog(&router, &path, LevelFilter::Info);
 
-        emit(&router, Level::Info, "vnetd::outbox", "relay started");
-        assert_eq!(parse(&recv(&sock)), (30, "vnetd::outbox: relay started".to_string()));
+        emit(&router, Level::Info, "vnetd::store::outbox", "relay started");
+        assert_eq!(parse(&recv(&sock)), (30, "vnetd::store::outbox: relay started".to_string()));
         emit(&router, Level::Warn, "vnetd::x", "slow peer");
         assert_eq!(parse(&recv(&sock)), (28, "vnetd::x: slow peer".to_string()));
         emit(&router, Level::Error, "vnetd::x", "disk full");

@@ -1,7 +1,0 @@
-//! Operational support: logging, metrics, signals and systemd.
-pub mod logging;
-pub mod metrics;
-pub mod ratelog;
-pub mod reach;
-pub mod reload;
-pub mod signals;
