@@ -73,10 +73,7 @@ pub fn num_flag(account_type: &str) -> &'static str {
     }
 }
 
-/// A mobile number: 11 digits starting with 1 (AccountType 09, PhoneNum).
-pub fn is_mobile(s: &str) -> bool {
-    s.len() == 11 && s.starts_with('1') && s.bytes().all(|b| b.is_ascii_digit())
-}
+pub use crate::spec::is_mobile;
 
 /// Weak: fewer than 6 characters, one character repeated, or equal to the account (spec 11).
 pub fn weak_password(password: &str, account: &str) -> bool {

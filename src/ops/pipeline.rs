@@ -1,14 +1,13 @@
 //! The one generic path every SOAP request takes (spec 2.4, 11): envelope → operation → caller →
 //! Authenticator → TimeStamp → field syntax → `enc` fields → idempotency → handler → response.
 
-use super::{Call, Op, Resp};
-use crate::spec::{Field, Service, Ty};
+use crate::services::{fingerprint, stored_response, Call, Op, Resp};
 use crate::spec::codes;
+use crate::spec::{valid, Service, Ty};
 use crate::app::App;
 use crate::crypto::{self, EncError};
 use crate::soap::envelope::{self, SoapVersion};
 use crate::soap::writer::{self, FaultCode, Value};
-use rusqlite::{params, Connection, OptionalExtension};
 use crate::runtime::ratelog::{self, Refusal};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -198,85 +197,7 @@ pub fn process(app: &App, op: &'static Op, values: HashMap<&'static str, String>
     (resp, caller)
 }
 
-/// Does a non-empty value have the field's syntax?
-pub fn valid(f: &Field, v: &str) -> bool {
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    match f.ty {
-        Ty::N(k) => v.len() == k && digits(v),
-        Ty::Digits(k) => v.len() <= k && digits(v),
-        Ty::S(k) => v.chars().count() <= k,
-        Ty::Int => v.parse::<i32>().is_ok() && !v.starts_with('+'),
-        Ty::Range(lo, hi) => !v.starts_with('+') && v.parse::<i64>().is_ok_and(|n| (lo..=hi).contains(&n)),
-        Ty::Fen => digits(v) && v.len() <= 9 && v.parse::<i64>().is_ok_and(|n| n <= 100_000_000),
-        Ty::Ts => v.len() == 19 && crate::clock::Clock::manual(time::UtcOffset::UTC, 0).parse_ts(v).is_some(),
-        Ty::Date8 => v.len() == 8 && digits(v) && time::Date::parse(v, time::macros::format_description!("[year][month][day]")).is_ok(),
-        Ty::Month6 => v.len() == 6 && digits(v) && (1..=12).contains(&v[4..].parse::<u8>().unwrap_or(0)),
-        Ty::Flag => v == "0" || v == "1",
-        Ty::Enc => v.len() <= 4096,
-        Ty::TxId => v.len() <= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
-        Ty::OneOf(set) => set.contains(&v),
-        Ty::Phone => crate::domain::passport::is_mobile(v),
-        Ty::Ip => v.parse::<std::net::IpAddr>().is_ok(),
-        Ty::Hex(k) => v.len() == k && v.bytes().all(|b| b.is_ascii_hexdigit()),
-    }
-}
-
-/// SHA-1 over every field but TimeStamp and Authenticator (spec 11).
-fn fingerprint(op: &Op, values: &HashMap<&'static str, String>) -> String {
-    let mut s = String::new();
-    for f in op.request.iter().filter(|f| f.name != "TimeStamp" && f.name != "Authenticator") {
-        s.push_str(f.name);
-        s.push('\u{1f}');
-        s.push_str(values.get(f.name).map(String::as_str).unwrap_or(""));
-        s.push('\u{1e}');
-    }
-    crypto::sha1_b64(s.as_bytes())
-}
-
-fn stored_response(conn: &Connection, call_caller: &str, op: &str, txid: &str, fp: &str) -> rusqlite::Result<Option<Resp>> {
-    let row: Option<(String, String)> = conn
-        .prepare_cached("SELECT fingerprint, response FROM idempotency WHERE caller = ?1 AND operation = ?2 AND txid = ?3")?
-        .query_row(params![call_caller, op, txid], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    Ok(row.map(|(stored_fp, json)| {
-        if stored_fp != fp {
-            return Resp::code(codes::BAD_TRANSACTION_ID);
-        }
-        serde_json::from_str::<Resp>(&json).unwrap_or_else(|e| {
-            log::error!("stored idempotent response is unreadable: {e}");
-            Resp::code(codes::SYSTEM_ERROR)
-        })
-    }))
-}
-
 fn lookup_idempotent(app: &App, call: &Call) -> crate::store::DbResult<Option<Resp>> {
     let (caller, op, txid, fp) = (call.caller_id(), call.op.name, call.get("TransactionID"), call.fingerprint.as_str());
-    app.store.read(|c| Ok(stored_response(c, caller, op, txid, fp)?))
-}
-
-/// Run the state change `f` of an idempotent operation in the writer, together with the
-/// idempotency record: the authoritative repeat check happens in the same transaction, so
-/// concurrent repeats cause one effect, and a stored response exists iff its effect committed.
-pub fn write_idempotent<F>(app: &App, call: &Call, f: F) -> Resp
-where
-    F: FnOnce(&Connection) -> crate::store::DbResult<Resp> + Send + 'static,
-{
-    let (caller, op, txid, fp) = (call.caller_id().to_string(), call.op.name, call.get("TransactionID").to_string(), call.fingerprint.clone());
-    let now = app.clock.unix();
-    let r = app.store.write_with(move |c| {
-        if let Some(stored) = stored_response(c, &caller, op, &txid, &fp)? {
-            return Ok((stored, false));
-        }
-        let resp = f(c)?;
-        // A parameter or system error is not stored (spec 11), and whatever `f` wrote for it is
-        // rolled back: no effect without its idempotency record.
-        if !resp.storable() {
-            return Ok((resp, false));
-        }
-        let json = serde_json::to_string(&resp).map_err(|e| crate::store::DbError::Other(e.to_string()))?;
-        c.prepare_cached("INSERT INTO idempotency(caller, operation, txid, fingerprint, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-            .execute(params![caller, op, txid, fp, json, now])?;
-        Ok((resp, true))
-    });
-    r.unwrap_or_else(|e| Resp::db(&e))
+    app.store.read(|c| stored_response(c, caller, op, txid, fp))
 }

@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::domain::access::{self, Event, Outcome};
 use crate::domain::passport::{Holder, User, STATUS_NORMAL};
 use crate::spec::codes::*;
-use crate::ops::{Call, Resp};
+use crate::services::{Call, Resp};
 use crate::runtime::logging::audit;
 use crate::services::passport::{authenticate, check_service, unknown_account, AuthFail};
 use std::net::IpAddr;

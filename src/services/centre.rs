@@ -4,7 +4,7 @@
 
 use crate::app::App;
 use crate::spec::codes::SYSTEM_ERROR;
-use crate::ops::{Call, Resp};
+use crate::services::{Call, Resp};
 use crate::soap::client::{self, Answer};
 
 fn unavailable() -> Resp {

@@ -4,8 +4,8 @@
 use crate::app::App;
 use crate::domain::passport::{self as pp, Holder, NewUser, User};
 use crate::spec::codes::*;
-use crate::ops::pipeline::write_idempotent;
-use crate::ops::{Call, Resp};
+use crate::services::write_idempotent;
+use crate::services::{Call, Resp};
 use crate::runtime::logging::audit;
 use crate::services::centre;
 use crate::store::DbError;

@@ -4,7 +4,7 @@ use crate::app::App;
 use crate::domain::{peers, roaming};
 use crate::services::passport;
 use crate::spec::codes::*;
-use crate::ops::{Call, Resp};
+use crate::services::{Call, Resp};
 use crate::runtime::logging::audit;
 
 /// KeyUpdate: store a new key version for the centre peer (spec 4.3, 11).

@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::domain::passport::{self as pp, num_flag};
 use crate::domain::sso;
 use crate::spec::codes::*;
-use crate::ops::{Call, Resp};
+use crate::services::{Call, Resp};
 use crate::runtime::logging::audit;
 
 /// Session timeouts from the configuration.

@@ -105,3 +105,30 @@ pub struct ListSpec {
     pub fields: &'static [&'static str],
 }
 
+/// Does a non-empty value have the field's syntax?
+pub fn valid(f: &Field, v: &str) -> bool {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    match f.ty {
+        Ty::N(k) => v.len() == k && digits(v),
+        Ty::Digits(k) => v.len() <= k && digits(v),
+        Ty::S(k) => v.chars().count() <= k,
+        Ty::Int => v.parse::<i32>().is_ok() && !v.starts_with('+'),
+        Ty::Range(lo, hi) => !v.starts_with('+') && v.parse::<i64>().is_ok_and(|n| (lo..=hi).contains(&n)),
+        Ty::Fen => digits(v) && v.len() <= 9 && v.parse::<i64>().is_ok_and(|n| n <= 100_000_000),
+        Ty::Ts => v.len() == 19 && time::PrimitiveDateTime::parse(v, time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")).is_ok(),
+        Ty::Date8 => v.len() == 8 && digits(v) && time::Date::parse(v, time::macros::format_description!("[year][month][day]")).is_ok(),
+        Ty::Month6 => v.len() == 6 && digits(v) && (1..=12).contains(&v[4..].parse::<u8>().unwrap_or(0)),
+        Ty::Flag => v == "0" || v == "1",
+        Ty::Enc => v.len() <= 4096,
+        Ty::TxId => v.len() <= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+        Ty::OneOf(set) => set.contains(&v),
+        Ty::Phone => is_mobile(v),
+        Ty::Ip => v.parse::<std::net::IpAddr>().is_ok(),
+        Ty::Hex(k) => v.len() == k && v.bytes().all(|b| b.is_ascii_hexdigit()),
+    }
+}
+
+/// A mobile number: 11 digits starting with 1 (AccountType 09, PhoneNum).
+pub fn is_mobile(s: &str) -> bool {
+    s.len() == 11 && s.starts_with('1') && s.bytes().all(|b| b.is_ascii_digit())
+}

@@ -2,6 +2,7 @@
 //! read connections. A write returns only after its transaction has committed (spec 10).
 
 pub mod health;
+pub mod idempotency;
 pub mod lock;
 pub mod outbox;
 pub(crate) mod migrations;

@@ -11,13 +11,12 @@ use crate::domain::calendar::Cal;
 use crate::domain::catalog;
 use crate::domain::sso::{self as store_sso, Claim, PayFor, Payment};
 use crate::spec::codes::*;
-use crate::ops::pipeline;
 use crate::spec::{Field, Ty};
 use crate::runtime::logging::audit;
 
 /// A PayRequest whose fields have their types (OrderID `s(32)`, ids `n(16)`, Fee `fen`).
 fn well_formed(r: &Opened) -> bool {
-    let f = |name: &'static str, ty: Ty| pipeline::valid(&Field { name, ty, required: true }, r.get(name)) && !r.get(name).is_empty();
+    let f = |name: &'static str, ty: Ty| crate::spec::valid(&Field { name, ty, required: true }, r.get(name)) && !r.get(name).is_empty();
     f("OrderID", Ty::S(32)) && f("ServiceID", Ty::N(16)) && f("ServiceItemID", Ty::N(16)) && f("Fee", Ty::Fen)
 }
 
@@ -287,7 +286,7 @@ fn confirm_roaming(ctx: &Ctx, r: &Opened, user_id: &str) -> Result<Outcome, crat
     let now = app.clock.unix();
     // The centre stores business answers by TransactionID, not parameter or system errors (spec
     // 11): after those (and a timeout, -22500) the next try reuses the id.
-    let keep_txid = !crate::ops::Resp::code(result).storable();
+    let keep_txid = !crate::services::Resp::code(result).storable();
     let usage = (result == OK).then(|| bl::NewCharge { fee: p.fee, ..t.roaming_usage("RoamingCharge", &user, &txid, "", cal, now) });
     app.store.write(move |c| {
         if let Some(u) = usage {

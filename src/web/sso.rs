@@ -45,7 +45,7 @@ pub fn sign_in(app: &App, spid: &str, account: &str, password: &str, client_ip: 
     if account.is_empty() || password.is_empty() || account.chars().count() > 64 {
         return Err(SignInError::Refused);
     }
-    let busy = |r: &crate::ops::Resp| if r.result == SYSTEM_ERROR || r.result == DISK_ERROR { SignInError::Busy } else { SignInError::Refused };
+    let busy = |r: &crate::services::Resp| if r.result == SYSTEM_ERROR || r.result == DISK_ERROR { SignInError::Busy } else { SignInError::Refused };
     let at = local_account_type(app, account).map_err(|e| {
         log::error!("login: database error: {e}");
         SignInError::Busy

@@ -1,0 +1,167 @@
+//! The handler interface: what an operation is (`Op`, declared in `crate::api::table`), the
+//! validated request a handler receives (`Call`) and the business outcome it returns (`Resp`);
+//! and the idempotent write every state-changing handler goes through.
+
+use crate::app::App;
+use crate::crypto;
+use crate::soap::Value;
+use crate::spec::codes;
+use crate::spec::{Field, ListSpec, Service};
+use crate::store::idempotency;
+use rusqlite::Connection;
+use std::collections::HashMap;
+
+/// How an operation is handled.
+pub type Handler = fn(&App, &Call) -> Resp;
+
+/// The declaration of one operation of one service.
+pub struct Op {
+    pub service: Service,
+    pub name: &'static str,
+    /// Request fields in Authenticator order (for authenticated operations: caller id first,
+    /// then the operation's fields, then TimeStamp and Authenticator).
+    pub request: &'static [Field],
+    /// Response fields after Result and ErrDescription, in order.
+    pub response: &'static [&'static str],
+    pub lists: &'static [ListSpec],
+    /// Carries a caller id, TimeStamp and Authenticator (all but GetTime).
+    pub authenticated: bool,
+    /// Idempotent by TransactionID (spec 2.7).
+    pub idempotent: bool,
+    pub handler: Handler,
+    /// Checks beyond single-field syntax that need only the request and the clock (validation
+    /// stage 2): Some(code) refuses the request.
+    pub check: Option<fn(&Call, &crate::clock::Clock) -> Option<i32>>,
+    pub doc: &'static str,
+}
+
+impl Op {
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.request.iter().find(|f| f.name == name)
+    }
+    pub fn list(&self, name: &str) -> Option<&ListSpec> {
+        self.lists.iter().find(|l| l.name == name)
+    }
+}
+
+/// A validated request, as handed to a handler.
+pub struct Call {
+    pub op: &'static Op,
+    /// The calling peer (None only for unauthenticated operations).
+    pub caller: Option<std::sync::Arc<crate::domain::peers::Peer>>,
+    /// Raw field values as transmitted (absent = empty).
+    pub values: HashMap<&'static str, String>,
+    /// Decrypted `enc` fields that were present.
+    pub plain: HashMap<&'static str, String>,
+    /// Fingerprint of the request for idempotency (empty for non-idempotent operations).
+    pub fingerprint: String,
+}
+
+impl Call {
+    /// The field's value, "" when absent.
+    pub fn get(&self, name: &str) -> &str {
+        self.values.get(name).map(String::as_str).unwrap_or("")
+    }
+    /// The field's value, None when absent or empty.
+    pub fn opt(&self, name: &str) -> Option<&str> {
+        Some(self.get(name)).filter(|v| !v.is_empty())
+    }
+    /// The decrypted value of an `enc` field.
+    pub fn plain(&self, name: &str) -> Option<&str> {
+        self.plain.get(name).map(String::as_str)
+    }
+    pub fn caller_id(&self) -> &str {
+        self.caller.as_ref().map(|p| p.id.as_str()).unwrap_or("")
+    }
+}
+
+/// A business outcome: Result, ErrDescription and the response values by name.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Resp {
+    pub result: i32,
+    pub desc: String,
+    pub values: HashMap<String, Value>,
+}
+
+impl Resp {
+    pub fn ok() -> Resp {
+        Resp { result: 0, desc: String::new(), values: HashMap::new() }
+    }
+    /// A failure with the code's standard description.
+    pub fn code(result: i32) -> Resp {
+        Resp { result, desc: codes::describe(result).to_string(), values: HashMap::new() }
+    }
+    /// A failure with a specific description (must never carry internals or secrets).
+    pub fn err(result: i32, desc: impl Into<String>) -> Resp {
+        Resp { result, desc: desc.into(), values: HashMap::new() }
+    }
+    pub fn with(mut self, name: &str, value: impl Into<String>) -> Resp {
+        self.values.insert(name.to_string(), Value::Text(value.into()));
+        self
+    }
+    pub fn with_list(mut self, name: &str, items: Vec<Vec<(String, String)>>) -> Resp {
+        self.values.insert(name.to_string(), Value::List(items));
+        self
+    }
+    /// A database failure, logged here once with its cause; the peer sees only the code.
+    pub fn db(e: &crate::store::DbError) -> Resp {
+        log::error!("database error: {e}");
+        Resp::code(if e.is_disk() { codes::DISK_ERROR } else { codes::SYSTEM_ERROR })
+    }
+    /// Stored as the idempotent answer? Not for parameter or system errors (spec 11).
+    pub fn storable(&self) -> bool {
+        !((-21999..=-21500).contains(&self.result) || self.result == codes::SYSTEM_ERROR || self.result == codes::DISK_ERROR)
+    }
+}
+
+/// SHA-1 over every field but TimeStamp and Authenticator (spec 11).
+pub fn fingerprint(op: &Op, values: &HashMap<&'static str, String>) -> String {
+    let mut s = String::new();
+    for f in op.request.iter().filter(|f| f.name != "TimeStamp" && f.name != "Authenticator") {
+        s.push_str(f.name);
+        s.push('\u{1f}');
+        s.push_str(values.get(f.name).map(String::as_str).unwrap_or(""));
+        s.push('\u{1e}');
+    }
+    crypto::sha1_b64(s.as_bytes())
+}
+
+/// The stored answer to a repeat of `call`: the same fingerprint gives the stored response, another
+/// one -21513 (spec 2.7).
+pub fn stored_response(conn: &Connection, call_caller: &str, op: &str, txid: &str, fp: &str) -> crate::store::DbResult<Option<Resp>> {
+    Ok(idempotency::stored(conn, call_caller, op, txid)?.map(|(stored_fp, json)| {
+        if stored_fp != fp {
+            return Resp::code(codes::BAD_TRANSACTION_ID);
+        }
+        serde_json::from_str::<Resp>(&json).unwrap_or_else(|e| {
+            log::error!("stored idempotent response is unreadable: {e}");
+            Resp::code(codes::SYSTEM_ERROR)
+        })
+    }))
+}
+
+/// Run the state change `f` of an idempotent operation in the writer, together with the
+/// idempotency record: the authoritative repeat check happens in the same transaction, so
+/// concurrent repeats cause one effect, and a stored response exists iff its effect committed.
+pub fn write_idempotent<F>(app: &App, call: &Call, f: F) -> Resp
+where
+    F: FnOnce(&Connection) -> crate::store::DbResult<Resp> + Send + 'static,
+{
+    let (caller, op, txid, fp) = (call.caller_id().to_string(), call.op.name, call.get("TransactionID").to_string(), call.fingerprint.clone());
+    let now = app.clock.unix();
+    let r = app.store.write_with(move |c| {
+        if let Some(stored) = stored_response(c, &caller, op, &txid, &fp)? {
+            return Ok((stored, false));
+        }
+        let resp = f(c)?;
+        // A parameter or system error is not stored (spec 11), and whatever `f` wrote for it is
+        // rolled back: no effect without its idempotency record.
+        if !resp.storable() {
+            return Ok((resp, false));
+        }
+        let json = serde_json::to_string(&resp).map_err(|e| crate::store::DbError::Other(e.to_string()))?;
+        idempotency::store(c, &caller, op, &txid, &fp, &json, now)?;
+        Ok((resp, true))
+    });
+    r.unwrap_or_else(|e| Resp::db(&e))
+}
