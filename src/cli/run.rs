@@ -46,7 +46,7 @@ pub fn run(cfg: Config) -> CliResult {
     let clock_sync = crate::jobs::clock_sync::spawn(app.clone(), stop_jobs.clone())
         .map_err(|e| Failed(format!("cannot start the clock sync thread: {e}")))?;
     let relay = crate::sync::relay::Relay::start(app.clone()).map_err(|e| Failed(format!("cannot start the outbox relay: {e}")))?;
-    let listeners = crate::http::Listeners::start(app.clone()).map_err(Failed)?;
+    let listeners = crate::api::http::Listeners::start(app.clone()).map_err(Failed)?;
     log::info!(
         "vnetd {} serving SOAP on {} and admin on {} (province {}, device {}, database {})",
         env!("CARGO_PKG_VERSION"),

@@ -1,7 +1,6 @@
 //! The SOAP layer: reading requests, writing responses and faults, WSDL.
 pub mod client;
 pub mod envelope;
-pub mod wsdl;
 pub mod writer;
 
 pub use envelope::{Elem, Envelope, ReadError, SoapVersion};

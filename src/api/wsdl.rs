@@ -1,7 +1,7 @@
 //! WSDL 1.1 (document/literal wrapped, embedded XSD) generated from the operation table, so the
 //! contract a toolkit sees is the one the server enforces.
 
-use crate::ops::table;
+use super::table;
 use crate::spec::Service;
 use std::fmt::Write;
 
@@ -48,7 +48,7 @@ pub fn wsdl(service: Service, location: &str) -> String {
             r#"<wsdl:message name="{o}In"><wsdl:part name="parameters" element="tns:{o}"/></wsdl:message><wsdl:message name="{o}Out"><wsdl:part name="parameters" element="tns:{o}Response"/></wsdl:message>"#
         );
         let mut doc = String::new();
-        super::writer::escape(&mut doc, op.doc);
+        crate::soap::writer::escape(&mut doc, op.doc);
         let _ = write!(
             port,
             r#"<wsdl:operation name="{o}"><wsdl:documentation>{doc}</wsdl:documentation><wsdl:input message="tns:{o}In"/><wsdl:output message="tns:{o}Out"/></wsdl:operation>"#
@@ -59,7 +59,7 @@ pub fn wsdl(service: Service, location: &str) -> String {
         );
     }
     let mut loc = String::new();
-    super::writer::escape(&mut loc, location);
+    crate::soap::writer::escape(&mut loc, location);
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <wsdl:definitions name="{name}" targetNamespace="{ns}" xmlns:tns="{ns}" xmlns:wsdl="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" xmlns:xsd="http://www.w3.org/2001/XMLSchema">

@@ -2,11 +2,9 @@
 //! (`/healthz`, `/readyz`, `/metrics`). tiny_http is our patched copy (vendor/tiny_http): socket
 //! deadlines, header limits, bounded draining, a connection cap with 503, no accept-thread death.
 
-pub mod admin;
-
 use crate::app::App;
-use crate::ops::legacy;
-use crate::ops::pipeline::{self, Reply};
+use crate::api::legacy;
+use crate::api::pipeline::{self, Reply};
 use crate::spec::Service;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,7 +57,7 @@ impl Listeners {
         let admin = Arc::new(
             Server::http_with_limits(admin_addr, admin_limits).map_err(|e| format!("cannot listen on {admin_addr}: {e}"))?,
         );
-        admin::declare_series(&app);
+        super::admin::declare_series(&app);
         let stopping = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for i in 0..workers(SOAP_WORKERS, app.cfg.server.max_connections as usize) {
@@ -76,7 +74,7 @@ impl Listeners {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("admin-{i}"))
-                    .spawn(move || serve(&server, &stopping, |rq| admin::handle(&app, &soap, &server, rq)))
+                    .spawn(move || serve(&server, &stopping, |rq| super::admin::handle(&app, &soap, &server, rq)))
                     .map_err(|e| format!("cannot start worker: {e}"))?,
             );
         }
@@ -133,7 +131,7 @@ pub fn respond(rq: Request, status: u16, content_type: &str, body: Vec<u8>) {
     }
 }
 
-fn text(rq: Request, status: u16, msg: &str) {
+pub(super) fn text(rq: Request, status: u16, msg: &str) {
     respond(rq, status, "text/plain; charset=utf-8", msg.as_bytes().to_vec());
 }
 
@@ -155,7 +153,7 @@ fn read_body(app: &App, rq: &mut Request) -> Result<Vec<u8>, u16> {
 }
 
 fn body_error(app: &App, rq: Request, status: u16) {
-    admin::count_refused(app, "soap", status);
+    super::admin::count_refused(app, "soap", status);
     match status {
         413 => text(rq, 413, "request body too large\n"),
         _ => text(rq, 408, "request body not received in time\n"),
@@ -228,7 +226,7 @@ fn handle_soap(app: &App, mut rq: Request) {
         Method::Get if query.eq_ignore_ascii_case("wsdl") => {
             let loc = location(app, &rq, path);
             let doc = match endpoint {
-                Endpoint::Service(s) => crate::soap::wsdl::wsdl(s, &loc),
+                Endpoint::Service(s) => crate::api::wsdl::wsdl(s, &loc),
                 Endpoint::Legacy => legacy::wsdl(&loc),
             };
             respond(rq, 200, "text/xml; charset=UTF-8", doc.into_bytes());

@@ -2,7 +2,7 @@
 //! outbox relay is running and no database failure is held against the node: store::health),
 //! `/metrics` (Prometheus text format).
 
-use super::{respond, text};
+use super::http::{respond, text};
 use crate::app::App;
 use tiny_http::{Request, Server};
 
@@ -60,14 +60,14 @@ pub fn count_refused(app: &App, listener: &'static str, status: u16) {
 /// right after start shows the whole set (rates and alerts need the zero before the first event).
 pub fn declare_series(app: &App) {
     let m = &app.metrics;
-    for op in crate::ops::table::OPS {
+    for op in crate::api::table::OPS {
         m.declare_request(op.service.name(), op.name);
     }
-    m.declare_request(crate::ops::legacy::SERVICE, "getUserProduct");
+    m.declare_request(crate::api::legacy::SERVICE, "getUserProduct");
     for s in crate::spec::Service::ALL {
         m.inc_counter("vnetd_soap_faults_total", "SOAP requests refused with a Client fault", &[("service", s.name())], 0);
     }
-    m.inc_counter("vnetd_soap_faults_total", "SOAP requests refused with a Client fault", &[("service", crate::ops::legacy::SERVICE)], 0);
+    m.inc_counter("vnetd_soap_faults_total", "SOAP requests refused with a Client fault", &[("service", crate::api::legacy::SERVICE)], 0);
     for result in ["ok", "failed", "locked"] {
         m.inc_counter("vnetd_logins_total", "Password logins by outcome", &[("result", result)], 0);
     }

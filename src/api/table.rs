@@ -1,7 +1,7 @@
 //! The declaration of every served operation: one row each (ENGINEERING.md "declare each
 //! operation once"). Field order is the spec's, which is also the Authenticator order.
 
-use super::Op;
+use crate::services::Op;
 use crate::spec::{opt, req, Field, ListSpec, Service, Ty};
 use crate::services::{access as acc, billing as bl, passport as pp, province_for_vnet as vnet, sso};
 
