@@ -1,0 +1,209 @@
+//! Charges and credit (spec 4.1 Charge, OfflineCharge; 6.5 CHARGE records; 11 "Credit").
+
+use super::*;
+
+/// One charge record.
+#[derive(Debug, Clone)]
+pub struct NewCharge {
+    pub spid: String,
+    pub transaction_id: String,
+    pub operation: &'static str,
+    pub vnet_user_id: String,
+    pub user_province_id: String,
+    pub service_id: String,
+    pub service_item_id: String,
+    pub service_item_name: String,
+    pub product_id: String,
+    pub fee_type: String,
+    pub fee: i64,
+    pub batch_count: i64,
+    pub charge_at: i64,
+    pub ledger_date: String,
+    pub bill_month: String,
+    pub roam_type: String,
+    pub order_id: String,
+}
+
+/// Is a charge TransactionID of this SP already used (by any operation or channel)?
+pub fn txid_taken(conn: &Connection, spid: &str, txid: &str) -> DbResult<bool> {
+    let mut st = conn.prepare_cached("SELECT EXISTS(SELECT 1 FROM charge WHERE spid = ?1 AND transaction_id = ?2)")?;
+    Ok(st.query_row(params![spid, txid], |r| r.get(0))?)
+}
+
+/// Check the user's credit for `fee` in `bill_month` and debit it (spec 11 "Credit"): postpaid,
+/// the month's total plus the fee at most CreditLimit (-21003); prepaid, balance minus the fee at
+/// least 0 (-21014).
+pub fn debit(conn: &Connection, user_id: &str, fee: i64, bill_month: &str) -> DbResult<Result<(), i32>> {
+    let (user_type, limit, balance): (String, i64, i64) = conn
+        .prepare_cached("SELECT user_type, credit_limit, balance FROM user WHERE vnet_user_id = ?1")?
+        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let spent: i64 = conn
+        .prepare_cached("SELECT total FROM spend WHERE vnet_user_id = ?1 AND bill_month = ?2")?
+        .query_row(params![user_id, bill_month], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    if user_type == "2" {
+        if balance - fee < 0 {
+            return Ok(Err(BALANCE_SHORT));
+        }
+        if fee != 0 {
+            conn.prepare_cached("UPDATE user SET balance = balance - ?2 WHERE vnet_user_id = ?1")?.execute(params![user_id, fee])?;
+        }
+    } else if spent + fee > limit {
+        return Ok(Err(OVER_LIMIT));
+    }
+    conn.prepare_cached(
+        "INSERT INTO spend(vnet_user_id, bill_month, total) VALUES (?1, ?2, ?3)
+         ON CONFLICT(vnet_user_id, bill_month) DO UPDATE SET total = total + ?3",
+    )?
+    .execute(params![user_id, bill_month, fee])?;
+    Ok(Ok(()))
+}
+
+/// Insert a charge and its CHARGE stream record (6.5).
+pub fn record_charge(ctx: &Ctx, c: &NewCharge) -> DbResult<()> {
+    insert_charge(ctx.conn, c)?;
+    let seq = next_counter(ctx.conn, "seq:CHARGE")?;
+    let record = [
+        ("RecordSeq", seq.to_string()),
+        ("TransactionID", c.transaction_id.clone()),
+        ("VNetUserID", c.vnet_user_id.clone()),
+        ("UserProvinceID", c.user_province_id.clone()),
+        ("SPID", c.spid.clone()),
+        ("ServiceID", c.service_id.clone()),
+        ("ServiceItemID", c.service_item_id.clone()),
+        ("ServiceItemName", c.service_item_name.clone()),
+        ("FeeType", c.fee_type.clone()),
+        ("Fee", c.fee.to_string()),
+        ("BatchCount", c.batch_count.to_string()),
+        ("ChargeTime", ctx.cal.ts(c.charge_at)),
+        ("LedgerDate", c.ledger_date.clone()),
+        ("RoamType", c.roam_type.clone()),
+    ];
+    outbox::enqueue(ctx.conn, outbox::CENTRE, outbox::BATCH_SYNC, &outbox::stream_key("CHARGE"), &record, None, ctx.now)?;
+    Ok(())
+}
+
+/// Insert a charge row only: a roaming usage (6.9) of another province's user, which that
+/// province bills and reports; here it counts for Reconcile and the day's SETTLE.
+pub fn insert_charge(conn: &Connection, c: &NewCharge) -> DbResult<()> {
+    conn
+        .prepare_cached(
+            "INSERT INTO charge(spid, transaction_id, operation, vnet_user_id, user_province_id, service_id, service_item_id,
+                 service_item_name, product_id, fee_type, fee, batch_count, charge_at, ledger_date, bill_month, roam_type, order_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        )?
+        .execute(params![
+            c.spid,
+            c.transaction_id,
+            c.operation,
+            c.vnet_user_id,
+            c.user_province_id,
+            c.service_id,
+            c.service_item_id,
+            c.service_item_name,
+            c.product_id,
+            c.fee_type,
+            c.fee,
+            c.batch_count,
+            c.charge_at,
+            c.ledger_date,
+            c.bill_month,
+            c.roam_type,
+            c.order_id
+        ])?;
+    Ok(())
+}
+
+/// The charge of one month of an order (Order, ReOrder, renewal).
+pub(super) fn monthly_charge(ctx: &Ctx, t: &Target, user: &User, o: &OrderRow, txid: &str, operation: &'static str, at: i64) -> NewCharge {
+    NewCharge {
+        spid: t.svc.spid.clone(),
+        transaction_id: txid.to_string(),
+        operation,
+        vnet_user_id: user.vnet_user_id.clone(),
+        user_province_id: ctx.province.to_string(),
+        service_id: o.service_id.clone(),
+        service_item_id: t.item_id().to_string(),
+        service_item_name: t.name().to_string(),
+        product_id: t.product_id().to_string(),
+        fee_type: "2".into(),
+        fee: t.monthly_price(),
+        batch_count: 1,
+        charge_at: at,
+        ledger_date: ctx.cal.date8(at),
+        bill_month: ctx.cal.month(at).to_string(),
+        roam_type: roam_type(&t.svc.sp_province, ctx.province).to_string(),
+        order_id: o.order_id.clone(),
+    }
+}
+
+/// Debit and record a charge; Err is the credit code.
+pub(super) fn charge_user(ctx: &Ctx, c: &NewCharge) -> DbResult<Result<(), i32>> {
+    if let Err(code) = debit(ctx.conn, &c.vnet_user_id, c.fee, &c.bill_month)? {
+        return Ok(Err(code));
+    }
+    record_charge(ctx, c)?;
+    Ok(Ok(()))
+}
+
+
+/// The charge of a use of an item now (Charge, OfflineCharge), billed to `bill_month`.
+pub(super) fn item_charge(ctx: &Ctx, t: &Target, operation: &'static str, txid: &str, fee: i64, batch_count: i64, bill_month: Ym) -> NewCharge {
+    let user = t.user.as_ref().expect("local user");
+    let item = t.item.as_ref().expect("item");
+    NewCharge {
+        spid: t.svc.spid.clone(),
+        transaction_id: txid.to_string(),
+        operation,
+        vnet_user_id: user.vnet_user_id.clone(),
+        user_province_id: ctx.province.to_string(),
+        service_id: t.svc.id.clone(),
+        service_item_id: item.id.clone(),
+        service_item_name: item.name.clone(),
+        product_id: String::new(),
+        fee_type: item.fee_type.clone(),
+        fee,
+        batch_count,
+        charge_at: ctx.now,
+        ledger_date: ctx.cal.date8(ctx.now),
+        bill_month: bill_month.to_string(),
+        roam_type: roam_type(&t.svc.sp_province, ctx.province).to_string(),
+        order_id: String::new(),
+    }
+}
+
+/// Charge (4.1): pay per use. The caller checked FeeType, Fee and the TransactionID.
+pub fn charge(ctx: &Ctx, t: &Target, fee: i64, batch_count: i64, txid: &str) -> DbResult<Result<i64, i32>> {
+    let c = item_charge(ctx, t, "Charge", txid, fee, batch_count, ctx.cal.month(ctx.now));
+    Ok(charge_user(ctx, &c)?.map(|()| ctx.now))
+}
+
+/// OfflineCharge (4.1, 11) after the SP qualification, FeeType and Fee checks: order history
+/// (-20514, -20007), one monthly payment per BillMonth (-20009), credit.
+pub fn offline_charge(ctx: &Ctx, t: &Target, fee: i64, bill_month: Ym, txid: &str) -> DbResult<Result<(), i32>> {
+    let user = t.user.as_ref().expect("local user");
+    let item = t.item.as_ref().expect("item");
+    let holding = "(service_item_id = ?2 OR product_id IN (SELECT product_id FROM product_item WHERE service_item_id = ?2))";
+    let last_end: Option<i64> = ctx
+        .conn
+        .prepare_cached(&format!("SELECT max(usable_until) FROM orders WHERE vnet_user_id = ?1 AND {holding}"))?
+        .query_row(params![user.vnet_user_id, item.id], |r| r.get(0))?;
+    let Some(last_end) = last_end else {
+        return Ok(Err(NEVER_ORDERED));
+    };
+    if bill_month > ctx.cal.month(last_end).plus(2) {
+        return Ok(Err(OFFLINE_EXPIRED));
+    }
+    let paid: bool = ctx
+        .conn
+        .prepare_cached(&format!(
+            "SELECT EXISTS(SELECT 1 FROM charge WHERE vnet_user_id = ?1 AND bill_month = ?3 AND fee_type = '2' AND {holding})"
+        ))?
+        .query_row(params![user.vnet_user_id, item.id, bill_month.to_string()], |r| r.get(0))?;
+    if paid {
+        return Ok(Err(OFFLINE_ONCE_PER_PERIOD));
+    }
+    let c = item_charge(ctx, t, "OfflineCharge", txid, fee, 1, bill_month);
+    charge_user(ctx, &c)
+}

@@ -1,0 +1,283 @@
+//! Orders (spec 4.1 Order, CancelOrder, ReOrder, ServiceAuth; 6.5 ORDER records; 6.8 OrderNotify).
+
+use super::*;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderRow {
+    pub order_id: String,
+    pub vnet_user_id: String,
+    pub spid: String,
+    pub service_id: String,
+    pub service_item_id: String,
+    pub product_id: String,
+    pub contract_id: String,
+    pub if_extend: bool,
+    pub status: String,
+    pub start_at: i64,
+    pub end_at: i64,
+    pub usable_until: i64,
+    pub channel: String,
+}
+
+pub(super) const ORDER_COLUMNS: &str =
+    "order_id, vnet_user_id, spid, service_id, service_item_id, product_id, contract_id, if_extend, status, start_at, end_at, usable_until, channel";
+
+pub(super) fn order_from_row(r: &Row) -> rusqlite::Result<OrderRow> {
+    Ok(OrderRow {
+        order_id: r.get(0)?,
+        vnet_user_id: r.get(1)?,
+        spid: r.get(2)?,
+        service_id: r.get(3)?,
+        service_item_id: r.get(4)?,
+        product_id: r.get(5)?,
+        contract_id: r.get(6)?,
+        if_extend: r.get(7)?,
+        status: r.get(8)?,
+        start_at: r.get(9)?,
+        end_at: r.get(10)?,
+        usable_until: r.get(11)?,
+        channel: r.get(12)?,
+    })
+}
+
+impl OrderRow {
+    /// Usable at `t`: not expired and inside its period (an immediate stop at s leaves
+    /// `usable_until` = s − 1).
+    pub fn in_effect(&self, t: i64) -> bool {
+        self.status != "expired" && self.start_at <= t && t <= self.usable_until
+    }
+}
+
+/// The user's latest order of an item or a package.
+pub(super) fn latest_order(conn: &Connection, user_id: &str, item_id: &str, product_id: &str) -> DbResult<Option<OrderRow>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE vnet_user_id = ?1 AND service_item_id = ?2 AND product_id = ?3
+         ORDER BY created_at DESC, rowid DESC LIMIT 1"
+    ))?;
+    Ok(st.query_row(params![user_id, item_id, product_id], order_from_row).optional()?)
+}
+
+pub(super) fn save_order(conn: &Connection, o: &OrderRow, now: i64) -> DbResult<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO orders({ORDER_COLUMNS}, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)
+         ON CONFLICT(order_id) DO UPDATE SET contract_id = ?7, if_extend = ?8, status = ?9, start_at = ?10, end_at = ?11,
+             usable_until = ?12, updated_at = ?14"
+    ))?
+    .execute(params![
+        o.order_id,
+        o.vnet_user_id,
+        o.spid,
+        o.service_id,
+        o.service_item_id,
+        o.product_id,
+        o.contract_id,
+        o.if_extend,
+        o.status,
+        o.start_at,
+        o.end_at,
+        o.usable_until,
+        o.channel,
+        now
+    ])?;
+    Ok(())
+}
+
+pub(super) fn new_order_id(ctx: &Ctx) -> DbResult<String> {
+    let n = next_counter(ctx.conn, "order_id")?;
+    Ok(format!("{}{}{:010}", ctx.province, ctx.cal.date8(ctx.now), n))
+}
+
+/// Record an order event: the ORDER stream record (6.5) and, for events the SP did not cause, an
+/// OrderNotify (6.8) to the SP when it is a peer with a URL.
+pub fn order_event(ctx: &Ctx, o: &OrderRow, item_name: &str, action: &str, channel: Channel) -> DbResult<()> {
+    let seq = next_counter(ctx.conn, "seq:ORDER")?;
+    let record = [
+        ("RecordSeq", seq.to_string()),
+        ("OrderID", o.order_id.clone()),
+        ("ActionType", action.to_string()),
+        ("VNetUserID", o.vnet_user_id.clone()),
+        ("SPID", o.spid.clone()),
+        ("ServiceID", o.service_id.clone()),
+        ("ServiceItemID", o.service_item_id.clone()),
+        ("ServiceItemName", item_name.to_string()),
+        ("ProductID", o.product_id.clone()),
+        ("ContractID", o.contract_id.clone()),
+        ("StartTime", ctx.cal.ts(o.start_at)),
+        ("EndTime", ctx.cal.ts(o.end_at)),
+        ("Channel", channel.as_str().to_string()),
+        ("EventTime", ctx.cal.ts(ctx.now)),
+    ];
+    outbox::enqueue(ctx.conn, outbox::CENTRE, outbox::BATCH_SYNC, &outbox::stream_key("ORDER"), &record, None, ctx.now)?;
+    if channel != Channel::Sp && sp_has_url(ctx.conn, &o.spid)? {
+        let notify = [
+            ("SPID", o.spid.clone()),
+            ("ProvinceID", ctx.province.to_string()),
+            ("OrderID", o.order_id.clone()),
+            ("ActionType", action.to_string()),
+            ("VNetUserID", o.vnet_user_id.clone()),
+            ("ServiceID", o.service_id.clone()),
+            ("ServiceItemID", o.service_item_id.clone()),
+            ("ProductID", o.product_id.clone()),
+            ("StartTime", ctx.cal.ts(o.start_at)),
+            ("EndTime", ctx.cal.ts(o.end_at)),
+            ("Channel", channel.as_str().to_string()),
+        ];
+        outbox::enqueue(ctx.conn, &o.spid, "OrderNotify", &outbox::sp_key(&o.spid), &notify, None, ctx.now)?;
+    }
+    Ok(())
+}
+
+pub(super) fn sp_has_url(conn: &Connection, spid: &str) -> DbResult<bool> {
+    let mut st = conn.prepare_cached(
+        "SELECT EXISTS(SELECT 1 FROM peer WHERE id = ?1 AND kind = 'sp' AND status = 'active' AND url IS NOT NULL AND url <> '')",
+    )?;
+    Ok(st.query_row([spid], |r| r.get(0))?)
+}
+
+
+
+/// ServiceAuth (4.1): FeeType of the item and, for a monthly item, the EndTime of the order in
+/// effect (of the item or a package holding it; -21006 without one).
+pub fn service_auth(ctx: &Ctx, t: &Target) -> DbResult<Result<(String, Option<i64>), i32>> {
+    let (Some(item), Some(user)) = (&t.item, &t.user) else {
+        return Ok(Ok((t.item.as_ref().map(|i| i.fee_type.clone()).unwrap_or_default(), None)));
+    };
+    if item.fee_type != "2" {
+        return Ok(Ok((item.fee_type.clone(), None)));
+    }
+    let mut st = ctx.conn.prepare_cached(
+        "SELECT max(usable_until), max(end_at) FROM orders WHERE vnet_user_id = ?1 AND status <> 'expired'
+           AND start_at <= ?3 AND usable_until >= ?3
+           AND (service_item_id = ?2 OR product_id IN (SELECT product_id FROM product_item WHERE service_item_id = ?2))",
+    )?;
+    let end: Option<i64> = st.query_row(params![user.vnet_user_id, item.id, ctx.now], |r| r.get(1))?;
+    Ok(match end {
+        Some(e) => Ok((item.fee_type.clone(), Some(e))),
+        None => Err(NOT_ORDERED),
+    })
+}
+
+/// Order (4.1). `t` passed `resolve`; the caller checked the exactly-one rule and the TransactionID.
+pub fn order(ctx: &Ctx, t: &Target, channel: Channel, contract_id: &str, if_extend: bool, txid: &str) -> DbResult<Result<OrderRow, i32>> {
+    let user = t.user.as_ref().expect("local user");
+    if let Some(mut o) = latest_order(ctx.conn, &user.vnet_user_id, t.item_id(), t.product_id())? {
+        // An active order past its period that the rollover will renew counts as in effect.
+        if o.status == "active" && (o.in_effect(ctx.now) || o.if_extend) {
+            return Ok(Err(DUPLICATE_ORDER));
+        }
+        if o.in_effect(ctx.now) {
+            // Cancelled with StopType 1 and still in effect: un-cancel, no new charge (spec 11).
+            o.status = "active".into();
+            o.if_extend = if_extend;
+            save_order(ctx.conn, &o, ctx.now)?;
+            order_event(ctx, &o, t.name(), action::RENEWED, channel)?;
+            return Ok(Ok(o));
+        }
+    }
+    let end = ctx.cal.month_end(ctx.cal.month(ctx.now));
+    let o = OrderRow {
+        order_id: new_order_id(ctx)?,
+        vnet_user_id: user.vnet_user_id.clone(),
+        spid: t.svc.spid.clone(),
+        service_id: t.svc.id.clone(),
+        service_item_id: t.item_id().to_string(),
+        product_id: t.product_id().to_string(),
+        contract_id: contract_id.to_string(),
+        if_extend,
+        status: "active".into(),
+        start_at: ctx.now,
+        end_at: end,
+        usable_until: end,
+        channel: channel.as_str().into(),
+    };
+    if let Err(code) = charge_user(ctx, &monthly_charge(ctx, t, user, &o, txid, "Order", ctx.now))? {
+        return Ok(Err(code));
+    }
+    save_order(ctx.conn, &o, ctx.now)?;
+    order_event(ctx, &o, t.name(), action::ORDERED, channel)?;
+    Ok(Ok(o))
+}
+
+/// CancelOrder (4.1, 11): the latest order of the item/product; StopType 2 ends it now.
+pub fn cancel(ctx: &Ctx, t: &Target, channel: Channel, immediately: bool) -> DbResult<Result<OrderRow, i32>> {
+    let user = t.user.as_ref().expect("local user");
+    let Some(mut o) = latest_order(ctx.conn, &user.vnet_user_id, t.item_id(), t.product_id())? else {
+        return Ok(Err(NOT_ORDERED));
+    };
+    if o.status == "cancelled" {
+        return Ok(Err(DUPLICATE_CANCEL));
+    }
+    if !o.in_effect(ctx.now) {
+        return Ok(Err(NOT_ORDERED));
+    }
+    o.status = "cancelled".into();
+    o.if_extend = false;
+    if immediately {
+        // Ended now: EndTime is now, and it is no longer usable from this second on.
+        o.end_at = ctx.now;
+        o.usable_until = ctx.now - 1;
+    }
+    save_order(ctx.conn, &o, ctx.now)?;
+    order_event(ctx, &o, t.name(), action::CANCELLED, channel)?;
+    Ok(Ok(o))
+}
+
+/// ReOrder (4.1, 11): reactivate an order that expired less than 30 days ago, with a new period
+/// and a charge, under the same OrderID.
+pub fn reorder(ctx: &Ctx, t: &Target, channel: Channel, txid: &str) -> DbResult<Result<OrderRow, i32>> {
+    let user = t.user.as_ref().expect("local user");
+    let Some(mut o) = latest_order(ctx.conn, &user.vnet_user_id, t.item_id(), t.product_id())? else {
+        return Ok(Err(NOT_ORDERED));
+    };
+    match o.status.as_str() {
+        "cancelled" => return Ok(Err(CANCELLED_NO_RENEW)),
+        "active" if o.in_effect(ctx.now) => return Ok(Err(DUPLICATE_ORDER)),
+        // Active but past its period: the rollover has not reached it yet; treat as expired.
+        _ => {}
+    }
+    if ctx.now - o.end_at >= REORDER_WINDOW_S {
+        return Ok(Err(NOT_ORDERED));
+    }
+    let end = ctx.cal.month_end(ctx.cal.month(ctx.now));
+    o.status = "active".into();
+    o.start_at = ctx.now;
+    o.end_at = end;
+    o.usable_until = end;
+    if let Err(code) = charge_user(ctx, &monthly_charge(ctx, t, user, &o, txid, "ReOrder", ctx.now))? {
+        return Ok(Err(code));
+    }
+    save_order(ctx.conn, &o, ctx.now)?;
+    order_event(ctx, &o, t.name(), action::RENEWED, channel)?;
+    Ok(Ok(o))
+}
+
+/// Account cancellation (UserStatusChange 03) ends every order in effect now (ActionType 5).
+pub fn end_orders_of_user(ctx: &Ctx, user_id: &str) -> DbResult<usize> {
+    let orders: Vec<OrderRow> = ctx
+        .conn
+        .prepare_cached(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE vnet_user_id = ?1 AND status <> 'expired' AND usable_until >= ?2 ORDER BY order_id"
+        ))?
+        .query_map(params![user_id, ctx.now], order_from_row)?
+        .collect::<Result<_, _>>()?;
+    for mut o in orders.iter().cloned() {
+        o.status = "cancelled".into();
+        o.if_extend = false;
+        o.end_at = ctx.now.max(o.start_at);
+        o.usable_until = ctx.now - 1;
+        save_order(ctx.conn, &o, ctx.now)?;
+        let name = order_name(ctx.conn, &o)?;
+        order_event(ctx, &o, &name, action::ENDED_BY_STATUS, Channel::System)?;
+    }
+    Ok(orders.len())
+}
+
+/// ServiceItemName of an order: the item's or the package's name.
+pub(super) fn order_name(conn: &Connection, o: &OrderRow) -> DbResult<String> {
+    let (sql, id) = if o.product_id.is_empty() {
+        ("SELECT name FROM item WHERE service_item_id = ?1", &o.service_item_id)
+    } else {
+        ("SELECT name FROM product WHERE product_id = ?1", &o.product_id)
+    };
+    Ok(conn.prepare_cached(sql)?.query_row([id], |r| r.get(0)).optional()?.unwrap_or_default())
+}

@@ -1,0 +1,142 @@
+//! The periodic work: monthly rollover (7.2), day close (7.3) and the job markers.
+
+use super::*;
+
+/// Orders handled per transaction by the rollover.
+pub const ROLLOVER_CHUNK: usize = 500;
+
+/// What one rollover chunk did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Rolled {
+    pub renewed: usize,
+    pub expired: usize,
+}
+
+/// Roll up to `limit` orders over into `month`: every active order whose period ended before the
+/// month starts is renewed (IfExtend 1, user 00, item/package and service active, credit) or
+/// expires. A processed order no longer matches, so repeating after an interruption does each
+/// order once. Returns what was done; zero of both means the month is complete.
+pub fn rollover_chunk(ctx: &Ctx, month: Ym, limit: usize) -> DbResult<Rolled> {
+    let start = ctx.cal.month_start(month);
+    let end = ctx.cal.month_end(month);
+    let orders: Vec<OrderRow> = ctx
+        .conn
+        .prepare_cached(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' AND end_at < ?1 ORDER BY end_at, order_id LIMIT ?2"
+        ))?
+        .query_map(params![start, limit as i64], order_from_row)?
+        .collect::<Result<_, _>>()?;
+    let mut done = Rolled::default();
+    for mut o in orders {
+        let req = Req {
+            kind: Kind::Order,
+            channel: Channel::System,
+            spid: o.spid.clone(),
+            service_id: o.service_id.clone(),
+            item_id: Some(o.service_item_id.clone()).filter(|s| !s.is_empty()),
+            product_id: Some(o.product_id.clone()).filter(|s| !s.is_empty()),
+            user_id: o.vnet_user_id.clone(),
+        };
+        // The ordinary use rules decide whether the order may continue (user 00, active
+        // catalogue entries, roaming approval); then credit.
+        let target = resolve(ctx, &req)?.ok().filter(|t| t.user.is_some());
+        let renewed = match (o.if_extend, target) {
+            (true, Some(t)) => {
+                let user = t.user.as_ref().expect("local user");
+                let mut next = o.clone();
+                next.start_at = start;
+                next.end_at = end;
+                next.usable_until = end;
+                let txid = format!("RN{}{}", o.order_id, month);
+                let c = monthly_charge(ctx, &t, user, &next, &txid, "Renewal", start);
+                if !txid_taken(ctx.conn, &c.spid, &txid)? && charge_user(ctx, &c)?.is_ok() {
+                    save_order(ctx.conn, &next, ctx.now)?;
+                    order_event(ctx, &next, t.name(), action::RENEWED, Channel::System)?;
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        };
+        if renewed {
+            done.renewed += 1;
+        } else {
+            o.status = "expired".into();
+            save_order(ctx.conn, &o, ctx.now)?;
+            let name = order_name(ctx.conn, &o)?;
+            order_event(ctx, &o, &name, action::EXPIRED, Channel::System)?;
+            done.expired += 1;
+        }
+    }
+    Ok(done)
+}
+
+
+/// Close `date8`: SETTLE records (totals per SPID, item and RoamType of the day's charges that
+/// involve another province or the centre) and the closed marker, in the caller's transaction.
+/// Returns the number of SETTLE records.
+pub fn close_day(ctx: &Ctx, date8: &str) -> DbResult<usize> {
+    let rows: Vec<[String; 9]> = ctx
+        .conn
+        .prepare(
+            "SELECT c.spid, coalesce(nullif(sp.province_id, ''), ?2), c.service_id, c.service_item_id, c.service_item_name,
+                    c.roam_type, count(*), sum(c.fee), c.product_id
+             FROM charge c LEFT JOIN sp ON sp.spid = c.spid
+             WHERE c.ledger_date = ?1 AND c.roam_type <> ''
+             GROUP BY c.spid, c.service_id, c.service_item_id, c.product_id, c.roam_type
+             ORDER BY c.spid, c.service_id, c.service_item_id, c.product_id, c.roam_type",
+        )?
+        .query_map(params![date8, ctx.province], |r| {
+            Ok([
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get::<_, i64>(6)?.to_string(),
+                r.get::<_, i64>(7)?.to_string(),
+                r.get(8)?,
+            ])
+        })?
+        .collect::<Result<_, _>>()?;
+    for r in &rows {
+        let seq = next_counter(ctx.conn, "seq:SETTLE")?;
+        let record = [
+            ("RecordSeq", seq.to_string()),
+            ("LedgerDate", date8.to_string()),
+            ("SPID", r[0].clone()),
+            ("SPProvinceID", r[1].clone()),
+            ("ServiceID", r[2].clone()),
+            ("ServiceItemID", r[3].clone()),
+            ("ServiceItemName", r[4].clone()),
+            ("RoamType", r[5].clone()),
+            ("TotalCount", r[6].clone()),
+            ("TotalFee", r[7].clone()),
+        ];
+        outbox::enqueue(ctx.conn, outbox::CENTRE, outbox::BATCH_SYNC, &outbox::stream_key("SETTLE"), &record, None, ctx.now)?;
+    }
+    set_job_state(ctx.conn, CLOSED_THROUGH, date8)?;
+    Ok(rows.len())
+}
+
+pub const ROLLED_OVER_MONTH: &str = "rolled_over_month";
+pub const CLOSED_THROUGH: &str = "closed_through";
+
+pub fn job_state(conn: &Connection, name: &str) -> DbResult<Option<String>> {
+    Ok(conn.query_row("SELECT value FROM job_state WHERE name = ?1", [name], |r| r.get(0)).optional()?)
+}
+
+pub fn set_job_state(conn: &Connection, name: &str, value: &str) -> DbResult<()> {
+    conn.execute(
+        "INSERT INTO job_state(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = ?2",
+        params![name, value],
+    )?;
+    Ok(())
+}
+
+/// Is `date8` closed (Reconcile answers -22003 until then)?
+pub fn day_closed(conn: &Connection, date8: &str) -> DbResult<bool> {
+    Ok(job_state(conn, CLOSED_THROUGH)?.is_some_and(|c| date8 <= c.as_str()))
+}
