@@ -2,6 +2,7 @@
 
 mod backup;
 mod bench;
+pub mod child;
 mod catalog;
 mod centre_sim;
 mod outbox;

@@ -1,8 +1,8 @@
 //! `vnetd centre-sim`: the real binary, spoken to over HTTP; its SQLite file read read-only.
 
-use crate::harness::{self, Http, Resp, BIN, CENTRE_KEY, SP_ID, SP_KEY};
+use crate::harness::{self, ChildProcess, Http, Resp, BIN, CENTRE_KEY, SP_ID, SP_KEY};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use vnetd::crypto;
 
@@ -17,7 +17,7 @@ pub(crate) const USERS: &str = "account_type,account,password,vnet_user_id,provi
 
 /// A running `vnetd centre-sim`, killed on drop.
 pub(crate) struct CentreSim {
-    child: Option<Child>,
+    child: Option<ChildProcess>,
     dir: tempfile::TempDir,
     pub(crate) addr: String,
     pub(crate) db: PathBuf,
@@ -53,35 +53,28 @@ impl CentreSim {
     }
 
     fn spawn(&mut self, listen: &str, keys: &[&str], extra: &[&str]) {
+        let log_path = self.dir.path().join("sim.log");
         let skip = self.log().len();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("sim.log")).unwrap();
-        let child = Command::new(BIN)
-            .args(["centre-sim", "--listen", listen, "--device-no", SIM_DEV])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["centre-sim", "--listen", listen, "--device-no", SIM_DEV])
             .args(keys)
             .arg("--db")
             .arg(&self.db)
             .arg("--users")
             .arg(self.dir.path().join("users.csv"))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let log = self.log();
-            if let Some(addr) = log.get(skip..).unwrap_or("").lines().find_map(|l| l.strip_prefix("centre-sim listening on ")) {
-                self.addr = addr.trim().to_string();
-                return;
-            }
-            if let Ok(Some(st)) = self.child.as_mut().unwrap().try_wait() {
-                panic!("centre-sim exited early ({st}); log:\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "centre-sim did not start; log:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(30));
+            .args(extra);
+        let mut child = ChildProcess::spawn(cmd, &log_path).unwrap();
+        let mut addr = None;
+        let listening = |addr: &mut Option<String>| {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            *addr = log.get(skip..).unwrap_or("").lines().find_map(|l| l.strip_prefix("centre-sim listening on ")).map(|a| a.trim().to_string());
+            addr.is_some()
+        };
+        if let Err(e) = child.wait_ready("centre-sim", Duration::from_secs(20), || listening(&mut addr)) {
+            panic!("{e}");
         }
+        self.addr = addr.expect("address");
+        self.child = Some(child);
     }
 
     pub(crate) fn log(&self) -> String {
@@ -118,26 +111,7 @@ impl CentreSim {
     /// SIGTERM; returns whether it exited with status 0 within 10 s.
     pub(crate) fn stop(&mut self) -> bool {
         let Some(mut c) = self.child.take() else { return false };
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = c.try_wait() {
-                return st.success();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        false
-    }
-}
-
-impl Drop for CentreSim {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        c.stop(Duration::from_secs(10)).is_some_and(|st| st.success())
     }
 }
 

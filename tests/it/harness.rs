@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
+pub use vnetd::cli::child::ChildProcess;
 use std::time::{Duration, Instant};
 use vnetd::crypto::{self, TdesKey};
 use vnetd::soap::envelope::{self, Elem};
@@ -31,7 +32,7 @@ pub fn key(hex: &str) -> TdesKey {
 }
 
 pub struct Daemon {
-    pub child: Option<Child>,
+    pub child: Option<ChildProcess>,
     pub dir: tempfile::TempDir,
     pub cfg: PathBuf,
     pub port: u16,
@@ -88,19 +89,11 @@ impl Daemon {
     }
 
     pub fn wait_healthy(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(st)) = c.try_wait() {
-                    panic!("vnetd exited early ({st}); log:\n{}", self.log());
-                }
-            }
-            let out = self.cli(&["healthcheck"]);
-            if out.status.success() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "vnetd did not become healthy; log:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
+        let cfg = self.cfg.clone();
+        let healthy = || Command::new(BIN).arg("--config").arg(&cfg).arg("healthcheck").stdin(Stdio::null()).output().unwrap().status.success();
+        let c = self.child.as_mut().expect("daemon not started");
+        if let Err(e) = c.wait_ready("vnetd", Duration::from_secs(20), healthy) {
+            panic!("{e}\nwhole log:\n{}", self.log());
         }
     }
 
@@ -111,8 +104,7 @@ impl Daemon {
     /// SIGKILL the daemon.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            c.kill9();
         }
     }
 
@@ -129,18 +121,10 @@ impl Daemon {
         self.restart_with_offset(o);
     }
 
+    /// SIGTERM, then SIGKILL after 10 s.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            c.stop(Duration::from_secs(10));
         }
     }
 
@@ -516,7 +500,7 @@ pub fn envelope_owned(op: &str, fields: &[(String, String)]) -> String {
 impl Daemon {
     /// The daemon's process id (panics when it is not running).
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("daemon not running").id()
+        self.child.as_ref().expect("daemon not running").pid()
     }
 
     /// Resident set size of the daemon in KiB (from /proc/<pid>/status VmRSS).
@@ -642,9 +626,8 @@ impl Daemon {
     /// As `spawn`, optionally with RLIMIT_NOFILE lowered in the child.
     fn spawn_with_nofile(&mut self, nofile: Option<u64>) {
         use std::os::unix::process::CommandExt;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("vnetd.log")).unwrap();
         let mut cmd = Command::new(BIN);
-        cmd.args(["--config", self.cfg.to_str().unwrap(), "run"]).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        cmd.args(["--config", self.cfg.to_str().unwrap(), "run"]);
         if let Some(n) = nofile {
             // SAFETY: runs in the forked child before exec; it only calls setrlimit(2), which is
             // async-signal-safe (no allocation, no locks).
@@ -654,7 +637,7 @@ impl Daemon {
                 });
             }
         }
-        self.child = Some(cmd.spawn().unwrap());
+        self.child = Some(ChildProcess::spawn(cmd, &self.dir.path().join("vnetd.log")).unwrap());
         self.wait_healthy();
     }
 }

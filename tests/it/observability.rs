@@ -158,7 +158,7 @@ fn sighup_reloads_level_and_limits_without_dropping_connections() {
     let changed = original.replace("level = \"warn\"", "level = \"info\"").replace("[storage]", "max_body_bytes = 2000\n[storage]");
     assert_ne!(changed, original);
     std::fs::write(&d.cfg, &changed).unwrap();
-    let pid = nix::unistd::Pid::from_raw(d.child.as_ref().unwrap().id() as i32);
+    let pid = nix::unistd::Pid::from_raw(d.child.as_ref().unwrap().pid() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
     wait_log(&d, 10, "the reload logged", |l| l.contains("SIGHUP: configuration reloaded"));
     // The limit applies, the level too, and the kept connection still serves.

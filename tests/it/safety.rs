@@ -7,7 +7,7 @@ use crate::harness::*;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -267,19 +267,13 @@ fn start_with_notify(d: &mut Daemon, watchdog_ms: u64, hang_flag: &Path) -> Arc<
             }
         }
     });
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(d.dir.path().join("vnetd.log")).unwrap();
-    let child: Child = Command::new(BIN)
-        .args(["--config", d.cfg.to_str().unwrap(), "run"])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--config", d.cfg.to_str().unwrap(), "run"])
         .env("NOTIFY_SOCKET", &sock_path)
         .env("WATCHDOG_USEC", (watchdog_ms * 1000).to_string())
         .env_remove("WATCHDOG_PID")
-        .env("VNETD_TEST_HANG_WRITER", hang_flag)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    d.child = Some(child);
+        .env("VNETD_TEST_HANG_WRITER", hang_flag);
+    d.child = Some(ChildProcess::spawn(cmd, &d.dir.path().join("vnetd.log")).unwrap());
     d.wait_healthy();
     got
 }

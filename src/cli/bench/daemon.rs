@@ -2,7 +2,8 @@
 //! on drop; the constants the benchmarks provision it with.
 
 use super::*;
-
+use crate::cli::child::ChildProcess;
+use std::path::Path;
 
 pub(super) const SP_ID: &str = "35000001";
 pub(super) const SP_KEY: &str = "0123456789abcdeffedcba987654321089abcdef01234567";
@@ -18,14 +19,25 @@ pub(super) const IMPORT_PREFIX: &str = "benchimp";
 
 /// The daemon under test; stopped (SIGTERM, then SIGKILL) and its directory removed on drop.
 pub(super) struct Daemon {
-    pub(super) child: Option<Child>,
+    pub(super) proc: Option<ChildProcess>,
     pub(super) dir: PathBuf,
     pub(super) cfg: PathBuf,
     pub(super) log: PathBuf,
     pub(super) keep: bool,
 }
 
+/// Does the daemon of config `cfg` answer `vnetd healthcheck`?
+fn healthy(cfg: &Path) -> bool {
+    let Ok(exe) = std::env::current_exe() else { return false };
+    Command::new(exe).arg("--config").arg(cfg).arg("healthcheck").stdin(Stdio::null()).output().is_ok_and(|o| o.status.success())
+}
+
 impl Daemon {
+    /// A daemon of the config `cfg` in `dir`, not started yet (`launch`).
+    pub(super) fn new(dir: &Path, cfg: &Path, keep: bool) -> Daemon {
+        Daemon { proc: None, dir: dir.to_path_buf(), cfg: cfg.to_path_buf(), log: dir.join("vnetd.log"), keep }
+    }
+
     pub(super) fn cli(&self, args: &[&str], stdin: Option<&str>) -> Result<String, Failed> {
         let exe = std::env::current_exe()?;
         let mut c = Command::new(exe)
@@ -47,7 +59,12 @@ impl Daemon {
     }
 
     pub(super) fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.proc.as_ref().map_or(0, ChildProcess::pid)
+    }
+
+    /// Has the daemon exited (during a run)?
+    pub(super) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.proc.as_mut().and_then(ChildProcess::try_wait)
     }
 
     pub(super) fn log_tail(&self) -> String {
@@ -55,34 +72,12 @@ impl Daemon {
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
-
-    pub(super) fn wait_healthy(&mut self) -> CliResult {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                return Err(Failed(format!("the daemon exited early ({st}); log:\n{}", self.log_tail())));
-            }
-            if self.cli(&["healthcheck"], None).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(Failed(format!("the daemon did not become healthy in 30 s; log:\n{}", self.log_tail())));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline && !matches!(c.try_wait(), Ok(Some(_))) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(mut p) = self.proc.take() {
+            p.stop(Duration::from_secs(10));
         }
         if self.keep {
             eprintln!("kept {} (config, database, daemon log)", self.dir.display());
@@ -113,30 +108,24 @@ pub(super) fn start_daemon_with(keep: bool, env: &[String], extra: &str) -> Resu
     let cfg_path = dir.join("vnetd.toml");
     std::fs::write(&cfg_path, &text)?;
     let cfg = Config::parse(&text).map_err(Failed)?;
-    let log = dir.join("vnetd.log");
-    let mut d = Daemon { child: None, dir, cfg: cfg_path, log, keep };
+    let mut d = Daemon::new(&dir, &cfg_path, keep);
     launch(&mut d, env)?;
     Ok((d, cfg))
 }
 
 /// Start `vnetd run` on the daemon's config (output to its log) and wait until it is healthy.
 pub(super) fn launch(d: &mut Daemon, env: &[String]) -> CliResult {
-    let logf = std::fs::OpenOptions::new().create(true).append(true).open(&d.log)?;
     let mut cmd = Command::new(std::env::current_exe()?);
     for kv in env {
         let (k, v) = kv.split_once('=').ok_or_else(|| Failed(format!("--daemon-env {kv}: expected KEY=VALUE")))?;
         cmd.env(k, v);
     }
-    let child = cmd
-        .arg("--config")
-        .arg(&d.cfg)
-        .arg("run")
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone()?)
-        .stderr(logf)
-        .spawn()?;
-    d.child = Some(child);
-    d.wait_healthy()
+    cmd.arg("--config").arg(&d.cfg).arg("run");
+    let mut p = ChildProcess::spawn(cmd, &d.log)?;
+    let cfg = d.cfg.clone();
+    let ready = p.wait_ready("the daemon", Duration::from_secs(30), || healthy(&cfg));
+    d.proc = Some(p);
+    ready.map_err(Failed)
 }
 
 /// Sub-second nanoseconds of the wall clock, to make temporary names unique.

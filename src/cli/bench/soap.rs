@@ -259,7 +259,7 @@ pub(super) fn soap(a: SoapArgs) -> CliResult {
                 any_errors = true;
                 eprintln!("first error ({op}, concurrency {n}): {e}");
             }
-            if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(st) = d.exited() {
                 return Err(Failed(format!("the daemon exited during the run ({st}); log:\n{}", d.log_tail())));
             }
         }

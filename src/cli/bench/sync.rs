@@ -113,7 +113,7 @@ fn cli(cfg_path: &Path, args: &[&str]) -> CliResult {
 }
 
 fn spawn_daemon(dir: &Path, cfg_path: &Path, keep: bool) -> Result<Daemon, Failed> {
-    let mut d = Daemon { child: None, dir: dir.to_path_buf(), cfg: cfg_path.to_path_buf(), log: dir.join("vnetd.log"), keep };
+    let mut d = Daemon::new(dir, cfg_path, keep);
     super::launch(&mut d, &[])?;
     Ok(d)
 }

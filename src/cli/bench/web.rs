@@ -370,7 +370,7 @@ pub fn web(a: WebArgs) -> CliResult {
         row("TicketValidate", n, &r, rss);
         let (r, rss) = peak(pid, &|| run_load(addr, n, &a.load, ip_auth.clone(), Arc::new(soap_ok), &[pid], false));
         row("IPAuth", n, &r, rss);
-        if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+        if let Some(st) = d.exited() {
             return Err(Failed(format!("the daemon exited during the run ({st}); log:\n{}", d.log_tail())));
         }
     }
