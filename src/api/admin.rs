@@ -7,7 +7,7 @@ use crate::app::App;
 use tiny_http::{Request, Server};
 
 fn db_ok(app: &App) -> bool {
-    app.store.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)).is_ok()
+    app.store.read(crate::store::answers).is_ok()
 }
 
 /// The relay's dispatcher went round within the last few seconds.
@@ -152,13 +152,7 @@ fn refresh_gauges(app: &App, soap: &Server, admin: &Server) {
             m.sync_counter(HTTP_REFUSED, HTTP_REFUSED_HELP, &[("listener", listener), ("status", &status.to_string())], n);
         }
     }
-    let backlog = app.store.read(|c| {
-        let mut st = c.prepare(
-            "SELECT destination, state, count(*), coalesce(min(created_at), 0) FROM outbox WHERE state IN ('pending', 'dead') GROUP BY destination, state",
-        )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)))?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    });
+    let backlog = app.store.read(crate::store::outbox::backlog);
     match backlog {
         Ok(rows) => {
             let now = app.clock.unix();

@@ -585,7 +585,7 @@ fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
             // commit past the auto-checkpoint threshold does it, most often the daemon's, and a
             // live request waits for it.
             if let Some(c) = &checkpointer {
-                let _ = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                crate::store::checkpoint_passive(c);
             }
             // The checkpoint is part of the pause: it does not hold the writer lock.
             std::thread::sleep(held.max(Duration::from_millis(25)).saturating_sub(pause.elapsed()));

@@ -153,6 +153,31 @@ pub fn create(conn: &Connection, province_id: &str, u: &NewUser, now: i64) -> Db
     Ok(by_id(conn, &id)?.expect("just inserted"))
 }
 
+/// Store a user's profile fields (UserModify): CityCode, UserType, Alias, BindingAccessNo,
+/// CreditLimit, Balance.
+pub fn save_profile(conn: &Connection, u: &User, now: i64) -> DbResult<()> {
+    conn.prepare_cached(
+        "UPDATE user SET city_code = ?2, user_type = ?3, alias = ?4, binding_access_no = ?5, credit_limit = ?6,
+         balance = ?7, updated_at = ?8 WHERE vnet_user_id = ?1",
+    )?
+    .execute(params![u.vnet_user_id, u.city_code, u.user_type, u.alias, u.binding_access_no, u.credit_limit, u.balance, now])?;
+    Ok(())
+}
+
+/// Set a user's status as of `status_at` (PUserStatusNotify: the centre's StatusTime).
+pub fn set_status_at(conn: &Connection, id: &str, status: &str, status_at: i64, now: i64) -> DbResult<()> {
+    conn.prepare_cached("UPDATE user SET status = ?2, status_at = ?3, updated_at = ?4 WHERE vnet_user_id = ?1")?
+        .execute(params![id, status, status_at, now])?;
+    Ok(())
+}
+
+/// Store a new password hash and end any lockout (the user's own change, spec 5.4).
+pub fn set_password(conn: &Connection, id: &str, phc: &str, now: i64) -> DbResult<()> {
+    conn.prepare_cached("UPDATE user SET password_phc = ?2, failed_logins = 0, locked_until = 0, updated_at = ?3 WHERE vnet_user_id = ?1")?
+        .execute(params![id, phc, now])?;
+    Ok(())
+}
+
 /// Record a failed login; returns true if this failure locked the account.
 pub fn record_failure(conn: &Connection, id: &str, threshold: u32, lock_s: i64, now: i64) -> DbResult<bool> {
     let Some(u) = by_id(conn, id)? else { return Ok(false) };

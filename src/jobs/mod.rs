@@ -108,12 +108,11 @@ const PRUNE_CHUNK: i64 = 2000;
 pub fn housekeeping(app: &App) -> DbResult<usize> {
     let cutoff = app.clock.unix() - app.cfg.security.idempotency_days * 86_400;
     let mut total = 0;
-    for sql in [
-        "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency WHERE created_at < ?1 LIMIT ?2)",
-        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'delivered' AND delivered_at < ?1 LIMIT ?2)",
-    ] {
+    type Prune = fn(&rusqlite::Connection, i64, i64) -> DbResult<usize>;
+    let prune: [Prune; 2] = [crate::store::idempotency::prune, crate::store::outbox::prune_delivered];
+    for f in prune {
         loop {
-            let n = app.store.write(move |c| Ok(c.execute(sql, rusqlite::params![cutoff, PRUNE_CHUNK])?))?;
+            let n = app.store.write(move |c| f(c, cutoff, PRUNE_CHUNK))?;
             total += n;
             if (n as i64) < PRUNE_CHUNK {
                 break;

@@ -336,11 +336,7 @@ pub fn user_modify(app: &App, call: &Call) -> Resp {
         if let Some(v) = credit { u.credit_limit = v; }
         if let Some(v) = balance { u.balance = v; }
         if u != before {
-            c.execute(
-                "UPDATE user SET city_code = ?2, user_type = ?3, alias = ?4, binding_access_no = ?5, credit_limit = ?6,
-                 balance = ?7, updated_at = ?8 WHERE vnet_user_id = ?1",
-                rusqlite::params![u.vnet_user_id, u.city_code, u.user_type, u.alias, u.binding_access_no, u.credit_limit, u.balance, now],
-            )?;
+            pp::save_profile(c, &u, now)?;
             pp::queue_info_notify(c, &clock, &u, "2", now)?;
         }
         Ok(Resp::ok())
@@ -475,10 +471,7 @@ pub fn p_user_status_notify(app: &App, call: &Call) -> Resp {
             // Older than the last change, or a 00 that would lift a local suspension: no change.
             let applies = at > u.status_at && u.status != status && (status != pp::STATUS_NORMAL || u.status == pp::STATUS_FROZEN);
             if applies {
-                c.execute(
-                    "UPDATE user SET status = ?2, status_at = ?3, updated_at = ?4 WHERE vnet_user_id = ?1",
-                    rusqlite::params![id, status, at, now],
-                )?;
+                pp::set_status_at(c, &id, &status, at, now)?;
                 if status != pp::STATUS_NORMAL {
                     crate::domain::sso::end_user(c, &id, None)?;
                 }

@@ -18,3 +18,10 @@ pub fn store(conn: &Connection, caller: &str, operation: &str, txid: &str, finge
         .execute(params![caller, operation, txid, fingerprint, response, now])?;
     Ok(())
 }
+
+/// Delete up to `limit` records older than `cutoff` (housekeeping, 7.5). Returns how many.
+pub fn prune(conn: &Connection, cutoff: i64, limit: i64) -> DbResult<usize> {
+    Ok(conn
+        .prepare_cached("DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency WHERE created_at < ?1 LIMIT ?2)")?
+        .execute(params![cutoff, limit])?)
+}

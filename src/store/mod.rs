@@ -3,6 +3,7 @@
 
 pub mod health;
 pub mod idempotency;
+pub mod job_state;
 pub mod lock;
 pub mod outbox;
 pub(crate) mod migrations;
@@ -287,6 +288,18 @@ pub fn quick_check(path: &Path, budget: Duration) -> DbResult<QuickCheck> {
 }
 
 /// Next value of a named counter (inside a write transaction).
+/// Does the database answer a query at all (`/healthz`)?
+pub fn answers(conn: &Connection) -> DbResult<()> {
+    conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+    Ok(())
+}
+
+/// A passive WAL checkpoint between the chunks of a long operator job, so no live request
+/// inherits it.
+pub fn checkpoint_passive(conn: &Connection) {
+    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+}
+
 pub fn next_counter(conn: &Connection, name: &str) -> DbResult<i64> {
     let mut st = conn.prepare_cached(
         "INSERT INTO counter(name, value) VALUES (?1, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",

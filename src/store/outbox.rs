@@ -4,6 +4,19 @@
 use super::DbResult;
 use rusqlite::{params, Connection};
 
+/// One line of `vnetd outbox status`: per destination and operation (BatchSync per stream).
+pub struct StatusLine {
+    pub destination: String,
+    pub what: String,
+    pub pending: i64,
+    pub dead: i64,
+    pub delivered: i64,
+    pub oldest_pending: Option<i64>,
+    pub next_attempt: Option<i64>,
+    pub last_delivered_seq: Option<i64>,
+    pub last_error: String,
+}
+
 pub const CENTRE: &str = "centre";
 /// `job_state` entry `vnetd outbox retry` sets; the relay watches it and ends its destination
 /// back-offs at once.
@@ -52,4 +65,58 @@ pub fn stream_key(stream: &str) -> String {
 /// Ordering key of OrderNotify: per SP.
 pub fn sp_key(spid: &str) -> String {
     format!("sp:{spid}")
+}
+
+/// Delete up to `limit` messages delivered before `cutoff` (housekeeping, 7.5). Returns how many.
+pub fn prune_delivered(conn: &Connection, cutoff: i64, limit: i64) -> DbResult<usize> {
+    Ok(conn
+        .prepare_cached("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'delivered' AND delivered_at < ?1 LIMIT ?2)")?
+        .execute(params![cutoff, limit])?)
+}
+
+/// What waits, per destination and operation.
+pub fn status(conn: &Connection) -> DbResult<Vec<StatusLine>> {
+    let mut st = conn.prepare(
+        "WITH o AS (SELECT *, CASE WHEN seq IS NULL THEN operation ELSE 'BatchSync ' || substr(order_key, 8) END AS what FROM outbox)
+         SELECT destination, what,
+                sum(state = 'pending'), sum(state = 'dead'), sum(state = 'delivered'),
+                min(CASE WHEN state = 'pending' THEN created_at END),
+                min(CASE WHEN state = 'pending' THEN next_attempt_at END),
+                max(CASE WHEN seq IS NOT NULL AND state = 'delivered' THEN seq END),
+                (SELECT o2.last_error FROM o o2 WHERE o2.destination = o.destination AND o2.what = o.what
+                   AND o2.state <> 'delivered' AND o2.last_error <> '' ORDER BY o2.id DESC LIMIT 1)
+         FROM o GROUP BY destination, what ORDER BY destination, what",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(StatusLine {
+            destination: r.get(0)?,
+            what: r.get(1)?,
+            pending: r.get(2)?,
+            dead: r.get(3)?,
+            delivered: r.get(4)?,
+            oldest_pending: r.get(5)?,
+            next_attempt: r.get(6)?,
+            last_delivered_seq: r.get(7)?,
+            last_error: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// `vnetd outbox retry [--dead]`: end the back-offs of waiting messages (and re-queue dead
+/// letters) and tell the relay (RETRY_MARKER). Returns (re-queued dead letters, waiting messages).
+pub fn retry_now(conn: &Connection, dead: bool, now: i64) -> DbResult<(usize, usize)> {
+    let revived = if dead { conn.execute("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?1 WHERE state = 'dead'", [now])? } else { 0 };
+    let pending = conn.execute("UPDATE outbox SET next_attempt_at = ?1 WHERE state = 'pending' AND next_attempt_at > ?1", [now])?;
+    super::job_state::set(conn, RETRY_MARKER, &now.to_string())?;
+    Ok((revived, pending))
+}
+
+/// Waiting and dead messages per destination: (destination, state, count, oldest created_at).
+pub fn backlog(conn: &Connection) -> DbResult<Vec<(String, String, i64, i64)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT destination, state, count(*), coalesce(min(created_at), 0) FROM outbox WHERE state IN ('pending', 'dead') GROUP BY destination, state",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }

@@ -79,10 +79,7 @@ pub fn submit(ctx: Ctx) -> WebResponse {
     });
     let (id, keep, change_time) = (s.user.vnet_user_id.clone(), s.id_hash.clone(), app.clock.format_ts(now));
     let w = app.store.write(move |c| {
-        c.execute(
-            "UPDATE user SET password_phc = ?2, failed_logins = 0, locked_until = 0, updated_at = ?3 WHERE vnet_user_id = ?1",
-            rusqlite::params![id, phc, now],
-        )?;
+        crate::domain::passport::set_password(c, &id, &phc, now)?;
         // Other sessions of the user end; the one the change was made in stays.
         store_sso::end_user(c, &id, Some(&keep))?;
         if let Some((enc, version)) = to_centre {

@@ -124,17 +124,7 @@ pub fn close_day(ctx: &Ctx, date8: &str) -> DbResult<usize> {
 pub const ROLLED_OVER_MONTH: &str = "rolled_over_month";
 pub const CLOSED_THROUGH: &str = "closed_through";
 
-pub fn job_state(conn: &Connection, name: &str) -> DbResult<Option<String>> {
-    Ok(conn.query_row("SELECT value FROM job_state WHERE name = ?1", [name], |r| r.get(0)).optional()?)
-}
-
-pub fn set_job_state(conn: &Connection, name: &str, value: &str) -> DbResult<()> {
-    conn.execute(
-        "INSERT INTO job_state(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = ?2",
-        params![name, value],
-    )?;
-    Ok(())
-}
+pub use crate::store::job_state::{get as job_state, set as set_job_state};
 
 /// Is `date8` closed (Reconcile answers -22003 until then)?
 pub fn day_closed(conn: &Connection, date8: &str) -> DbResult<bool> {
