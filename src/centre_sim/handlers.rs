@@ -1,5 +1,6 @@
-//! The operations the simulated centre answers (spec 6.1–6.7, 6.9) and an SP's OrderNotify (6.8):
-//! field lists in Authenticator order, the envelope checks, and what each operation stores.
+//! The operations the simulated centre answers: every outgoing operation the node declares in
+//! `spec::outbound` (spec 6.1–6.7, 6.9, and an SP's OrderNotify 6.8), the envelope checks, and what
+//! each operation stores.
 
 use super::store::{self, Store};
 use crate::clock::Clock;
