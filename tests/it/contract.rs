@@ -113,9 +113,19 @@ fn fields(list: &str) -> Vec<F> {
 /// Section 4: (service, operation) → (request, response or None when written by reference).
 type Served = BTreeMap<(&'static str, String), (Vec<F>, Option<Vec<F>>)>;
 
-/// The paragraphs of a section: blank-line separated, lines joined by spaces.
+/// The paragraphs of a section, lines joined by spaces: a paragraph ends at a blank line and
+/// before a heading or a bold operation title.
 fn paragraphs(section: &str) -> Vec<String> {
-    section.split("\n\n").map(|p| p.lines().map(str::trim).collect::<Vec<_>>().join(" ")).collect()
+    let mut out: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in section.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with("**") {
+            out.push(Vec::new());
+        }
+        if !line.is_empty() {
+            out.last_mut().expect("a paragraph").push(line);
+        }
+    }
+    out.into_iter().filter(|p| !p.is_empty()).map(|p| p.join(" ")).collect()
 }
 
 fn section<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
@@ -171,7 +181,16 @@ fn served(text: &str) -> Served {
             let Some(rest) = p.strip_prefix("**") else { continue };
             let Some((title, body)) = rest.split_once("**") else { continue };
             if let (Some(req), false) = (after(body, "Request: "), title.contains(',')) {
-                let request = fields(req);
+                let request = if title == "UserModify" {
+                    // "then each of those fields O": the fields its heading names ("change CityCode, …").
+                    let those = split_top(sentence(after(body, "— change ").expect("UserModify heading")));
+                    let those: Vec<String> = those.iter().map(|x| format!("{} O", ident(x))).collect();
+                    let then = "then each of those fields O (empty = unchanged)";
+                    assert!(req.contains(then), "UserModify: {req}");
+                    fields(&req.replacen(then, &those.join(", "), 1))
+                } else {
+                    fields(req)
+                };
                 let response = after(body, "Response: ").filter(|r| !r.starts_with("as ")).map(fields);
                 out.insert((service, title.to_string()), (request, response));
                 if let Some(r) = after(body, "Response: ").filter(|r| r.starts_with("as ")) {
@@ -220,14 +239,6 @@ fn served(text: &str) -> Served {
             (s, t) => panic!("{s} {t}: a field list written by reference that the contract test does not resolve: {body}"),
         }
     }
-    // UserModify: "then each of those fields O" names the fields of its heading.
-    let key = ("ProvinceForBSS", "UserModify".to_string());
-    let p = paragraphs(section(text, "### 4.4 ", "### 4.5 ")).into_iter().find(|p| p.starts_with("**UserModify**")).expect("UserModify");
-    let heading = sentence(after(&p, "— change ").expect("UserModify heading"));
-    let those: Vec<F> = split_top(heading).iter().map(|x| F { optional: true, ..f(&ident(x.trim_start_matches("and "))) }).collect();
-    let req = &mut out.get_mut(&key).expect("UserModify").0;
-    let at = req.iter().position(|x| x.name == "then").expect("UserModify: \"then each of those fields O\"");
-    req.splice(at..at + 1, those);
     out
 }
 
