@@ -288,8 +288,11 @@ fn served_operations_match_the_spec() {
     assert!(problems.is_empty(), "served operations differ from {SPEC}:\n{}", problems.join("\n"));
 }
 
-/// Section 6: operation → (section, request, response) as written.
-fn outgoing(text: &str) -> (BTreeMap<String, (String, Vec<F>, Vec<F>)>, Vec<String>, String) {
+/// Section 6 as written: operation → (section, request, response).
+type Outgoing = BTreeMap<String, (String, Vec<F>, Vec<F>)>;
+
+/// Section 6: the operations, the 6.9 operation names, and the 6.5 paragraph (the streams).
+fn outgoing(text: &str) -> (Outgoing, Vec<String>, String) {
     let six = section(text, "## 6. Outbound operations", "## 7. ");
     let mut out = BTreeMap::new();
     let mut consumption = Vec::new();
