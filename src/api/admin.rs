@@ -87,7 +87,7 @@ pub fn declare_series(app: &App) {
             m.inc_counter("vnetd_centre_calls_total", "Synchronous calls to the centre by operation and outcome", &[("operation", op), ("outcome", outcome)], 0);
         }
     }
-    for stream in crate::sync::relay::STREAMS {
+    for stream in crate::sync::relay::streams() {
         for outcome in ["delivered", "retry"] {
             m.inc_counter("vnetd_outbox_batches_total", "BatchSync batches sent by stream and outcome", &[("stream", stream), ("outcome", outcome)], 0);
         }

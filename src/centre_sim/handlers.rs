@@ -1,19 +1,19 @@
-//! The operations the simulated centre answers (spec 6.1–6.7, 6.9) and an SP's OrderNotify (6.8):
-//! field lists in Authenticator order, the envelope checks, and what each operation stores.
+//! The operations the simulated centre answers: every outgoing operation the node declares in
+//! `spec::outbound` (spec 6.1–6.7, 6.9, and an SP's OrderNotify 6.8), the envelope checks, and what
+//! each operation stores.
 
 use super::store::{self, Store};
 use crate::clock::Clock;
 use crate::crypto::{self, TdesKey};
 use crate::domain::calendar::Cal;
 use crate::spec::codes;
+use crate::spec::outbound::{self, OutOp};
 use crate::soap::envelope::{Elem, SoapVersion};
 use crate::soap::writer::{self, Value};
 use std::collections::HashMap;
 
-/// Namespace of the centre's operations.
-pub const CENTRE_NS: &str = "http://vnet.cn/centre/v3";
-/// Namespace of an SP's OrderNotify endpoint.
-pub const SP_NS: &str = "http://vnet.cn/sp/v3";
+/// Namespaces of the centre's operations and of an SP's OrderNotify endpoint (spec 6).
+pub use crate::spec::outbound::{CENTRE_NS, SP_NS};
 /// ±seconds a TimeStamp may differ from the simulator's clock.
 pub const CLOCK_TOLERANCE_S: i64 = 300;
 
@@ -29,100 +29,41 @@ enum Kind {
     OrderNotify,
 }
 
-/// One operation: request fields in Authenticator order (TimeStamp included, Authenticator
-/// excluded: it always follows; BatchSync's Records follows it and is not signed), and the
-/// response fields after Result and ErrDescription.
-#[derive(Debug)]
+/// What the simulator does with a declared outgoing operation of the node; `None`: not answered.
+fn kind_of(o: &OutOp) -> Option<Kind> {
+    Some(match o.name {
+        "PUserInfoNotify" => Kind::UserInfo,
+        "PUserPasswordNotify" | "PasswordReset" => Kind::PasswordNotify,
+        "RoamServiceRevoke" => Kind::RoamRevoke,
+        "ClockSync" => Kind::ClockSync,
+        "RoamAuthV2" => Kind::RoamAuth,
+        "BatchSync" => Kind::BatchSync,
+        "OrderNotify" => Kind::OrderNotify,
+        _ if o.section == "6.9" => Kind::Consumption,
+        _ => return None,
+    })
+}
+
+/// One operation, as declared in `spec::outbound`: request fields in Authenticator order
+/// (TimeStamp included, Authenticator excluded: it always follows; BatchSync's Records follows it
+/// and is not signed), the `enc` fields, and the response fields after Result and ErrDescription.
+#[derive(Debug, Clone, Copy)]
 pub struct OpDef {
     pub name: &'static str,
     pub ns: &'static str,
     pub request: &'static [&'static str],
     pub response: &'static [&'static str],
+    /// Fields carrying a password (`enc`): decrypted to check them, never stored or logged.
+    secrets: &'static [&'static str],
     kind: Kind,
 }
 
-const fn centre(name: &'static str, request: &'static [&'static str], response: &'static [&'static str], kind: Kind) -> OpDef {
-    OpDef { name, ns: CENTRE_NS, request, response, kind }
+/// The operation named by a request's wrapper element: every outgoing operation the node declares.
+pub fn op(name: &str) -> Option<OpDef> {
+    let o = outbound::find(name)?;
+    Some(OpDef { name: o.name, ns: o.namespace(), request: o.signed(), response: o.response, secrets: o.enc, kind: kind_of(o)? })
 }
 
-/// Every operation the simulator answers.
-pub const OPS: &[OpDef] = &[
-    centre(
-        "PUserInfoNotify",
-        &["SrcDeviceNo", "ProvinceID", "ActionType", "VNetUserID", "AccountType", "Account", "Alias", "CityCode", "UserType", "Status", "NumFlag", "BindingAccessNo", "ChangeTime", "TimeStamp"],
-        &["ContractID"],
-        Kind::UserInfo,
-    ),
-    centre("PUserPasswordNotify", &["SrcDeviceNo", "ProvinceID", "VNetUserID", "Password", "ChangeTime", "TimeStamp"], &[], Kind::PasswordNotify),
-    centre("PasswordReset", &["SrcDeviceNo", "ProvinceID", "VNetUserID", "NewPassword", "TransactionID", "TimeStamp"], &[], Kind::PasswordNotify),
-    centre("RoamServiceRevoke", &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "Reason", "TimeStamp"], &[], Kind::RoamRevoke),
-    centre("ClockSync", &["SrcDeviceNo", "ProvinceID", "LocalTime", "TimeStamp"], &["ServerTime"], Kind::ClockSync),
-    centre(
-        "RoamAuthV2",
-        &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "AccountType", "Account", "Password", "UserIP", "RoamType", "TransactionID", "TimeStamp"],
-        &["VNetUserID", "ProvinceID", "CityCode", "UserType", "Status"],
-        Kind::RoamAuth,
-    ),
-    centre("ServiceAuth", &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "VNetUserID", "TimeStamp"], &["FeeType", "EndTime"], Kind::Consumption),
-    centre(
-        "Order",
-        &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "ProductID", "VNetUserID", "ContractID", "IfExtend", "TransactionID", "TimeStamp"],
-        &["OrderID", "StartTime", "EndTime"],
-        Kind::Consumption,
-    ),
-    centre(
-        "CancelOrder",
-        &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "ProductID", "VNetUserID", "StopType", "TransactionID", "TimeStamp"],
-        &["OrderID", "EndTime"],
-        Kind::Consumption,
-    ),
-    centre(
-        "ReOrder",
-        &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "ProductID", "VNetUserID", "TransactionID", "TimeStamp"],
-        &["OrderID", "StartTime", "EndTime"],
-        Kind::Consumption,
-    ),
-    centre(
-        "Charge",
-        &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "VNetUserID", "Fee", "BatchCount", "TransactionID", "TimeStamp"],
-        &["TransactionID", "ChargeTime"],
-        Kind::Consumption,
-    ),
-    centre(
-        "BatchSync",
-        &["SrcDeviceNo", "ProvinceID", "Stream", "SequenceID", "TotalCount", "IsFinal", "RecordsDigest", "TimeStamp"],
-        &["LastSequenceID"],
-        Kind::BatchSync,
-    ),
-    OpDef {
-        name: "OrderNotify",
-        ns: SP_NS,
-        request: &["SPID", "ProvinceID", "OrderID", "ActionType", "VNetUserID", "ServiceID", "ServiceItemID", "ProductID", "StartTime", "EndTime", "Channel", "TimeStamp"],
-        response: &[],
-        kind: Kind::OrderNotify,
-    },
-];
-
-/// The operation named by a request's wrapper element.
-pub fn op(name: &str) -> Option<&'static OpDef> {
-    OPS.iter().find(|o| o.name == name)
-}
-
-/// BatchSync streams and the fields of their records, in RecordsDigest order (spec 6.5).
-pub const STREAMS: &[(&str, &[&str])] = &[
-    (
-        "ORDER",
-        &["RecordSeq", "OrderID", "ActionType", "VNetUserID", "SPID", "ServiceID", "ServiceItemID", "ServiceItemName", "ProductID", "ContractID", "StartTime", "EndTime", "Channel", "EventTime"],
-    ),
-    (
-        "CHARGE",
-        &["RecordSeq", "TransactionID", "VNetUserID", "UserProvinceID", "SPID", "ServiceID", "ServiceItemID", "ServiceItemName", "FeeType", "Fee", "BatchCount", "ChargeTime", "LedgerDate", "RoamType"],
-    ),
-    ("SETTLE", &["RecordSeq", "LedgerDate", "SPID", "SPProvinceID", "ServiceID", "ServiceItemID", "ServiceItemName", "RoamType", "TotalCount", "TotalFee"]),
-];
-
-/// Fields carrying a password (`enc`): decrypted to check them, never stored or logged.
-const SECRETS: &[&str] = &["Password", "NewPassword"];
 /// What is stored in place of a secret that decrypted correctly.
 pub const SECRET_PLACEHOLDER: &str = "password ok";
 
@@ -142,7 +83,7 @@ pub struct Sim {
 /// An answer to one request.
 #[derive(Debug)]
 pub struct Answer {
-    pub op: &'static OpDef,
+    pub op: OpDef,
     pub result: i32,
     pub desc: String,
     pub values: HashMap<&'static str, String>,
@@ -206,16 +147,16 @@ impl<'a> Req<'a> {
 }
 
 impl Sim {
-    /// Answer one request; `None` when the operation is not one of [`OPS`] (a Client fault).
+    /// Answer one request; `None` when the operation is not declared in `spec::outbound` (see [`op`]) (a Client fault).
     pub fn handle(&self, elem: &Elem) -> Option<Answer> {
         let def = op(&elem.name)?;
         let req = Req { elem };
         let src = req.get(def.request[0]);
         let at = self.clock.now_ts();
-        let outcome = match self.envelope(def, &req) {
+        let outcome = match self.envelope(&def, &req) {
             Ok(key) => match def.kind {
-                Kind::BatchSync => self.batch_sync(def, &req, &at),
-                _ => self.message(def, &req, key, &at),
+                Kind::BatchSync => self.batch_sync(&def, &req, &at),
+                _ => self.message(&def, &req, key, &at),
             },
             Err(r) => Err(r),
         };
@@ -280,7 +221,7 @@ impl Sim {
         let mut out = serde_json::Map::new();
         for f in def.request {
             let v = req.get(f);
-            if SECRETS.contains(f) {
+            if def.secrets.contains(f) {
                 match crypto::decrypt_enc_field(key, v) {
                     // The plaintext is dropped here: only the fact that it decrypted is kept.
                     Ok(_) => out.insert(f.to_string(), SECRET_PLACEHOLDER.into()),
@@ -295,7 +236,7 @@ impl Sim {
 
     /// Every operation but BatchSync: checks, then (in one transaction) the idempotency look-up,
     /// the business check, and the stored message.
-    fn message(&self, def: &'static OpDef, req: &Req, key: &TdesKey, at: &str) -> Result<Accept, Reject> {
+    fn message(&self, def: &OpDef, req: &Req, key: &TdesKey, at: &str) -> Result<Accept, Reject> {
         let fields = self.fields(def, req, key)?;
         let src = req.get(def.request[0]);
         let now = self.clock.unix();
@@ -404,7 +345,7 @@ impl Sim {
     /// BatchSync: structure, RecordsDigest, then (one transaction) the gap check and the records.
     fn batch_sync(&self, def: &OpDef, req: &Req, at: &str) -> Result<Accept, Reject> {
         let stream = req.get("Stream");
-        let Some((_, names)) = STREAMS.iter().find(|(s, _)| *s == stream) else {
+        let Some(names) = outbound::stream(stream).map(|s| s.fields) else {
             return Err(Reject::new(codes::BAD_PARAMETER, "unknown Stream"));
         };
         // Problems with the batch itself answer -21500 with the stream's LastSequenceID.
@@ -557,6 +498,13 @@ mod tests {
     }
 
     #[test]
+    fn every_declared_operation_is_answered() {
+        for o in outbound::OUT_OPS {
+            assert!(op(o.name).is_some(), "{} has no simulator kind", o.name);
+        }
+    }
+
+    #[test]
     fn envelope_checks() {
         let s = sim();
         let a = s.handle(&info(KEY, TS)).unwrap();
@@ -673,7 +621,7 @@ mod tests {
     }
 
     fn batch(stream: &str, from: i64, to: i64, digest: Option<&str>) -> Elem {
-        let names = STREAMS.iter().find(|(s, _)| *s == stream).unwrap_or(&STREAMS[0]).1;
+        let names = outbound::stream(stream).unwrap_or(outbound::STREAMS[0]).fields;
         let records: Vec<Vec<String>> = (from..=to).map(|n| names.iter().enumerate().map(|(i, f)| if i == 0 { n.to_string() } else { format!("{f}{n}") }).collect()).collect();
         let d = digest.map(str::to_string).unwrap_or_else(|| crypto::records_digest(&records));
         let recs = Elem {

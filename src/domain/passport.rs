@@ -1,6 +1,8 @@
 //! The provincial PassPort's users (spec 3, 4, 11): accounts, statuses, passwords, lockout,
 //! VNetUserID assignment.
 
+use crate::spec::outbound;
+use crate::store::outbox;
 use crate::store::{next_counter, DbResult};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -205,21 +207,24 @@ pub fn reset_failures(conn: &Connection, id: &str) -> DbResult<()> {
 }
 
 /// The fields of a user that PUserInfoNotify carries (spec 6.2), after the SrcDeviceNo and
-/// ProvinceID the relay adds.
+/// ProvinceID the relay adds, in the declared order.
 pub fn info_notify_payload(u: &User, action: &str, change_time: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("ActionType", action.to_string()),
-        ("VNetUserID", u.vnet_user_id.clone()),
-        ("AccountType", u.account_type.clone()),
-        ("Account", u.account.clone()),
-        ("Alias", u.alias.clone()),
-        ("CityCode", u.city_code.clone()),
-        ("UserType", u.user_type.clone()),
-        ("Status", u.status.clone()),
-        ("NumFlag", u.num_flag().to_string()),
-        ("BindingAccessNo", u.binding_access_no.clone()),
-        ("ChangeTime", change_time.to_string()),
-    ]
+    outbound::fill(outbound::P_USER_INFO_NOTIFY.payload(), |f| {
+        Some(match f {
+            "ActionType" => action.to_string(),
+            "VNetUserID" => u.vnet_user_id.clone(),
+            "AccountType" => u.account_type.clone(),
+            "Account" => u.account.clone(),
+            "Alias" => u.alias.clone(),
+            "CityCode" => u.city_code.clone(),
+            "UserType" => u.user_type.clone(),
+            "Status" => u.status.clone(),
+            "NumFlag" => u.num_flag().to_string(),
+            "BindingAccessNo" => u.binding_access_no.clone(),
+            "ChangeTime" => change_time.to_string(),
+            _ => return None,
+        })
+    })
 }
 
 /// Why a user cannot be changed by the BSS or an operator.
@@ -243,7 +248,7 @@ pub fn changeable(conn: &Connection, id: &str) -> DbResult<Result<User, NotChang
 /// Queue PUserInfoNotify (6.2) for `u`: ActionType 1 open, 2 modify, 3 status.
 pub fn queue_info_notify(conn: &Connection, clock: &crate::clock::Clock, u: &User, action: &str, now: i64) -> DbResult<()> {
     let payload = info_notify_payload(u, action, &clock.format_ts(now));
-    crate::store::outbox::enqueue(conn, crate::store::outbox::CENTRE, "PUserInfoNotify", &crate::store::outbox::user_key(&u.vnet_user_id), &payload, None, now)?;
+    outbox::enqueue_op(conn, &outbound::P_USER_INFO_NOTIFY, outbox::CENTRE, &outbox::user_key(&u.vnet_user_id), &payload, None, now)?;
     Ok(())
 }
 
@@ -302,8 +307,9 @@ pub fn reset_password(conn: &Connection, id: &str, phc: &str, to_centre: Option<
     )?;
     super::sso::end_user(conn, id, None)?;
     if let Some(c) = to_centre {
-        let payload = [("VNetUserID", u.vnet_user_id.clone()), ("NewPassword", c.enc_password), ("TransactionID", c.transaction_id)];
-        crate::store::outbox::enqueue(conn, crate::store::outbox::CENTRE, "PasswordReset", &crate::store::outbox::user_key(id), &payload, Some(c.key_version), now)?;
+        let op = &outbound::PASSWORD_RESET;
+        let payload = outbound::ordered(op.payload(), vec![("VNetUserID", u.vnet_user_id.clone()), ("NewPassword", c.enc_password), ("TransactionID", c.transaction_id)]);
+        outbox::enqueue_op(conn, op, outbox::CENTRE, &outbox::user_key(id), &payload, Some(c.key_version), now)?;
     }
     Ok(Ok(()))
 }

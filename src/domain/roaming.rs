@@ -116,12 +116,11 @@ pub fn revoke_out(conn: &Connection, spid: &str, service_id: &str, item_id: &str
         "UPDATE item SET roam_out = 0, roam_out_source = 'cli', updated_at = ?2 WHERE service_item_id = ?1",
         params![item_id, now],
     )?;
-    let payload = [
-        ("SPID", spid.to_string()),
-        ("ServiceID", service_id.to_string()),
-        ("ServiceItemID", item_id.to_string()),
-        ("Reason", reason.to_string()),
-    ];
-    crate::store::outbox::enqueue(conn, crate::store::outbox::CENTRE, "RoamServiceRevoke", &format!("roam:{spid}"), &payload, None, now)?;
+    let op = &crate::spec::outbound::ROAM_SERVICE_REVOKE;
+    let payload = crate::spec::outbound::ordered(
+        op.payload(),
+        vec![("SPID", spid.to_string()), ("ServiceID", service_id.to_string()), ("ServiceItemID", item_id.to_string()), ("Reason", reason.to_string())],
+    );
+    crate::store::outbox::enqueue_op(conn, op, crate::store::outbox::CENTRE, &format!("roam:{spid}"), &payload, None, now)?;
     Ok(Ok(()))
 }

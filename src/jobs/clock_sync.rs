@@ -21,13 +21,10 @@ pub fn sync_once(app: &App, client: &Client) -> Result<f64, String> {
     let url = centre.url.clone().filter(|u| !u.is_empty()).ok_or("the centre peer has no URL")?;
     let key = centre.current_key(app.clock.unix()).ok_or("the centre peer has no key in effect")?.key.clone();
     let sent = now_f(app);
-    let fields = vec![
-        ("SrcDeviceNo".to_string(), app.cfg.node.device_no.clone()),
-        ("ProvinceID".to_string(), app.cfg.node.province_id.clone()),
-        ("LocalTime".to_string(), app.clock.now_ts()),
-    ];
-    let signed = client::sign(&key, fields, app.clock.now_ts());
-    let answer = client.call(&url, client::CENTRE_NS, "ClockSync", &client::text_fields(&signed)).map_err(|e| e.to_string())?;
+    let op = &crate::spec::outbound::CLOCK_SYNC;
+    let payload = crate::spec::outbound::fill(op.payload(), |f| (f == "LocalTime").then(|| app.clock.now_ts()));
+    let fields = client::centre_fields(&app.cfg.node.device_no, &app.cfg.node.province_id, payload);
+    let answer = client.send(&url, op, &key, fields, app.clock.now_ts(), None).map_err(|e| e.to_string())?;
     let received = now_f(app);
     if answer.result != 0 {
         return Err(format!("Result {} {}", answer.result, answer.desc));

@@ -95,14 +95,16 @@ fn roaming_consumption(app: &App, call: &Call, req: Req) -> Resp {
         Ok(Err(code)) => return write_idempotent(app, call, move |_| Ok(Resp::code(code))),
         Err(e) => return Resp::db(&e),
     };
-    let fields: Vec<(String, String)> = call
-        .op
-        .request
-        .iter()
-        .filter(|f| f.name != "TimeStamp" && f.name != "Authenticator")
-        .map(|f| (f.name.to_string(), call.get(f.name).to_string()))
-        .collect();
-    let answer = match centre::call(app, call.op.name, fields, &[]) {
+    // The centre's operation of the same name: the same fields after SrcDeviceNo and ProvinceID.
+    let Some(op) = crate::spec::outbound::find(call.op.name) else {
+        debug_assert!(false, "{} has no outgoing declaration", call.op.name);
+        return Resp::code(SYSTEM_ERROR);
+    };
+    let fields = crate::spec::outbound::fill(op.payload(), |f| {
+        debug_assert!(call.op.request.iter().any(|r| r.name == f), "{}: {f} is not a field of the request", op.name);
+        Some(call.get(f).to_string())
+    });
+    let answer = match centre::call(app, op, fields) {
         Ok(a) => a,
         Err(r) => return r,
     };

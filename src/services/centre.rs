@@ -6,6 +6,7 @@ use crate::app::App;
 use crate::spec::codes::SYSTEM_ERROR;
 use crate::services::{Call, Resp};
 use crate::soap::client::{self, Answer};
+use crate::spec::outbound::OutOp;
 
 fn unavailable() -> Resp {
     Resp::err(SYSTEM_ERROR, "centre unavailable")
@@ -16,19 +17,18 @@ pub fn configured(app: &App) -> bool {
     app.peers.centre().is_some_and(|c| c.url.as_deref().is_some_and(|u| !u.is_empty()))
 }
 
-/// Call `op` at the centre with SrcDeviceNo and ProvinceID followed by `fields`; `encrypt`
-/// names fields whose plaintext is encrypted here under the centre key.
-pub fn call(app: &App, op: &str, fields: Vec<(String, String)>, encrypt: &[&str]) -> Result<Answer, Resp> {
+/// Call `op` (a centre operation of `spec::outbound`) with SrcDeviceNo and ProvinceID followed by
+/// `payload`, `op.payload()`'s fields in declared order ([`crate::spec::outbound::fill`]); the
+/// plaintext of its `enc` fields is encrypted here under the centre key.
+pub fn call(app: &App, op: &'static OutOp, payload: Vec<(&'static str, String)>) -> Result<Answer, Resp> {
     let centre = app.peers.centre().ok_or_else(unavailable)?;
     let url = centre.url.clone().filter(|u| !u.is_empty()).ok_or_else(unavailable)?;
     let key = centre.current_key(app.clock.unix()).ok_or_else(unavailable)?.key.clone();
-    let mut all = vec![("SrcDeviceNo".to_string(), app.cfg.node.device_no.clone()), ("ProvinceID".to_string(), app.cfg.node.province_id.clone())];
-    for (name, value) in fields {
-        let value = if encrypt.contains(&name.as_str()) { key.encrypt_b64(value.as_bytes()) } else { value };
-        all.push((name, value));
-    }
-    let signed = client::sign(&key, all, app.clock.now_ts());
-    match app.centre_client.call(&url, client::CENTRE_NS, op, &client::text_fields(&signed)) {
+    let payload = payload.into_iter().map(|(name, value)| (name, if op.is_enc(name) { key.encrypt_b64(value.as_bytes()) } else { value }));
+    let all = client::centre_fields(&app.cfg.node.device_no, &app.cfg.node.province_id, payload);
+    let answer = app.centre_client.send(&url, op, &key, all, app.clock.now_ts(), None);
+    let op = op.name;
+    match answer {
         Ok(a) => {
             app.reach.answered(&app.metrics, crate::store::outbox::CENTRE, &url);
             app.metrics.inc_counter("vnetd_centre_calls_total", "Synchronous calls to the centre by operation and outcome", &[("operation", op), ("outcome", "answered")], 1);

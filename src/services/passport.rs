@@ -144,17 +144,22 @@ fn auth_resp(app: &App, u: &User) -> Resp {
 /// centre is configured.
 pub fn roam_auth_v2(app: &App, channel: &str, r: &RoamLogin) -> Result<crate::soap::client::Answer, Resp> {
     let txid = format!("RA{}", crate::crypto::random_bytes(12).iter().map(|b| format!("{b:02x}")).collect::<String>());
-    let fields = vec![
-        ("SPID".to_string(), r.spid.to_string()),
-        ("ServiceID".to_string(), r.service_id.to_string()),
-        ("AccountType".to_string(), r.account_type.to_string()),
-        ("Account".to_string(), r.account.to_string()),
-        ("Password".to_string(), r.password.to_string()),
-        ("UserIP".to_string(), r.user_ip.to_string()),
-        ("RoamType".to_string(), "1".to_string()),
-        ("TransactionID".to_string(), txid),
-    ];
-    let a = centre::call(app, "RoamAuthV2", fields, &["Password"])?;
+    let op = &crate::spec::outbound::ROAM_AUTH_V2;
+    let fields = crate::spec::outbound::fill(op.payload(), |f| {
+        Some(match f {
+            "SPID" => r.spid,
+            "ServiceID" => r.service_id,
+            "AccountType" => r.account_type,
+            "Account" => r.account,
+            "Password" => r.password,
+            "UserIP" => r.user_ip,
+            "RoamType" => "1",
+            "TransactionID" => &txid,
+            _ => return None,
+        }
+        .to_string())
+    });
+    let a = centre::call(app, op, fields)?;
     let outcome = if a.result == OK { "ok" } else { "refused" };
     audit("login_roaming", &[("channel", channel), ("result", &a.result.to_string()), ("user", a.get("VNetUserID"))]);
     count_login(app, &format!("roaming_{outcome}"));

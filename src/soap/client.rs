@@ -4,10 +4,10 @@
 use crate::crypto::{self, TdesKey};
 use crate::soap::envelope::{self, Elem};
 use crate::soap::writer::{write_fields, Value};
+use crate::spec::outbound::{OutOp, CENTRE_HEAD};
 use std::time::Duration;
 
-pub const CENTRE_NS: &str = "http://vnet.cn/centre/v3";
-pub const SP_NS: &str = "http://vnet.cn/sp/v3";
+pub use crate::spec::outbound::{CENTRE_NS, SP_NS};
 
 /// Largest answer read from a peer.
 const MAX_ANSWER_BYTES: u64 = 4 << 20;
@@ -68,6 +68,26 @@ pub fn sign(key: &TdesKey, fields: Vec<(String, String)>, timestamp: String) -> 
     let values: Vec<&str> = out.iter().map(|(_, v)| v.as_str()).collect();
     let auth = crypto::authenticator(key, &values);
     out.push(("Authenticator".into(), auth));
+    out
+}
+
+/// `fields` (the head and payload of `op`, in declared order) signed as [`sign`]. Debug builds
+/// panic when the names are not `op`'s declared fields in order.
+pub fn sign_op(op: &OutOp, key: &TdesKey, fields: Vec<(String, String)>, timestamp: String) -> Vec<(String, String)> {
+    debug_assert!(
+        fields.iter().map(|(n, _)| n.as_str()).eq(op.signed()[..op.signed().len() - 1].iter().copied()),
+        "{}: fields {:?} are not the declared {:?}",
+        op.name,
+        fields.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        op.signed()
+    );
+    sign(key, fields, timestamp)
+}
+
+/// A centre operation's request fields: SrcDeviceNo and ProvinceID ([`CENTRE_HEAD`]) then `payload`.
+pub fn centre_fields<N: Into<String>>(device_no: &str, province_id: &str, payload: impl IntoIterator<Item = (N, String)>) -> Vec<(String, String)> {
+    let mut out = vec![(CENTRE_HEAD[0].to_string(), device_no.to_string()), (CENTRE_HEAD[1].to_string(), province_id.to_string())];
+    out.extend(payload.into_iter().map(|(n, v)| (n.into(), v)));
     out
 }
 
@@ -136,6 +156,20 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Sign `fields` (head and payload of `op`, declared order) with `key` and POST them to `url`
+    /// in `op`'s namespace; `records` is the trailer list (BatchSync's Records) if `op` has one.
+    pub fn send(&self, url: &str, op: &OutOp, key: &TdesKey, fields: Vec<(String, String)>, timestamp: String, records: Option<Vec<Vec<(String, String)>>>) -> Result<Answer, CallError> {
+        let signed = sign_op(op, key, fields, timestamp);
+        let mut all = text_fields(&signed);
+        debug_assert_eq!(op.trailer.is_some(), records.is_some(), "{}: trailer", op.name);
+        if let (Some(t), Some(r)) = (op.trailer, records) {
+            all.push((t.name, Value::List(r), t.item));
+        }
+        self.call(url, op.namespace(), op.name, &all)
+    }
+}
+
 /// Text fields as writer fields.
 pub fn text_fields(fields: &[(String, String)]) -> Vec<(&str, Value, &str)> {
     fields.iter().map(|(k, v)| (k.as_str(), Value::Text(v.clone()), "")).collect()
@@ -151,7 +185,9 @@ mod tests {
         let f = sign(&key, vec![("SrcDeviceNo".into(), "3500000000000101".into()), ("ProvinceID".into(), "35".into())], "2026-11-29 10:00:00".into());
         assert_eq!(f.len(), 4);
         assert!(crypto::verify_authenticator(&key, &["3500000000000101", "35", "2026-11-29 10:00:00"], &f[3].1));
-        let doc = request(CENTRE_NS, "ClockSync", &text_fields(&f));
+        let op = &crate::spec::outbound::CLOCK_SYNC;
+        assert_eq!(sign_op(op, &key, vec![("SrcDeviceNo".into(), "3500000000000101".into()), ("ProvinceID".into(), "35".into()), ("LocalTime".into(), "x".into())], "t".into()).len(), 5);
+        let doc = request(op.namespace(), op.name, &text_fields(&f));
         let env = envelope::parse(&doc).unwrap();
         assert_eq!(env.op.name, "ClockSync");
         assert_eq!(env.op.child("ProvinceID").unwrap().text, "35");

@@ -1,8 +1,10 @@
-//! The contract's declarations that every layer may read (spec sections 2.3, 3, 4): the result
-//! codes, the services and their paths, the field types and their syntax. Nothing here knows about
+//! The contract's declarations that every layer may read (spec sections 2.3, 3, 4, 6): the result
+//! codes, the services and their paths, the field types and their syntax, the outgoing operations
+//! and the BatchSync record layouts (`outbound`). Nothing here knows about
 //! HTTP, the database or the handlers.
 
 pub mod codes;
+pub mod outbound;
 
 /// The SOAP services the node serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

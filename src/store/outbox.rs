@@ -2,6 +2,7 @@
 //! transaction as the change that causes them; `crate::sync::relay` delivers them.
 
 use super::DbResult;
+use crate::spec::outbound::{self, OutOp, Stream};
 use rusqlite::{params, Connection};
 
 /// One line of `vnetd outbox status`: per destination and operation (BatchSync per stream).
@@ -22,7 +23,7 @@ pub const CENTRE: &str = "centre";
 /// back-offs at once.
 pub const RETRY_MARKER: &str = "outbox_retry_at";
 /// Operation of the records of the BatchSync streams (6.5); one row per record.
-pub const BATCH_SYNC: &str = "BatchSync";
+pub const BATCH_SYNC: &str = outbound::BATCH_SYNC.name;
 
 /// Queue a message. `payload` holds the operation's fields in order, without TimeStamp and
 /// Authenticator (added at each delivery attempt) and, for centre operations, without SrcDeviceNo
@@ -50,6 +51,41 @@ pub fn enqueue(
     )?
     .execute(params![destination, operation, order_key, json, key_version, now, seq])?;
     Ok(conn.last_insert_rowid())
+}
+
+/// Queue the outgoing operation `op` (`spec::outbound`): `payload` holds `op.payload()`'s fields
+/// in declared order ([`outbound::fill`] builds it); debug builds panic when it does not.
+pub fn enqueue_op(
+    conn: &Connection,
+    op: &OutOp,
+    destination: &str,
+    order_key: &str,
+    payload: &[(&str, String)],
+    key_version: Option<i64>,
+    now: i64,
+) -> DbResult<i64> {
+    debug_assert!(
+        payload.iter().map(|(n, _)| *n).eq(op.payload().iter().copied()),
+        "{}: payload {:?} is not the declared {:?}",
+        op.name,
+        payload.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        op.payload()
+    );
+    debug_assert_eq!(op.dest == outbound::Dest::Centre, destination == CENTRE, "{}: destination {destination}", op.name);
+    enqueue(conn, destination, op.name, order_key, payload, key_version, now)
+}
+
+/// Queue one record of a BatchSync stream: `record` holds `stream.fields` in declared order,
+/// RecordSeq first ([`outbound::fill`] builds it); debug builds panic when it does not.
+pub fn enqueue_record(conn: &Connection, stream: &Stream, record: &[(&str, String)], now: i64) -> DbResult<i64> {
+    debug_assert!(
+        record.iter().map(|(n, _)| *n).eq(stream.fields.iter().copied()),
+        "{} record {:?} is not the declared {:?}",
+        stream.name,
+        record.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        stream.fields
+    );
+    enqueue(conn, CENTRE, BATCH_SYNC, &stream_key(stream.name), record, None, now)
 }
 
 /// Ordering key of PassPort messages: per user.

@@ -18,7 +18,7 @@ use crate::app::App;
 use crate::crypto::TdesKey;
 use crate::domain::peers::Peer;
 use crate::soap::client::{self, Answer, CallError, Client};
-use crate::soap::writer::Value;
+use crate::spec::outbound::{self, Dest};
 use crate::store::DbResult;
 use rusqlite::{params, OptionalExtension};
 use std::collections::{HashMap, HashSet};
@@ -36,8 +36,10 @@ const RELAY_TIMEOUT: Duration = Duration::from_secs(30);
 const WORKERS: usize = 8;
 /// Ordering keys looked at per destination and round (round-robin across rounds).
 const KEYS_PER_ROUND: usize = 512;
-/// The BatchSync streams, in the order they are served.
-pub const STREAMS: [&str; 3] = ["ORDER", "CHARGE", "SETTLE"];
+/// The BatchSync streams, in the order they are served (their declaration: `spec::outbound::STREAMS`).
+pub fn streams() -> impl Iterator<Item = &'static str> {
+    outbound::STREAMS.iter().map(|s| s.name)
+}
 
 /// What a delivery worker is asked to do.
 enum Job {
@@ -190,7 +192,7 @@ impl Dispatcher {
             let wait = backoff_s(*n as i64, self.app.cfg.sync.retry_max_s as i64);
             self.down_until.insert(d.destination.clone(), Instant::now() + Duration::from_secs(wait as u64));
         }
-        if let Some(stream) = d.key.strip_prefix("stream:").and_then(|s| STREAMS.iter().find(|x| **x == s)) {
+        if let Some(stream) = d.key.strip_prefix("stream:").and_then(outbound::stream).map(|s| s.name) {
             if d.more {
                 self.backlog.insert(stream);
             } else {
@@ -235,7 +237,7 @@ impl Dispatcher {
                 continue;
             }
             if dest == crate::store::outbox::CENTRE {
-                for stream in STREAMS {
+                for stream in streams() {
                     if self.maybe_batch(stream)? && down {
                         break;
                     }
@@ -448,12 +450,20 @@ fn deliver_one(app: &App, client: &Client, row: Row) -> Result<Done, Failure> {
             return Ok(Done { destination: dest, key, reachable: true, more: false });
         }
     };
-    let (mut fields, ns) = if row.destination == crate::store::outbox::CENTRE {
-        let mut f = vec![("SrcDeviceNo".to_string(), app.cfg.node.device_no.clone()), ("ProvinceID".to_string(), app.cfg.node.province_id.clone())];
-        f.extend(payload);
-        (f, client::CENTRE_NS)
-    } else {
-        (payload, client::SP_NS)
+    // The declaration of the operation says where the payload goes and what it must hold.
+    let declared = outbound::find(&row.operation).filter(|op| {
+        op.trailer.is_none()
+            && (op.dest == Dest::Centre) == (row.destination == crate::store::outbox::CENTRE)
+            && payload.iter().map(|(n, _)| n.as_str()).eq(op.payload().iter().copied())
+    });
+    let Some(op) = declared else {
+        log::error!("outbox: message {} ({} to {dest}) does not match the declaration of its operation; dead-lettered", row.id, row.operation);
+        mark(app, row.id, Outcome::Dead("payload does not match the operation's declaration".into())).map_err(fail)?;
+        return Ok(Done { destination: dest, key, reachable: true, more: false });
+    };
+    let mut fields = match op.dest {
+        Dest::Centre => client::centre_fields(&app.cfg.node.device_no, &app.cfg.node.province_id, payload),
+        Dest::Sp => payload,
     };
     // Passwords travel encrypted under the centre key of `key_version`; each attempt re-encrypts
     // under the key in effect now (spec 11 "Keys").
@@ -462,15 +472,14 @@ fn deliver_one(app: &App, client: &Client, row: Row) -> Result<Done, Failure> {
             mark(app, row.id, Outcome::Dead(format!("centre key version {v} is gone"))).map_err(fail)?;
             return Ok(Done { destination: dest, key, reachable: true, more: false });
         };
-        for (name, value) in fields.iter_mut().filter(|(n, _)| n == "Password" || n == "NewPassword") {
+        for (name, value) in fields.iter_mut().filter(|(n, _)| op.is_enc(n)) {
             match old.key.decrypt_b64_str(value) {
                 Ok(plain) => *value = tdes.encrypt_b64(plain.as_bytes()),
                 Err(_) => log::error!("outbox: message {} field {name} does not decrypt under key version {v}", row.id),
             }
         }
     }
-    let signed = client::sign(&tdes, fields, app.clock.now_ts());
-    let answer = client.call(&url, ns, &row.operation, &client::text_fields(&signed));
+    let answer = client.send(&url, op, &tdes, fields, app.clock.now_ts(), None);
     let age_limit = app.cfg.sync.dead_letter_after_h as i64 * 3600;
     let too_old = app.clock.unix() - row.created_at >= age_limit;
     let (outcome, reachable) = match &answer {
@@ -602,19 +611,19 @@ fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Don
     let values: Vec<Vec<String>> = records.iter().map(|r| r.iter().map(|(_, v)| v.clone()).collect()).collect();
     let first = batch[0].1;
     let last = batch[batch.len() - 1].1;
-    let head = vec![
-        ("SrcDeviceNo".to_string(), app.cfg.node.device_no.clone()),
-        ("ProvinceID".to_string(), app.cfg.node.province_id.clone()),
-        ("Stream".to_string(), stream.to_string()),
-        ("SequenceID".to_string(), first.to_string()),
-        ("TotalCount".to_string(), batch.len().to_string()),
-        ("IsFinal".to_string(), if more { "0" } else { "1" }.to_string()),
-        ("RecordsDigest".to_string(), crate::crypto::records_digest(&values)),
-    ];
-    let signed = client::sign(&tdes, head, app.clock.now_ts());
-    let mut fields = client::text_fields(&signed);
-    fields.push(("Records", Value::List(records), "Record"));
-    let answer = client.call(&url, client::CENTRE_NS, crate::store::outbox::BATCH_SYNC, &fields);
+    let op = &outbound::BATCH_SYNC;
+    let head = outbound::fill(op.payload(), |f| {
+        Some(match f {
+            "Stream" => stream.to_string(),
+            "SequenceID" => first.to_string(),
+            "TotalCount" => batch.len().to_string(),
+            "IsFinal" => if more { "0" } else { "1" }.to_string(),
+            "RecordsDigest" => crate::crypto::records_digest(&values),
+            _ => return None,
+        })
+    });
+    let fields = client::centre_fields(&app.cfg.node.device_no, &app.cfg.node.province_id, head);
+    let answer = client.send(&url, op, &tdes, fields, app.clock.now_ts(), Some(records));
     match &answer {
         Err(e @ (CallError::Transport(_) | CallError::Status(_))) => app.reach.failed(&app.metrics, crate::store::outbox::CENTRE, &url, e),
         _ => app.reach.answered(&app.metrics, crate::store::outbox::CENTRE, &url),

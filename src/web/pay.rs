@@ -267,19 +267,20 @@ fn confirm_roaming(ctx: &Ctx, r: &Opened, user_id: &str) -> Result<Outcome, crat
             Claim::Busy => return Ok(Outcome { result: SYSTEM_ERROR, txid: String::new() }),
         }
     };
-    let fields: Vec<(String, String)> = [
-        ("SPID", p.spid.as_str()),
-        ("ServiceID", p.service_id.as_str()),
-        ("ServiceItemID", p.item_id.as_str()),
-        ("VNetUserID", user.as_str()),
-        ("Fee", &p.fee.to_string()),
-        ("BatchCount", "1"),
-        ("TransactionID", txid.as_str()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let result = match crate::services::centre::call(app, "Charge", fields, &[]) {
+    let op = &crate::spec::outbound::CHARGE;
+    let fields = crate::spec::outbound::ordered(
+        op.payload(),
+        vec![
+            ("SPID", p.spid.clone()),
+            ("ServiceID", p.service_id.clone()),
+            ("ServiceItemID", p.item_id.clone()),
+            ("VNetUserID", user.clone()),
+            ("Fee", p.fee.to_string()),
+            ("BatchCount", "1".to_string()),
+            ("TransactionID", txid.clone()),
+        ],
+    );
+    let result = match crate::services::centre::call(app, op, fields) {
         Ok(a) => a.result,
         Err(r) => r.result,
     };

@@ -13,6 +13,7 @@ mod cli;
 mod http_attacks;
 mod catalog;
 mod centre_sim;
+mod contract;
 mod billing;
 mod sync;
 mod web;

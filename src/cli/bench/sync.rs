@@ -13,6 +13,7 @@ use crate::cli::{CliResult, Failed};
 use crate::config::Config;
 use crate::crypto::TdesKey;
 use crate::soap::client::{self, Client};
+use crate::spec::outbound;
 use clap::Args;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -129,23 +130,26 @@ fn preload(cfg: &Config, n: usize) -> CliResult {
         store.write(move |c| {
             for i in done..done + chunk {
                 let seq = crate::store::next_counter(c, "seq:CHARGE")?;
-                let record = [
-                    ("RecordSeq", seq.to_string()),
-                    ("TransactionID", format!("bench-sync-{i}")),
-                    ("VNetUserID", format!("35{:010}", i % 1000 + 1)),
-                    ("UserProvinceID", "35".to_string()),
-                    ("SPID", SP_ID.to_string()),
-                    ("ServiceID", SERVICE_ID.to_string()),
-                    ("ServiceItemID", PER_USE_ITEM.to_string()),
-                    ("ServiceItemName", "bench per use".to_string()),
-                    ("FeeType", "1".to_string()),
-                    ("Fee", "1".to_string()),
-                    ("BatchCount", "1".to_string()),
-                    ("ChargeTime", ts.clone()),
-                    ("LedgerDate", day.clone()),
-                    ("RoamType", String::new()),
-                ];
-                crate::store::outbox::enqueue(c, crate::store::outbox::CENTRE, crate::store::outbox::BATCH_SYNC, &crate::store::outbox::stream_key("CHARGE"), &record, None, now)?;
+                // Fields the bench does not set travel empty (as a charge without roaming does).
+                let record = outbound::ordered_or_empty(
+                    outbound::CHARGE_RECORD.fields,
+                    vec![
+                        ("RecordSeq", seq.to_string()),
+                        ("TransactionID", format!("bench-sync-{i}")),
+                        ("VNetUserID", format!("35{:010}", i % 1000 + 1)),
+                        ("UserProvinceID", "35".to_string()),
+                        ("SPID", SP_ID.to_string()),
+                        ("ServiceID", SERVICE_ID.to_string()),
+                        ("ServiceItemID", PER_USE_ITEM.to_string()),
+                        ("ServiceItemName", "bench per use".to_string()),
+                        ("FeeType", "1".to_string()),
+                        ("Fee", "1".to_string()),
+                        ("BatchCount", "1".to_string()),
+                        ("ChargeTime", ts.clone()),
+                        ("LedgerDate", day.clone()),
+                    ],
+                );
+                crate::store::outbox::enqueue_record(c, &outbound::CHARGE_RECORD, &record, now)?;
             }
             Ok(())
         })?;
@@ -226,6 +230,7 @@ fn lag_run(a: &SyncArgs, flush_ms: u64) -> Result<(Vec<u32>, usize), Failed> {
     let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     // The watcher: new CHARGE records at the sim, every 5 ms.
+    let txid_at = outbound::CHARGE_RECORD.fields.iter().position(|f| *f == "TransactionID");
     let watcher = {
         let (arrived, stop) = (arrived.clone(), stop.clone());
         std::thread::spawn(move || {
@@ -240,7 +245,7 @@ fn lag_run(a: &SyncArgs, flush_ms: u64) -> Result<(Vec<u32>, usize), Failed> {
                 for (seq, fields) in rows {
                     last = last.max(seq);
                     if let Ok(v) = serde_json::from_str::<Vec<String>>(&fields) {
-                        if let Some(txid) = v.get(1) {
+                        if let Some(txid) = txid_at.and_then(|i| v.get(i)) {
                             m.insert(txid.clone(), now);
                         }
                     }
@@ -256,23 +261,33 @@ fn lag_run(a: &SyncArgs, flush_ms: u64) -> Result<(Vec<u32>, usize), Failed> {
     let clock = cfg.clock();
     let url = format!("http://127.0.0.1:{port}/ProvinceForSP/services/ProvinceForSP");
     let ns = crate::spec::Service::ProvinceForSP.namespace();
+    let charge = crate::api::table::find(crate::spec::Service::ProvinceForSP, "Charge").ok_or_else(|| Failed("Charge is not declared".into()))?;
     let every = Duration::from_secs_f64(1.0 / a.lag_rate.max(1) as f64);
     let start = Instant::now();
     let mut next = start;
     let mut i = 0usize;
     while start.elapsed().as_secs_f64() < a.lag_duration_s {
         let txid = format!("lag-{flush_ms}-{i}");
-        let fields = vec![
-            ("SPID".to_string(), SP_ID.to_string()),
-            ("ServiceID".to_string(), SERVICE_ID.to_string()),
-            ("ServiceItemID".to_string(), PER_USE_ITEM.to_string()),
-            ("VNetUserID".to_string(), users[i % users.len()].clone()),
-            ("Fee".to_string(), "1".to_string()),
-            ("BatchCount".to_string(), "1".to_string()),
-            ("TransactionID".to_string(), txid.clone()),
-        ];
+        let fields: Vec<(String, String)> = charge
+            .request
+            .iter()
+            .filter(|f| f.name != "TimeStamp" && f.name != "Authenticator")
+            .map(|f| {
+                let v = match f.name {
+                    "SPID" => SP_ID.to_string(),
+                    "ServiceID" => SERVICE_ID.to_string(),
+                    "ServiceItemID" => PER_USE_ITEM.to_string(),
+                    "VNetUserID" => users[i % users.len()].clone(),
+                    "Fee" => "1".to_string(),
+                    "BatchCount" => "1".to_string(),
+                    "TransactionID" => txid.clone(),
+                    _ => String::new(),
+                };
+                (f.name.to_string(), v)
+            })
+            .collect();
         let signed = client::sign(&key, fields, clock.now_ts());
-        if let Ok(ans) = client.call(&url, &ns, "Charge", &client::text_fields(&signed)) {
+        if let Ok(ans) = client.call(&url, &ns, charge.name, &client::text_fields(&signed)) {
             if ans.result == 0 {
                 acked.lock().unwrap_or_else(|e| e.into_inner()).insert(txid, Instant::now());
             }
