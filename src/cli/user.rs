@@ -5,7 +5,6 @@ use crate::config::Config;
 use crate::crypto::PasswordHasher;
 use crate::domain::passport::{self as pp, NewUser, User};
 use crate::runtime::logging::audit;
-use crate::store::outbox;
 use crate::store::DbError;
 use clap::Subcommand;
 use std::io::IsTerminal;
@@ -112,8 +111,7 @@ pub fn run(cfg: &Config, cmd: UserCmd) -> CliResult {
                     return Err(DbError::Other(format!("account {} (type {}) is already held by a user", new.account, new.account_type)));
                 }
                 let u = pp::create(c, &province, &new, now)?;
-                let payload = pp::info_notify_payload(&u, "1", &clock.format_ts(now));
-                outbox::enqueue(c, outbox::CENTRE, "PUserInfoNotify", &outbox::user_key(&u.vnet_user_id), &payload, None, now)?;
+                pp::queue_info_notify(c, &clock, &u, "1", now)?;
                 Ok(u.vnet_user_id)
             })?;
             audit("user_open", &[("by", "cli"), ("user", &id)]);

@@ -64,23 +64,26 @@ pub fn debit(conn: &Connection, user_id: &str, fee: i64, bill_month: &str) -> Db
 pub fn record_charge(ctx: &Ctx, c: &NewCharge) -> DbResult<()> {
     insert_charge(ctx.conn, c)?;
     let seq = next_counter(ctx.conn, "seq:CHARGE")?;
-    let record = [
-        ("RecordSeq", seq.to_string()),
-        ("TransactionID", c.transaction_id.clone()),
-        ("VNetUserID", c.vnet_user_id.clone()),
-        ("UserProvinceID", c.user_province_id.clone()),
-        ("SPID", c.spid.clone()),
-        ("ServiceID", c.service_id.clone()),
-        ("ServiceItemID", c.service_item_id.clone()),
-        ("ServiceItemName", c.service_item_name.clone()),
-        ("FeeType", c.fee_type.clone()),
-        ("Fee", c.fee.to_string()),
-        ("BatchCount", c.batch_count.to_string()),
-        ("ChargeTime", ctx.cal.ts(c.charge_at)),
-        ("LedgerDate", c.ledger_date.clone()),
-        ("RoamType", c.roam_type.clone()),
-    ];
-    outbox::enqueue(ctx.conn, outbox::CENTRE, outbox::BATCH_SYNC, &outbox::stream_key("CHARGE"), &record, None, ctx.now)?;
+    let record = outbound::fill(outbound::CHARGE_RECORD.fields, |f| {
+        Some(match f {
+            "RecordSeq" => seq.to_string(),
+            "TransactionID" => c.transaction_id.clone(),
+            "VNetUserID" => c.vnet_user_id.clone(),
+            "UserProvinceID" => c.user_province_id.clone(),
+            "SPID" => c.spid.clone(),
+            "ServiceID" => c.service_id.clone(),
+            "ServiceItemID" => c.service_item_id.clone(),
+            "ServiceItemName" => c.service_item_name.clone(),
+            "FeeType" => c.fee_type.clone(),
+            "Fee" => c.fee.to_string(),
+            "BatchCount" => c.batch_count.to_string(),
+            "ChargeTime" => ctx.cal.ts(c.charge_at),
+            "LedgerDate" => c.ledger_date.clone(),
+            "RoamType" => c.roam_type.clone(),
+            _ => return None,
+        })
+    });
+    outbox::enqueue_record(ctx.conn, &outbound::CHARGE_RECORD, &record, ctx.now)?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 use super::calendar::{Cal, Ym};
 use super::passport::{self as pp, User};
 use crate::spec::codes::*;
+use crate::spec::outbound;
 use crate::store::outbox;
 use crate::store::{next_counter, DbResult};
 use rusqlite::{params, Connection, OptionalExtension, Row};

@@ -91,38 +91,33 @@ pub(super) fn new_order_id(ctx: &Ctx) -> DbResult<String> {
 /// OrderNotify (6.8) to the SP when it is a peer with a URL.
 pub fn order_event(ctx: &Ctx, o: &OrderRow, item_name: &str, action: &str, channel: Channel) -> DbResult<()> {
     let seq = next_counter(ctx.conn, "seq:ORDER")?;
-    let record = [
-        ("RecordSeq", seq.to_string()),
-        ("OrderID", o.order_id.clone()),
-        ("ActionType", action.to_string()),
-        ("VNetUserID", o.vnet_user_id.clone()),
-        ("SPID", o.spid.clone()),
-        ("ServiceID", o.service_id.clone()),
-        ("ServiceItemID", o.service_item_id.clone()),
-        ("ServiceItemName", item_name.to_string()),
-        ("ProductID", o.product_id.clone()),
-        ("ContractID", o.contract_id.clone()),
-        ("StartTime", ctx.cal.ts(o.start_at)),
-        ("EndTime", ctx.cal.ts(o.end_at)),
-        ("Channel", channel.as_str().to_string()),
-        ("EventTime", ctx.cal.ts(ctx.now)),
-    ];
-    outbox::enqueue(ctx.conn, outbox::CENTRE, outbox::BATCH_SYNC, &outbox::stream_key("ORDER"), &record, None, ctx.now)?;
+    // One value per field name: the ORDER record and OrderNotify take theirs in declared order.
+    let value = |f: &str| -> Option<String> {
+        Some(match f {
+            "RecordSeq" => seq.to_string(),
+            "OrderID" => o.order_id.clone(),
+            "ActionType" => action.to_string(),
+            "VNetUserID" => o.vnet_user_id.clone(),
+            "SPID" => o.spid.clone(),
+            "ProvinceID" => ctx.province.to_string(),
+            "ServiceID" => o.service_id.clone(),
+            "ServiceItemID" => o.service_item_id.clone(),
+            "ServiceItemName" => item_name.to_string(),
+            "ProductID" => o.product_id.clone(),
+            "ContractID" => o.contract_id.clone(),
+            "StartTime" => ctx.cal.ts(o.start_at),
+            "EndTime" => ctx.cal.ts(o.end_at),
+            "Channel" => channel.as_str().to_string(),
+            "EventTime" => ctx.cal.ts(ctx.now),
+            _ => return None,
+        })
+    };
+    let record = outbound::fill(outbound::ORDER_RECORD.fields, value);
+    outbox::enqueue_record(ctx.conn, &outbound::ORDER_RECORD, &record, ctx.now)?;
     if channel != Channel::Sp && sp_has_url(ctx.conn, &o.spid)? {
-        let notify = [
-            ("SPID", o.spid.clone()),
-            ("ProvinceID", ctx.province.to_string()),
-            ("OrderID", o.order_id.clone()),
-            ("ActionType", action.to_string()),
-            ("VNetUserID", o.vnet_user_id.clone()),
-            ("ServiceID", o.service_id.clone()),
-            ("ServiceItemID", o.service_item_id.clone()),
-            ("ProductID", o.product_id.clone()),
-            ("StartTime", ctx.cal.ts(o.start_at)),
-            ("EndTime", ctx.cal.ts(o.end_at)),
-            ("Channel", channel.as_str().to_string()),
-        ];
-        outbox::enqueue(ctx.conn, &o.spid, "OrderNotify", &outbox::sp_key(&o.spid), &notify, None, ctx.now)?;
+        let op = &outbound::ORDER_NOTIFY;
+        let notify = outbound::fill(op.payload(), value);
+        outbox::enqueue_op(ctx.conn, op, &o.spid, &outbox::sp_key(&o.spid), &notify, None, ctx.now)?;
     }
     Ok(())
 }

@@ -103,19 +103,22 @@ pub fn close_day(ctx: &Ctx, date8: &str) -> DbResult<usize> {
         .collect::<Result<_, _>>()?;
     for r in &rows {
         let seq = next_counter(ctx.conn, "seq:SETTLE")?;
-        let record = [
-            ("RecordSeq", seq.to_string()),
-            ("LedgerDate", date8.to_string()),
-            ("SPID", r[0].clone()),
-            ("SPProvinceID", r[1].clone()),
-            ("ServiceID", r[2].clone()),
-            ("ServiceItemID", r[3].clone()),
-            ("ServiceItemName", r[4].clone()),
-            ("RoamType", r[5].clone()),
-            ("TotalCount", r[6].clone()),
-            ("TotalFee", r[7].clone()),
-        ];
-        outbox::enqueue(ctx.conn, outbox::CENTRE, outbox::BATCH_SYNC, &outbox::stream_key("SETTLE"), &record, None, ctx.now)?;
+        let record = outbound::fill(outbound::SETTLE_RECORD.fields, |f| {
+            Some(match f {
+                "RecordSeq" => seq.to_string(),
+                "LedgerDate" => date8.to_string(),
+                "SPID" => r[0].clone(),
+                "SPProvinceID" => r[1].clone(),
+                "ServiceID" => r[2].clone(),
+                "ServiceItemID" => r[3].clone(),
+                "ServiceItemName" => r[4].clone(),
+                "RoamType" => r[5].clone(),
+                "TotalCount" => r[6].clone(),
+                "TotalFee" => r[7].clone(),
+                _ => return None,
+            })
+        });
+        outbox::enqueue_record(ctx.conn, &outbound::SETTLE_RECORD, &record, ctx.now)?;
     }
     set_job_state(ctx.conn, CLOSED_THROUGH, date8)?;
     Ok(rows.len())
