@@ -8,6 +8,7 @@
 //!    acknowledged Charge the time from its answer (the commit) until the record is committed at
 //!    the sim is measured by watching the sim's database every 5 ms.
 
+use crate::cli::child::ChildProcess;
 use super::{free_port, mib, percentile, proc_status_kib, subsec_nanos, Daemon, SERVICE_ID, SP_ID, SP_KEY, IV};
 use crate::cli::{CliResult, Failed};
 use crate::config::Config;
@@ -17,7 +18,7 @@ use crate::spec::outbound;
 use clap::Args;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -53,36 +54,17 @@ pub struct SyncArgs {
 
 /// A running centre-sim; killed on drop.
 struct Sim {
-    child: Child,
+    _proc: ChildProcess,
     db: PathBuf,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_sim(dir: &Path, port: u16) -> Result<Sim, Failed> {
     let db = dir.join("centre.db");
-    let log = std::fs::File::create(dir.join("centre-sim.log"))?;
-    let child = Command::new(std::env::current_exe()?)
-        .args(["centre-sim", "--listen", &format!("127.0.0.1:{port}"), "--device-no", CENTRE_ID, "--key", CENTRE_KEY])
-        .arg("--db")
-        .arg(&db)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(Failed("centre-sim did not start".into()));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(Sim { child, db })
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["centre-sim", "--listen", &format!("127.0.0.1:{port}"), "--device-no", CENTRE_ID, "--key", CENTRE_KEY]).arg("--db").arg(&db);
+    let mut proc = ChildProcess::spawn(cmd, &dir.join("centre-sim.log"))?;
+    proc.wait_ready("centre-sim", Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).map_err(Failed)?;
+    Ok(Sim { _proc: proc, db })
 }
 
 /// A node directory with a config (`[sync]` as given) and its database, peers added.
@@ -98,6 +80,9 @@ fn node_dir(batch: u32, flush_ms: u64, sim_port: u16) -> Result<(PathBuf, PathBu
     let cfg_path = dir.join("vnetd.toml");
     std::fs::write(&cfg_path, &text)?;
     let cfg = Config::parse(&text).map_err(Failed)?;
+    // The database is made here, as `vnetd run` would (operator commands never create one).
+    crate::store::create_dir_for(&cfg.storage.path)?;
+    crate::store::Store::open(&cfg.storage.path)?.shutdown();
     let url = format!("http://127.0.0.1:{sim_port}/centre");
     cli(&cfg_path, &["peer", "add", "--id", CENTRE_ID, "--kind", "centre", "--key", CENTRE_KEY, "--url", &url])?;
     cli(&cfg_path, &["peer", "add", "--id", SP_ID, "--kind", "sp", "--key", SP_KEY])?;
