@@ -495,3 +495,22 @@ fn no_key_or_password_in_metrics_peer_list_or_log() {
     assert!(!log.is_empty(), "the daemon logged nothing at debug level");
     assert_no_secrets("the log", &log);
 }
+
+/// Every benchmark runs end to end with tiny sizes (numbers are not checked: the benchmarks never
+/// pass or fail on timing), so a change elsewhere (e.g. operator commands refusing to create a
+/// database) cannot break them unnoticed.
+#[test]
+fn benchmarks_run_end_to_end() {
+    let runs: [&[&str]; 5] = [
+        &["bench", "argon2", "--m-kib", "64", "--t", "1", "--seconds", "0.2"],
+        &["bench", "sqlite", "--duration-s", "0.2", "--batch", "16"],
+        &["bench", "soap", "--ops", "GetUserinfo,Charge", "--concurrency", "1", "--duration-s", "0.3", "--warmup-s", "0", "--users", "50", "--charge-users", "10"],
+        &["bench", "sync", "--batch", "50", "--records", "200", "--duration-s", "1", "--lag-rate", "20", "--lag-duration-s", "1", "--flush-ms", "100"],
+        &["bench", "web", "--nginx", "", "--concurrency", "1", "--login-concurrency", "1", "--duration-s", "0.3", "--warmup-s", "0", "--tickets", "2000"],
+    ];
+    for args in runs {
+        let out = Command::new(BIN).args(args).stdin(Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "vnetd {}: {}\n{}", args.join(" "), stderr(&out), stdout(&out));
+        assert!(stdout(&out).contains('|') || stdout(&out).contains("records/s") || stdout(&out).contains("hashes"), "vnetd {}: {}", args.join(" "), stdout(&out));
+    }
+}
