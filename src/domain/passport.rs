@@ -155,6 +155,12 @@ pub fn create(conn: &Connection, province_id: &str, u: &NewUser, now: i64) -> Db
     Ok(by_id(conn, &id)?.expect("just inserted"))
 }
 
+/// Keep the ContractID the centre answered to a PUserInfoNotify (6.2).
+pub fn set_contract_id(conn: &Connection, id: &str, contract_id: &str) -> DbResult<()> {
+    conn.prepare_cached("UPDATE user SET contract_id = ?2 WHERE vnet_user_id = ?1")?.execute(params![id, contract_id])?;
+    Ok(())
+}
+
 /// Store a user's profile fields (UserModify): CityCode, UserType, Alias, BindingAccessNo,
 /// CreditLimit, Balance.
 pub fn save_profile(conn: &Connection, u: &User, now: i64) -> DbResult<()> {

@@ -3,7 +3,7 @@
 
 use super::DbResult;
 use crate::spec::outbound::{self, OutOp, Stream};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 /// One line of `vnetd outbox status`: per destination and operation (BatchSync per stream).
 pub struct StatusLine {
@@ -155,4 +155,176 @@ pub fn backlog(conn: &Connection) -> DbResult<Vec<(String, String, i64, i64)>> {
     )?;
     let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+// ---- the relay's reads and writes (crate::sync::relay)
+
+/// A waiting message as the relay delivers it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: i64,
+    pub destination: String,
+    pub operation: String,
+    pub order_key: String,
+    pub payload: String,
+    pub key_version: Option<i64>,
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+/// Destinations with a waiting message outside the BatchSync streams: a skip scan over the heads
+/// index, one look-up per destination however long the backlog.
+pub fn destinations_waiting(conn: &Connection) -> DbResult<Vec<String>> {
+    let mut st = conn.prepare_cached(
+        "SELECT destination FROM outbox INDEXED BY outbox_heads WHERE state = 'pending' AND seq IS NULL AND destination > ?1 ORDER BY destination LIMIT 1",
+    )?;
+    let mut out: Vec<String> = Vec::new();
+    while let Some(d) = st.query_row([out.last().map(String::as_str).unwrap_or("")], |r| r.get::<_, String>(0)).optional()? {
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// Does anything wait for `dest`?
+pub fn has_pending(conn: &Connection, dest: &str) -> DbResult<bool> {
+    Ok(conn.prepare_cached("SELECT EXISTS(SELECT 1 FROM outbox WHERE state = 'pending' AND destination = ?1)")?.query_row([dest], |r| r.get(0))?)
+}
+
+/// A BatchSync stream as the relay sees it.
+pub struct StreamState {
+    /// Records waiting, counted up to the limit asked for.
+    pub waiting: i64,
+    /// The head record's next attempt time and attempts so far.
+    pub head: Option<(i64, i64)>,
+    /// A record of the stream is dead: the stream waits for `outbox retry --dead`.
+    pub stalled: bool,
+}
+
+pub fn stream_state(conn: &Connection, key: &str, limit: i64) -> DbResult<StreamState> {
+    let waiting: i64 = conn
+        .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM outbox WHERE state = 'pending' AND destination = 'centre' AND order_key = ?1 LIMIT ?2)")?
+        .query_row(params![key, limit], |r| r.get(0))?;
+    let head: Option<(i64, i64)> = conn
+        .prepare_cached(
+            "SELECT next_attempt_at, attempts FROM outbox WHERE state = 'pending' AND destination = 'centre' AND order_key = ?1 ORDER BY id LIMIT 1",
+        )?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let stalled: bool = conn
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM outbox WHERE state = 'dead' AND destination = 'centre' AND order_key = ?1)")?
+        .query_row([key], |r| r.get(0))?;
+    Ok(StreamState { waiting, head, stalled })
+}
+
+/// The head message of up to `limit` ordering keys of `dest`, walked round-robin from the key
+/// after `start` (a skip scan: one index look-up per key), with its next attempt time and whether
+/// it is a BatchSync record.
+pub fn heads(conn: &Connection, dest: &str, start: &str, limit: usize) -> DbResult<Vec<(Message, i64, bool)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, destination, operation, order_key, payload, key_version, attempts, created_at, next_attempt_at, seq IS NOT NULL
+         FROM outbox WHERE state = 'pending' AND destination = ?1 AND order_key > ?2 ORDER BY order_key, id LIMIT 1",
+    )?;
+    let mut out: Vec<(Message, i64, bool)> = Vec::new();
+    let (mut after, mut wrapped) = (start.to_string(), start.is_empty());
+    while out.len() < limit {
+        let head = st
+            .query_row(params![dest, after], |r| {
+                Ok((
+                    Message {
+                        id: r.get(0)?,
+                        destination: r.get(1)?,
+                        operation: r.get(2)?,
+                        order_key: r.get(3)?,
+                        payload: r.get(4)?,
+                        key_version: r.get(5)?,
+                        attempts: r.get(6)?,
+                        created_at: r.get(7)?,
+                    },
+                    r.get(8)?,
+                    r.get(9)?,
+                ))
+            })
+            .optional()?;
+        match head {
+            // Round the circle once: stop at the key the walk started after.
+            Some(h) if wrapped && !start.is_empty() && h.0.order_key.as_str() > start => break,
+            Some(h) => {
+                after = h.0.order_key.clone();
+                out.push(h);
+            }
+            None if !wrapped => {
+                wrapped = true;
+                after = String::new();
+            }
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Errors are kept to this many characters.
+fn truncate(s: &str) -> String {
+    s.chars().take(300).collect()
+}
+
+/// A message was delivered.
+pub fn mark_delivered(conn: &Connection, id: i64, now: i64) -> DbResult<()> {
+    conn.prepare_cached("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2, last_error = '' WHERE id = ?1 AND state = 'pending'")?
+        .execute(params![id, now])?;
+    Ok(())
+}
+
+/// A delivery attempt failed: try again at `at`.
+pub fn mark_retry(conn: &Connection, id: i64, at: i64, why: &str) -> DbResult<()> {
+    conn.prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1 AND state = 'pending'")?
+        .execute(params![id, at, truncate(why)])?;
+    Ok(())
+}
+
+/// A delivery attempt ended the message (a definitive rejection, too old): dead, kept, visible,
+/// re-queueable.
+pub fn mark_dead_after_attempt(conn: &Connection, id: i64, why: &str) -> DbResult<()> {
+    conn.prepare_cached("UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'")?
+        .execute(params![id, truncate(why)])?;
+    Ok(())
+}
+
+/// A BatchSync record is dead (rejected definitively, unreadable): its stream stalls.
+pub fn mark_dead(conn: &Connection, id: i64, why: &str) -> DbResult<()> {
+    conn.prepare_cached("UPDATE outbox SET state = 'dead', last_error = ?2 WHERE id = ?1")?.execute(params![id, truncate(why)])?;
+    Ok(())
+}
+
+/// The head record of a batch failed: the batch goes again at `at`.
+pub fn retry_batch_head(conn: &Connection, id: i64, at: i64, why: &str) -> DbResult<()> {
+    conn.prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1")?
+        .execute(params![id, at, truncate(why)])?;
+    Ok(())
+}
+
+/// The next up to `limit` waiting records of a stream: (id, RecordSeq, payload, attempts).
+pub fn stream_batch(conn: &Connection, key: &str, limit: i64) -> DbResult<Vec<(i64, i64, String, i64)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, seq, payload, attempts FROM outbox WHERE state = 'pending' AND destination = 'centre' AND order_key = ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![key, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The centre holds a stream up to RecordSeq `l`: the waiting records from `first` to `l` are
+/// delivered. Returns how many records after `l` that were marked delivered go again (the centre
+/// holds less than was sent); 0 when `l` covers `sent_last`.
+pub fn acknowledge(conn: &Connection, key: &str, first: i64, l: i64, sent_last: i64, now: i64) -> DbResult<Option<usize>> {
+    conn.prepare_cached(
+        "UPDATE outbox SET state = 'delivered', delivered_at = ?4, attempts = attempts + 1, last_error = ''
+         WHERE order_key = ?1 AND seq >= ?2 AND seq <= ?3 AND state = 'pending'",
+    )?
+    .execute(params![key, first, l, now])?;
+    if l >= sent_last {
+        return Ok(None);
+    }
+    Ok(Some(
+        conn.prepare_cached("UPDATE outbox SET state = 'pending', next_attempt_at = ?3, delivered_at = NULL WHERE order_key = ?1 AND seq > ?2 AND state = 'delivered'")?
+            .execute(params![key, l, now])?,
+    ))
 }

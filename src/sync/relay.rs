@@ -19,8 +19,7 @@ use crate::crypto::TdesKey;
 use crate::domain::peers::Peer;
 use crate::soap::client::{self, Answer, CallError, Client};
 use crate::spec::outbound::{self, Dest};
-use crate::store::DbResult;
-use rusqlite::{params, OptionalExtension};
+use crate::store::{outbox, DbResult};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -49,17 +48,8 @@ enum Job {
     Batch { stream: &'static str },
 }
 
-#[derive(Debug, Clone)]
-struct Row {
-    id: i64,
-    destination: String,
-    operation: String,
-    order_key: String,
-    payload: String,
-    key_version: Option<i64>,
-    attempts: i64,
-    created_at: i64,
-}
+/// A waiting message (`crate::store::outbox::Message`).
+type Row = outbox::Message;
 
 /// A worker's report to the dispatcher.
 struct Done {
@@ -205,16 +195,7 @@ impl Dispatcher {
     fn round(&mut self) -> DbResult<()> {
         // Destinations with a waiting message, and the centre (its BatchSync streams).
         // A skip scan over the heads index: one look-up per destination, however long the backlog.
-        let mut destinations: Vec<String> = self.app.store.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT destination FROM outbox INDEXED BY outbox_heads WHERE state = 'pending' AND seq IS NULL AND destination > ?1 ORDER BY destination LIMIT 1",
-            )?;
-            let mut out: Vec<String> = Vec::new();
-            while let Some(d) = st.query_row([out.last().map(String::as_str).unwrap_or("")], |r| r.get::<_, String>(0)).optional()? {
-                out.push(d);
-            }
-            Ok(out)
-        })?;
+        let mut destinations: Vec<String> = self.app.store.read(outbox::destinations_waiting)?;
         if !destinations.iter().any(|d| d == crate::store::outbox::CENTRE) {
             destinations.push(crate::store::outbox::CENTRE.to_string());
         }
@@ -252,11 +233,7 @@ impl Dispatcher {
     }
 
     fn has_pending(&self, dest: &str) -> DbResult<bool> {
-        let dest = dest.to_string();
-        self.app.store.read(move |c| {
-            Ok(c.prepare_cached("SELECT EXISTS(SELECT 1 FROM outbox WHERE state = 'pending' AND destination = ?1)")?
-                .query_row([dest], |r| r.get(0))?)
-        })
+        self.app.store.read(|c| outbox::has_pending(c, dest))
     }
 
     /// Dispatch the next batch of a stream if one is due; true if dispatched.
@@ -269,23 +246,8 @@ impl Dispatcher {
         let max = self.app.cfg.sync.batch_max_records.max(1) as i64;
         let now = self.app.clock.unix();
         let k = key.clone();
-        let (waiting, head_due, head_attempts, stalled) = self.app.store.read(move |c| {
-            let waiting: i64 = c
-                .prepare_cached(
-                    "SELECT count(*) FROM (SELECT 1 FROM outbox WHERE state = 'pending' AND destination = 'centre' AND order_key = ?1 LIMIT ?2)",
-                )?
-                .query_row(params![k, max], |r| r.get(0))?;
-            let head: Option<(i64, i64)> = c
-                .prepare_cached(
-                    "SELECT next_attempt_at, attempts FROM outbox WHERE state = 'pending' AND destination = 'centre' AND order_key = ?1 ORDER BY id LIMIT 1",
-                )?
-                .query_row([&k], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            let stalled: bool = c
-                .prepare_cached("SELECT EXISTS(SELECT 1 FROM outbox WHERE state = 'dead' AND destination = 'centre' AND order_key = ?1)")?
-                .query_row([&k], |r| r.get(0))?;
-            Ok((waiting, head.is_none_or(|(at, _)| at <= now), head.map(|h| h.1).unwrap_or(0), stalled))
-        })?;
+        let st = self.app.store.read(|c| outbox::stream_state(c, &k, max))?;
+        let (waiting, head_due, head_attempts, stalled) = (st.waiting, st.head.is_none_or(|(at, _)| at <= now), st.head.map(|h| h.1).unwrap_or(0), st.stalled);
         self.app.metrics.set_gauge("vnetd_sync_stream_stalled", "1 while a BatchSync stream waits for `outbox retry --dead`", &[("stream", stream)], if stalled { 1.0 } else { 0.0 });
         if waiting == 0 {
             self.first_seen.remove(stream);
@@ -313,49 +275,7 @@ impl Dispatcher {
     fn heads(&mut self, dest: &str, probe_only: bool) -> DbResult<()> {
         let now = self.app.clock.unix();
         let start = self.cursors.get(dest).cloned().unwrap_or_default();
-        let d = dest.to_string();
-        let heads: Vec<(Row, i64, bool)> = self.app.store.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, destination, operation, order_key, payload, key_version, attempts, created_at, next_attempt_at, seq IS NOT NULL
-                 FROM outbox WHERE state = 'pending' AND destination = ?1 AND order_key > ?2 ORDER BY order_key, id LIMIT 1",
-            )?;
-            let mut out: Vec<(Row, i64, bool)> = Vec::new();
-            let (mut after, mut wrapped) = (start.clone(), start.is_empty());
-            while out.len() < KEYS_PER_ROUND {
-                let head = st
-                    .query_row(params![d, after], |r| {
-                        Ok((
-                            Row {
-                                id: r.get(0)?,
-                                destination: r.get(1)?,
-                                operation: r.get(2)?,
-                                order_key: r.get(3)?,
-                                payload: r.get(4)?,
-                                key_version: r.get(5)?,
-                                attempts: r.get(6)?,
-                                created_at: r.get(7)?,
-                            },
-                            r.get(8)?,
-                            r.get(9)?,
-                        ))
-                    })
-                    .optional()?;
-                match head {
-                    // Round the circle once: stop at the key the walk started after.
-                    Some(h) if wrapped && !start.is_empty() && h.0.order_key > start => break,
-                    Some(h) => {
-                        after = h.0.order_key.clone();
-                        out.push(h);
-                    }
-                    None if !wrapped => {
-                        wrapped = true;
-                        after = String::new();
-                    }
-                    None => break,
-                }
-            }
-            Ok(out)
-        })?;
+        let heads = self.app.store.read(|c| outbox::heads(c, dest, &start, KEYS_PER_ROUND))?;
         for (row, next_at, batch_record) in heads {
             if self.in_flight.len() >= WORKERS * 4 {
                 break;
@@ -545,27 +465,16 @@ fn mark(app: &App, id: i64, outcome: Outcome) -> DbResult<()> {
     app.store.write(move |c| {
         match outcome {
             Outcome::Delivered(contract) => {
-                c.prepare_cached("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2, last_error = '' WHERE id = ?1 AND state = 'pending'")?
-                    .execute(params![id, now])?;
+                outbox::mark_delivered(c, id, now)?;
                 if let Some((user, contract)) = contract {
-                    c.prepare_cached("UPDATE user SET contract_id = ?2 WHERE vnet_user_id = ?1")?.execute(params![user, contract])?;
+                    crate::domain::passport::set_contract_id(c, &user, &contract)?;
                 }
             }
-            Outcome::Retry { at, why } => {
-                c.prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1 AND state = 'pending'")?
-                    .execute(params![id, at, truncate(&why)])?;
-            }
-            Outcome::Dead(why) => {
-                c.prepare_cached("UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'")?
-                    .execute(params![id, truncate(&why)])?;
-            }
+            Outcome::Retry { at, why } => outbox::mark_retry(c, id, at, &why)?,
+            Outcome::Dead(why) => outbox::mark_dead_after_attempt(c, id, &why)?,
         }
         Ok(())
     })
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(300).collect()
 }
 
 /// Send the next batch of `stream` (6.5) and record the centre's LastSequenceID.
@@ -578,16 +487,7 @@ fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Don
     };
     let max = app.cfg.sync.batch_max_records.max(1) as i64;
     let k = key.clone();
-    let rows: Vec<(i64, i64, String, i64)> = app
-        .store
-        .read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, seq, payload, attempts FROM outbox WHERE state = 'pending' AND destination = 'centre' AND order_key = ?1 ORDER BY id LIMIT ?2",
-            )?;
-            let rows = st.query_map(params![k, max + 1], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .map_err(fail)?;
+    let rows = app.store.read(|c| outbox::stream_batch(c, &k, max + 1)).map_err(fail)?;
     if rows.is_empty() {
         return Ok(Done { destination: dest, key, reachable: true, more: false });
     }
@@ -601,9 +501,7 @@ fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Don
                 // Never skip a record (that would leave a gap): stall the stream instead.
                 log::error!("outbox: {stream} record {id} has an unreadable payload ({e}); the stream stalls");
                 let id = *id;
-                app.store
-                    .write(move |c| Ok(c.execute("UPDATE outbox SET state = 'dead', last_error = 'unreadable payload' WHERE id = ?1", [id])?))
-                    .map_err(fail)?;
+                app.store.write(move |c| outbox::mark_dead(c, id, "unreadable payload")).map_err(fail)?;
                 return Ok(Done { destination: dest, key, reachable: true, more: false });
             }
         }
@@ -649,7 +547,7 @@ fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Don
             app.store
                 .write(move |c| {
                     for id in ids {
-                        c.prepare_cached("UPDATE outbox SET state = 'dead', last_error = ?2 WHERE id = ?1")?.execute(params![id, truncate(&why)])?;
+                        outbox::mark_dead(c, id, &why)?;
                     }
                     Ok(())
                 })
@@ -673,33 +571,23 @@ fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Don
 /// be (re)sent at once.
 fn acknowledge(app: &App, key: &str, first: i64, l: i64, sent_last: i64) -> DbResult<bool> {
     let (key, now) = (key.to_string(), app.clock.unix());
-    app.store.write(move |c| {
-        c.prepare_cached(
-            "UPDATE outbox SET state = 'delivered', delivered_at = ?4, attempts = attempts + 1, last_error = ''
-             WHERE order_key = ?1 AND seq >= ?2 AND seq <= ?3 AND state = 'pending'",
-        )?
-        .execute(params![key, first, l, now])?;
-        if l >= sent_last {
-            return Ok(false);
+    let resend = app.store.write(move |c| outbox::acknowledge(c, &key, first, l, sent_last, now).map(|r| (key, r)))?;
+    match resend {
+        (_, None) => Ok(false),
+        (key, Some(n)) => {
+            if n > 0 {
+                log::warn!("outbox: resending {n} records of {key} after {l}");
+            }
+            Ok(true)
         }
-        let resend = c
-            .prepare_cached("UPDATE outbox SET state = 'pending', next_attempt_at = ?3, delivered_at = NULL WHERE order_key = ?1 AND seq > ?2 AND state = 'delivered'")?
-            .execute(params![key, l, now])?;
-        if resend > 0 {
-            log::warn!("outbox: resending {resend} records of {key} after {l}");
-        }
-        Ok(true)
-    })
+    }
 }
 
 fn retry_batch(app: &App, head_id: i64, attempts: i64, why: String) -> DbResult<bool> {
     let at = app.clock.unix() + backoff_s(attempts + 1, app.cfg.sync.retry_max_s as i64);
     log::debug!("outbox: batch starting at row {head_id} failed ({why}); retrying");
-    app.store.write(move |c| {
-        c.prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1")?
-            .execute(params![head_id, at, truncate(&why)])?;
-        Ok(false)
-    })
+    app.store.write(move |c| outbox::retry_batch_head(c, head_id, at, &why))?;
+    Ok(false)
 }
 
 #[cfg(test)]
