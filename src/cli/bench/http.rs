@@ -45,13 +45,8 @@ pub(super) fn http(a: HttpArgs) -> CliResult {
     for &n in &a.load.concurrency {
         let r = run_load(addr, n, &a.load, build.clone(), check.clone(), &a.pid, false);
         println!(
-            "| {n} | {} | {} | {:.0} | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
-            r.requests,
-            r.errors,
-            r.rate(),
-            ms(r.pct(0.50)),
-            ms(r.pct(0.99)),
-            ms(r.max()),
+            "| {n} | {} | {} | {:.2} | {:.2} | {} |",
+            r.cells(),
             if a.pid.is_empty() { "–".to_string() } else { format!("{:.2}", r.cpu_target) },
             r.cpu_bench,
             r.cpu_other,

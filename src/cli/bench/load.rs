@@ -150,6 +150,10 @@ pub(super) struct LoadResult {
 }
 
 impl LoadResult {
+    /// The cells every results table shares: requests | errors | req/s | p50 ms | p99 ms | max ms.
+    pub(super) fn cells(&self) -> String {
+        format!("{} | {} | {:.0} | {} | {} | {}", self.requests, self.errors, self.rate(), ms(self.pct(0.50)), ms(self.pct(0.99)), ms(self.max()))
+    }
     pub(super) fn rate(&self) -> f64 {
         if self.window > 0.0 {
             self.requests as f64 / self.window

@@ -241,13 +241,8 @@ pub(super) fn soap(a: SoapArgs) -> CliResult {
                 _ => "–".into(),
             };
             println!(
-                "| {op} | {n} | {} | {} | {:.0} | {} | {} | {} | {}{} | {per_commit} | {:.2} | {:.2} | {:.2} | {} |",
-                res.requests,
-                res.errors,
-                res.rate(),
-                ms(res.pct(0.50)),
-                ms(res.pct(0.99)),
-                ms(res.max()),
+                "| {op} | {n} | {} | {}{} | {per_commit} | {:.2} | {:.2} | {:.2} | {} |",
+                res.cells(),
                 mib(hwm),
                 if reset { "" } else { " (since start)" },
                 res.cpu_target,

@@ -339,13 +339,8 @@ pub fn web(a: WebArgs) -> CliResult {
             _ => "–".into(),
         };
         println!(
-            "| {name} | {n} | {} | {} | {:.0} | {} | {} | {} | {vs} | {rss} | {:.2} |",
-            r.requests,
-            r.errors,
-            r.rate(),
-            ms(r.pct(0.50)),
-            ms(r.pct(0.99)),
-            ms(r.max()),
+            "| {name} | {n} | {} | {vs} | {rss} | {:.2} |",
+            r.cells(),
             r.cpu_target
         );
         if let Some(e) = &r.first_error {
