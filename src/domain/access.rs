@@ -3,7 +3,8 @@
 
 use super::passport::{self, Holder};
 use crate::store::DbResult;
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::{Read, Write};
+use rusqlite::{params, OptionalExtension};
 use std::net::IpAddr;
 
 /// Account types tried, in this order, when only an account string is known (spec 11).
@@ -50,7 +51,7 @@ pub fn canonical_ip(ip: IpAddr) -> String {
 /// arrived late (a retry overtaken by the next start) and changes nothing; between different AAAs,
 /// whose clocks need not agree, the later arrival wins. A repeated start of the same session is
 /// refreshed, not duplicated.
-pub fn start(conn: &Connection, e: &Event, now: i64) -> DbResult<Outcome> {
+pub fn start(conn: &Write, e: &Event, now: i64) -> DbResult<Outcome> {
     let ip = canonical_ip(e.ip);
     let holder: Option<(String, String, i64)> = conn
         .prepare_cached("SELECT aaa, session_id, started_at FROM online_session WHERE ip = ?1")?
@@ -79,14 +80,14 @@ pub fn start(conn: &Connection, e: &Event, now: i64) -> DbResult<Outcome> {
 }
 
 /// Stop (ActionType 2): close the session by its SessionID.
-pub fn stop(conn: &Connection, aaa: &str, session_id: &str) -> DbResult<Outcome> {
+pub fn stop(conn: &Write, aaa: &str, session_id: &str) -> DbResult<Outcome> {
     let n = conn.prepare_cached("DELETE FROM online_session WHERE aaa = ?1 AND session_id = ?2")?.execute(params![aaa, session_id])?;
     Ok(if n > 0 { Outcome::Stopped } else { Outcome::UnknownStop })
 }
 
 /// Interim (ActionType 3): the session is alive. An interim for a session this node does not know
 /// (its start was lost upstream, or it went stale here) opens it, under the rules of a start.
-pub fn interim(conn: &Connection, e: &Event, now: i64) -> DbResult<Outcome> {
+pub fn interim(conn: &Write, e: &Event, now: i64) -> DbResult<Outcome> {
     let ip = canonical_ip(e.ip);
     let n = conn
         .prepare_cached("UPDATE online_session SET last_event_at = ?1 WHERE aaa = ?2 AND session_id = ?3 AND ip = ?4")?
@@ -98,7 +99,7 @@ pub fn interim(conn: &Connection, e: &Event, now: i64) -> DbResult<Outcome> {
 }
 
 /// The account online at `ip` now: a session with an event within `stale_s`.
-pub fn account_at(conn: &Connection, ip: IpAddr, now: i64, stale_s: i64) -> DbResult<Option<String>> {
+pub fn account_at(conn: &Read, ip: IpAddr, now: i64, stale_s: i64) -> DbResult<Option<String>> {
     Ok(conn
         .prepare_cached("SELECT account FROM online_session WHERE ip = ?1 AND last_event_at > ?2")?
         .query_row(params![canonical_ip(ip), now - stale_s], |r| r.get(0))
@@ -106,7 +107,7 @@ pub fn account_at(conn: &Connection, ip: IpAddr, now: i64, stale_s: i64) -> DbRe
 }
 
 /// Close sessions with no event for `stale_s` (7.5). Returns how many.
-pub fn close_stale(conn: &Connection, now: i64, stale_s: i64, limit: i64) -> DbResult<usize> {
+pub fn close_stale(conn: &Write, now: i64, stale_s: i64, limit: i64) -> DbResult<usize> {
     Ok(conn
         .prepare_cached(
             "DELETE FROM online_session WHERE rowid IN (SELECT rowid FROM online_session WHERE last_event_at <= ?1 LIMIT ?2)",
@@ -115,14 +116,14 @@ pub fn close_stale(conn: &Connection, now: i64, stale_s: i64, limit: i64) -> DbR
 }
 
 #[cfg(test)]
-fn open_count(conn: &Connection) -> DbResult<i64> {
+fn open_count(conn: &Read) -> DbResult<i64> {
     Ok(conn.query_row("SELECT count(*) FROM online_session", [], |r| r.get(0))?)
 }
 
 /// Who holds an account known only as a string (spec 11): the account types are tried in
 /// `LOOKUP_ORDER`; the first type with a holder who is not cancelled wins, else the first type with
 /// a cancelled holder.
-pub fn holder_of_account(conn: &Connection, account: &str) -> DbResult<Holder> {
+pub fn holder_of_account(conn: &Read, account: &str) -> DbResult<Holder> {
     let mut cancelled = None;
     for t in LOOKUP_ORDER {
         match passport::holder(conn, t, account)? {
@@ -138,10 +139,8 @@ pub fn holder_of_account(conn: &Connection, account: &str) -> DbResult<Holder> {
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
-        crate::store::migrations::migrate(&mut c).unwrap();
-        c
+    fn db() -> Write<'static> {
+        crate::store::memory_db()
     }
 
     fn ev(sid: &str, ip: &str, account: &str, at: i64) -> Event {

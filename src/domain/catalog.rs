@@ -2,7 +2,8 @@
 //! from TOML (`../shared/spec/catalog-example.toml`) with upsert semantics, all-or-nothing.
 
 use crate::store::{DbError, DbResult};
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::{Read, Write};
+use rusqlite::{params, OptionalExtension};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 
@@ -101,7 +102,7 @@ pub struct Imported {
 /// Validate against the file itself and the database, then upsert everything in the caller's
 /// transaction. Every bad entry is reported with its position (`[[item]] #2`); on any error
 /// nothing is written.
-pub fn import(conn: &Connection, f: &CatalogFile, now: i64) -> DbResult<Result<Imported, Vec<String>>> {
+pub fn import(conn: &Write, f: &CatalogFile, now: i64) -> DbResult<Result<Imported, Vec<String>>> {
     let mut errs = Vec::new();
     let dup = |kind: &str, ids: Vec<&str>, errs: &mut Vec<String>| {
         let mut seen = HashMap::new();
@@ -265,7 +266,7 @@ pub struct ServiceInfo {
     pub roams_out: bool,
 }
 
-pub fn service(conn: &Connection, service_id: &str) -> DbResult<Option<ServiceInfo>> {
+pub fn service(conn: &Read, service_id: &str) -> DbResult<Option<ServiceInfo>> {
     let mut st = conn.prepare_cached(
         "SELECT s.spid, s.status, sp.province_id = '',
                 EXISTS(SELECT 1 FROM item WHERE item.service_id = s.service_id AND item.roam_in = 1),
@@ -287,7 +288,7 @@ pub fn service(conn: &Connection, service_id: &str) -> DbResult<Option<ServiceIn
 
 /// What a payment page shows of a PayRequest (spec 5.3): the SP's name and the item's name, when
 /// the service is the SP's (else -20004) and the item is of that service (else -20006).
-pub fn payment_names(conn: &Connection, spid: &str, service_id: &str, item_id: &str) -> DbResult<Result<(String, String), i32>> {
+pub fn payment_names(conn: &Read, spid: &str, service_id: &str, item_id: &str) -> DbResult<Result<(String, String), i32>> {
     use crate::spec::codes::{SERVICE_ITEM_ABNORMAL, SERVICE_UNKNOWN};
     let sp: Option<String> = conn
         .prepare_cached("SELECT sp.name FROM service s JOIN sp ON sp.spid = s.spid WHERE s.service_id = ?1 AND s.spid = ?2")?
@@ -302,7 +303,7 @@ pub fn payment_names(conn: &Connection, spid: &str, service_id: &str, item_id: &
 }
 
 /// Every catalogue entry as listing rows: kind, id, owner, name, fee_type, price, status, roam_out.
-pub fn list(conn: &Connection) -> DbResult<Vec<Vec<String>>> {
+pub fn list(conn: &Read) -> DbResult<Vec<Vec<String>>> {
     let mut out = Vec::new();
     let queries = [
         "SELECT 'sp', spid, '', name, '', '', scope || CASE WHEN offline_payment THEN ',offline' ELSE '' END, roam_out FROM sp ORDER BY spid",

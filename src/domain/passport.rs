@@ -4,7 +4,8 @@
 use crate::spec::outbound;
 use crate::store::outbox;
 use crate::store::{next_counter, DbResult};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use crate::store::{Read, Write};
+use rusqlite::{params, OptionalExtension, Row};
 
 pub const STATUS_NORMAL: &str = "00";
 pub const STATUS_SUSPENDED: &str = "01";
@@ -84,7 +85,7 @@ pub fn weak_password(password: &str, account: &str) -> bool {
     password.chars().count() < 6 || chars.all(|c| Some(c) == first) || password == account
 }
 
-pub fn by_id(conn: &Connection, id: &str) -> DbResult<Option<User>> {
+pub fn by_id(conn: &Read, id: &str) -> DbResult<Option<User>> {
     let mut st = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM user WHERE vnet_user_id = ?1"))?;
     Ok(st.query_row([id], from_row).optional()?)
 }
@@ -100,7 +101,7 @@ pub enum Holder {
     None,
 }
 
-pub fn holder(conn: &Connection, account_type: &str, account: &str) -> DbResult<Holder> {
+pub fn holder(conn: &Read, account_type: &str, account: &str) -> DbResult<Holder> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM user WHERE account_type = ?1 AND account = ?2 ORDER BY status = '03', status_at DESC LIMIT 1"
     ))?;
@@ -127,7 +128,7 @@ pub struct NewUser {
 }
 
 /// Is the account held by a user who is not cancelled?
-pub fn account_taken(conn: &Connection, account_type: &str, account: &str) -> DbResult<bool> {
+pub fn account_taken(conn: &Read, account_type: &str, account: &str) -> DbResult<bool> {
     Ok(conn
         .query_row(
             "SELECT 1 FROM user WHERE account_type = ?1 AND account = ?2 AND status <> '03'",
@@ -140,7 +141,7 @@ pub fn account_taken(conn: &Connection, account_type: &str, account: &str) -> Db
 
 /// Create a user with the next VNetUserID (ProvinceID + 10-digit sequence, never reused).
 /// The caller has checked that the account is free.
-pub fn create(conn: &Connection, province_id: &str, u: &NewUser, now: i64) -> DbResult<User> {
+pub fn create(conn: &Write, province_id: &str, u: &NewUser, now: i64) -> DbResult<User> {
     let seq = next_counter(conn, "vnet_user_id")?;
     if seq > 9_999_999_999 {
         return Err(crate::store::DbError::Other("VNetUserID sequence exhausted".into()));
@@ -156,14 +157,14 @@ pub fn create(conn: &Connection, province_id: &str, u: &NewUser, now: i64) -> Db
 }
 
 /// Keep the ContractID the centre answered to a PUserInfoNotify (6.2).
-pub fn set_contract_id(conn: &Connection, id: &str, contract_id: &str) -> DbResult<()> {
+pub fn set_contract_id(conn: &Write, id: &str, contract_id: &str) -> DbResult<()> {
     conn.prepare_cached("UPDATE user SET contract_id = ?2 WHERE vnet_user_id = ?1")?.execute(params![id, contract_id])?;
     Ok(())
 }
 
 /// Store a user's profile fields (UserModify): CityCode, UserType, Alias, BindingAccessNo,
 /// CreditLimit, Balance.
-pub fn save_profile(conn: &Connection, u: &User, now: i64) -> DbResult<()> {
+pub fn save_profile(conn: &Write, u: &User, now: i64) -> DbResult<()> {
     conn.prepare_cached(
         "UPDATE user SET city_code = ?2, user_type = ?3, alias = ?4, binding_access_no = ?5, credit_limit = ?6,
          balance = ?7, updated_at = ?8 WHERE vnet_user_id = ?1",
@@ -173,21 +174,21 @@ pub fn save_profile(conn: &Connection, u: &User, now: i64) -> DbResult<()> {
 }
 
 /// Set a user's status as of `status_at` (PUserStatusNotify: the centre's StatusTime).
-pub fn set_status_at(conn: &Connection, id: &str, status: &str, status_at: i64, now: i64) -> DbResult<()> {
+pub fn set_status_at(conn: &Write, id: &str, status: &str, status_at: i64, now: i64) -> DbResult<()> {
     conn.prepare_cached("UPDATE user SET status = ?2, status_at = ?3, updated_at = ?4 WHERE vnet_user_id = ?1")?
         .execute(params![id, status, status_at, now])?;
     Ok(())
 }
 
 /// Store a new password hash and end any lockout (the user's own change, spec 5.4).
-pub fn set_password(conn: &Connection, id: &str, phc: &str, now: i64) -> DbResult<()> {
+pub fn set_password(conn: &Write, id: &str, phc: &str, now: i64) -> DbResult<()> {
     conn.prepare_cached("UPDATE user SET password_phc = ?2, failed_logins = 0, locked_until = 0, updated_at = ?3 WHERE vnet_user_id = ?1")?
         .execute(params![id, phc, now])?;
     Ok(())
 }
 
 /// Record a failed login; returns true if this failure locked the account.
-pub fn record_failure(conn: &Connection, id: &str, threshold: u32, lock_s: i64, now: i64) -> DbResult<bool> {
+pub fn record_failure(conn: &Write, id: &str, threshold: u32, lock_s: i64, now: i64) -> DbResult<bool> {
     let Some(u) = by_id(conn, id)? else { return Ok(false) };
     // A lock that has ended resets the counter (spec 11).
     let base = if u.locked_until != 0 && u.locked_until <= now { 0 } else { u.failed_logins };
@@ -207,7 +208,7 @@ pub fn record_failure(conn: &Connection, id: &str, threshold: u32, lock_s: i64, 
     }
 }
 
-pub fn reset_failures(conn: &Connection, id: &str) -> DbResult<()> {
+pub fn reset_failures(conn: &Write, id: &str) -> DbResult<()> {
     conn.execute("UPDATE user SET failed_logins = 0, locked_until = 0 WHERE vnet_user_id = ?1", [id])?;
     Ok(())
 }
@@ -243,7 +244,7 @@ pub enum NotChangeable {
 }
 
 /// Load a user for a change: unknown and cancelled users cannot be changed.
-pub fn changeable(conn: &Connection, id: &str) -> DbResult<Result<User, NotChangeable>> {
+pub fn changeable(conn: &Read, id: &str) -> DbResult<Result<User, NotChangeable>> {
     Ok(match by_id(conn, id)? {
         None => Err(NotChangeable::Unknown),
         Some(u) if u.is_cancelled() => Err(NotChangeable::Cancelled),
@@ -252,7 +253,7 @@ pub fn changeable(conn: &Connection, id: &str) -> DbResult<Result<User, NotChang
 }
 
 /// Queue PUserInfoNotify (6.2) for `u`: ActionType 1 open, 2 modify, 3 status.
-pub fn queue_info_notify(conn: &Connection, clock: &crate::clock::Clock, u: &User, action: &str, now: i64) -> DbResult<()> {
+pub fn queue_info_notify(conn: &Write, clock: &crate::clock::Clock, u: &User, action: &str, now: i64) -> DbResult<()> {
     let payload = info_notify_payload(u, action, &clock.format_ts(now));
     outbox::enqueue_op(conn, &outbound::P_USER_INFO_NOTIFY, outbox::CENTRE, &outbox::user_key(&u.vnet_user_id), &payload, None, now)?;
     Ok(())
@@ -263,7 +264,7 @@ pub fn queue_info_notify(conn: &Connection, clock: &crate::clock::Clock, u: &Use
 /// is not 00, and PUserInfoNotify ActionType 3 queued. Returns whether the status changed (the
 /// same status again is a no-op).
 pub fn change_status(
-    conn: &Connection,
+    conn: &Write,
     clock: &crate::clock::Clock,
     province: &str,
     id: &str,
@@ -280,7 +281,7 @@ pub fn change_status(
     conn.execute("UPDATE user SET status = ?2, status_at = ?3, updated_at = ?3 WHERE vnet_user_id = ?1", params![id, status, now])?;
     if status == STATUS_CANCELLED {
         // Cancelling the account ends every order now (OrderNotify ActionType 5).
-        let ctx = super::billing::Ctx { conn, cal: super::calendar::Cal::new(clock.tz()), province, now };
+        let ctx = super::billing::WriteCtx::new(conn, super::calendar::Cal::new(clock.tz()), province, now);
         super::billing::end_orders_of_user(&ctx, id)?;
     }
     if status != STATUS_NORMAL {
@@ -302,7 +303,7 @@ pub struct ResetToCentre {
 /// The effects of PasswordReset (4.4), inside the caller's write transaction: the new hash, the
 /// failure count and lock cleared, every SSO session ended, and PasswordReset (6.4) queued for the
 /// centre when `to_centre` is given (no centre peer: nothing is queued).
-pub fn reset_password(conn: &Connection, id: &str, phc: &str, to_centre: Option<ResetToCentre>, now: i64) -> DbResult<Result<(), NotChangeable>> {
+pub fn reset_password(conn: &Write, id: &str, phc: &str, to_centre: Option<ResetToCentre>, now: i64) -> DbResult<Result<(), NotChangeable>> {
     let u = match changeable(conn, id)? {
         Ok(u) => u,
         Err(e) => return Ok(Err(e)),

@@ -4,7 +4,8 @@
 
 use crate::crypto::TdesKey;
 use crate::store::{DbError, DbResult, Store};
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::{Read, Write};
+use rusqlite::{params, OptionalExtension};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -73,7 +74,7 @@ pub fn valid_id(kind: &str, id: &str) -> bool {
     id.len() == n && id.bytes().all(|b| b.is_ascii_digit())
 }
 
-pub fn load_all(conn: &Connection) -> DbResult<HashMap<String, Arc<Peer>>> {
+pub fn load_all(conn: &Read) -> DbResult<HashMap<String, Arc<Peer>>> {
     let mut keys: HashMap<String, Vec<KeyVersion>> = HashMap::new();
     let mut st = conn.prepare("SELECT peer_id, version, key_hex, iv_hex, effect_at, emergency FROM peer_key ORDER BY peer_id, effect_at, version")?;
     let rows = st.query_map([], |r| {
@@ -301,12 +302,12 @@ impl PeerChange {
 }
 
 /// The kind of a peer, if it exists.
-pub fn kind_of(conn: &Connection, id: &str) -> DbResult<Option<String>> {
+pub fn kind_of(conn: &Read, id: &str) -> DbResult<Option<String>> {
     Ok(conn.query_row("SELECT kind FROM peer WHERE id = ?1", [id], |r| r.get(0)).optional()?)
 }
 
 /// Apply a `peer set` (inside the caller's write transaction). The caller has validated it.
-pub fn set(conn: &Connection, id: &str, ch: &PeerChange, now: i64) -> DbResult<()> {
+pub fn set(conn: &Write, id: &str, ch: &PeerChange, now: i64) -> DbResult<()> {
     if kind_of(conn, id)?.is_none() {
         return Err(DbError::Other(format!("peer {id} does not exist")));
     }
@@ -331,7 +332,7 @@ pub fn set(conn: &Connection, id: &str, ch: &PeerChange, now: i64) -> DbResult<(
 
 /// The outbox destination condition for the messages meant for peer `id` of `kind`: its own id,
 /// and for the centre the `centre` destination when no other enabled centre peer would take them.
-fn destinations(conn: &Connection, id: &str, kind: &str) -> DbResult<Vec<String>> {
+fn destinations(conn: &Read, id: &str, kind: &str) -> DbResult<Vec<String>> {
     let mut out = vec![id.to_string()];
     if kind == "centre" {
         let other: i64 = conn.query_row(
@@ -347,7 +348,7 @@ fn destinations(conn: &Connection, id: &str, kind: &str) -> DbResult<Vec<String>
 }
 
 /// Outbox messages waiting (pending) for peer `id`.
-pub fn waiting_messages(conn: &Connection, id: &str, kind: &str) -> DbResult<i64> {
+pub fn waiting_messages(conn: &Read, id: &str, kind: &str) -> DbResult<i64> {
     let mut n = 0;
     for d in destinations(conn, id, kind)? {
         n += conn.query_row("SELECT count(*) FROM outbox WHERE state = 'pending' AND destination = ?1", [&d], |r| r.get::<_, i64>(0))?;
@@ -367,7 +368,7 @@ pub enum Removed {
 /// Remove a peer and every key version of it (inside the caller's write transaction). While
 /// messages wait for it, refused unless `force`, which dead-letters them first (the same
 /// transaction: all or nothing).
-pub fn remove(conn: &Connection, id: &str, force: bool, now: i64) -> DbResult<Removed> {
+pub fn remove(conn: &Write, id: &str, force: bool, now: i64) -> DbResult<Removed> {
     let Some(kind) = kind_of(conn, id)? else {
         return Err(DbError::Other(format!("peer {id} does not exist")));
     };
@@ -410,7 +411,7 @@ pub fn add(store: &Store, p: NewPeer, now: i64) -> DbResult<()> {
 /// Add a key version. `iv_hex` None keeps the current IV. Returns the new version number, or
 /// None when the key, IV and effect time equal the newest version's (a no-op).
 pub fn add_key(
-    conn: &Connection,
+    conn: &Write,
     peer_id: &str,
     key_hex: &str,
     iv_hex: Option<&str>,

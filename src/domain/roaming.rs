@@ -3,7 +3,8 @@
 //! roam-out (a local item approved for other provinces' users), kept per item.
 
 use crate::store::DbResult;
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::{Read, Write};
+use rusqlite::{params, OptionalExtension};
 
 /// RoamServiceNotify Status: 1 approved, 2 revoked, 0 unknown.
 pub const APPROVED: &str = "1";
@@ -25,7 +26,7 @@ pub struct Notice {
 
 /// The roaming state of an item in one direction: roam-in when the SP is not of `own`
 /// province, roam-out otherwise.
-pub fn status(conn: &Connection, own: &str, sp_province: &str, item_id: &str) -> DbResult<&'static str> {
+pub fn status(conn: &Read, own: &str, sp_province: &str, item_id: &str) -> DbResult<&'static str> {
     let row: Option<(bool, String, bool, String)> = conn
         .query_row("SELECT roam_in = 1, roam_in_source, roam_out = 1, roam_out_source FROM item WHERE service_item_id = ?1", [item_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -46,7 +47,7 @@ pub fn status(conn: &Connection, own: &str, sp_province: &str, item_id: &str) ->
 /// Apply an approval or revocation. Roam-in of an item not yet in the catalogue adds it (with its
 /// SP and service) as a foreign item. Returns the new status, or None when a local item named
 /// for roam-out does not exist.
-pub fn apply(conn: &Connection, own: &str, n: &Notice, now: i64) -> DbResult<Option<&'static str>> {
+pub fn apply(conn: &Write, own: &str, n: &Notice, now: i64) -> DbResult<Option<&'static str>> {
     if n.sp_province == own {
         let changed = conn.execute(
             "UPDATE item SET roam_out = ?2, roam_out_source = 'notify', updated_at = ?3
@@ -81,7 +82,7 @@ pub fn apply(conn: &Connection, own: &str, n: &Notice, now: i64) -> DbResult<Opt
 
 /// Every item with a roaming state: direction, SPID, SP province, ServiceID, ServiceItemID,
 /// name, state, set by.
-pub fn list(conn: &Connection, own: &str) -> DbResult<Vec<Vec<String>>> {
+pub fn list(conn: &Read, own: &str) -> DbResult<Vec<Vec<String>>> {
     let mut st = conn.prepare(
         "SELECT CASE WHEN sp.province_id = '' THEN 'out' ELSE 'in' END, sp.spid,
                 CASE WHEN sp.province_id = '' THEN ?1 ELSE sp.province_id END, i.service_id, i.service_item_id, i.name,
@@ -98,7 +99,7 @@ pub fn list(conn: &Connection, own: &str) -> DbResult<Vec<Vec<String>>> {
 
 /// `vnetd roam revoke`: end the roam-out approval of a local item and queue RoamServiceRevoke
 /// (6.6) in the same transaction. Err when the item is not a local item of that SP and service.
-pub fn revoke_out(conn: &Connection, spid: &str, service_id: &str, item_id: &str, reason: &str, now: i64) -> DbResult<Result<(), String>> {
+pub fn revoke_out(conn: &Write, spid: &str, service_id: &str, item_id: &str, reason: &str, now: i64) -> DbResult<Result<(), String>> {
     let local: Option<String> = conn
         .query_row(
             "SELECT sp.province_id FROM item i JOIN service s ON s.service_id = i.service_id JOIN sp ON sp.spid = s.spid

@@ -6,7 +6,8 @@ use crate::crypto::{random_bytes, sha1_b64};
 use crate::domain::passport::User;
 use crate::store::DbResult;
 use base64::Engine;
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::{Read, Write};
+use rusqlite::{params, OptionalExtension};
 
 /// A new random secret of `n` bytes, base64url without padding (VNETSSO: 32 bytes, spec 11).
 pub fn new_secret(n: usize) -> String {
@@ -62,7 +63,7 @@ pub struct Limits {
 }
 
 /// Create a session for `user`; returns the cookie value (only the digest is stored).
-pub fn create_session(conn: &Connection, user: &SessionUser, now: i64) -> DbResult<String> {
+pub fn create_session(conn: &Write, user: &SessionUser, now: i64) -> DbResult<String> {
     let cookie = new_secret(32);
     conn.prepare_cached(
         "INSERT INTO sso_session(id_hash, vnet_user_id, local, account_type, account, province_id, city_code, user_type, status,
@@ -84,7 +85,7 @@ pub fn create_session(conn: &Connection, user: &SessionUser, now: i64) -> DbResu
     Ok(cookie)
 }
 
-fn session_by_hash(conn: &Connection, id_hash: &str, now: i64, lim: Limits) -> DbResult<Option<Session>> {
+fn session_by_hash(conn: &Read, id_hash: &str, now: i64, lim: Limits) -> DbResult<Option<Session>> {
     let row = conn
         .prepare_cached(
             "SELECT vnet_user_id, local, account_type, account, province_id, city_code, user_type, status
@@ -107,19 +108,19 @@ fn session_by_hash(conn: &Connection, id_hash: &str, now: i64, lim: Limits) -> D
 }
 
 /// The live session of a cookie value (within both timeouts), or None.
-pub fn session(conn: &Connection, cookie: &str, now: i64, lim: Limits) -> DbResult<Option<Session>> {
+pub fn session(conn: &Read, cookie: &str, now: i64, lim: Limits) -> DbResult<Option<Session>> {
     session_by_hash(conn, &digest(cookie), now, lim)
 }
 
 /// Use of a session: its idle timeout starts again.
-pub fn touch(conn: &Connection, id_hash: &str, now: i64) -> DbResult<()> {
+pub fn touch(conn: &Write, id_hash: &str, now: i64) -> DbResult<()> {
     conn.prepare_cached("UPDATE sso_session SET last_seen_at = ?2 WHERE id_hash = ?1")?.execute(params![id_hash, now])?;
     Ok(())
 }
 
 /// Issue a single-use ticket for `spid` from a session; returns the ticket (only its digest is
 /// stored). Touches the session.
-pub fn issue_ticket(conn: &Connection, s: &Session, spid: &str, now: i64, ttl_s: i64) -> DbResult<String> {
+pub fn issue_ticket(conn: &Write, s: &Session, spid: &str, now: i64, ttl_s: i64) -> DbResult<String> {
     let ticket = new_secret(24);
     conn.prepare_cached(
         "INSERT INTO sso_ticket(ticket_hash, session_hash, spid, vnet_user_id, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -131,7 +132,7 @@ pub fn issue_ticket(conn: &Connection, s: &Session, spid: &str, now: i64, ttl_s:
 
 /// Consume a ticket (any attempt consumes it, spec 11) and return its session's user when the
 /// ticket was issued to `spid`, has not expired and its session is still live.
-pub fn redeem_ticket(conn: &Connection, ticket: &str, spid: &str, now: i64, lim: Limits) -> DbResult<Option<SessionUser>> {
+pub fn redeem_ticket(conn: &Write, ticket: &str, spid: &str, now: i64, lim: Limits) -> DbResult<Option<SessionUser>> {
     let h = digest(ticket);
     let row: Option<(String, String, i64)> = conn
         .prepare_cached("DELETE FROM sso_ticket WHERE ticket_hash = ?1 RETURNING session_hash, spid, expires_at")?
@@ -145,7 +146,7 @@ pub fn redeem_ticket(conn: &Connection, ticket: &str, spid: &str, now: i64, lim:
 }
 
 /// End one session and its unused tickets.
-pub fn end_session(conn: &Connection, id_hash: &str) -> DbResult<()> {
+pub fn end_session(conn: &Write, id_hash: &str) -> DbResult<()> {
     conn.prepare_cached("DELETE FROM sso_ticket WHERE session_hash = ?1")?.execute([id_hash])?;
     conn.prepare_cached("DELETE FROM sso_session WHERE id_hash = ?1")?.execute([id_hash])?;
     Ok(())
@@ -153,7 +154,7 @@ pub fn end_session(conn: &Connection, id_hash: &str) -> DbResult<()> {
 
 /// End every session of a user and revoke the unused tickets; `keep` spares one session (the
 /// one a password change was made in). Returns the sessions and tickets ended.
-pub fn end_user(conn: &Connection, vnet_user_id: &str, keep: Option<&str>) -> DbResult<usize> {
+pub fn end_user(conn: &Write, vnet_user_id: &str, keep: Option<&str>) -> DbResult<usize> {
     let keep = keep.unwrap_or("");
     let t = conn
         .prepare_cached("DELETE FROM sso_ticket WHERE vnet_user_id = ?1 AND session_hash <> ?2")?
@@ -166,7 +167,7 @@ pub fn end_user(conn: &Connection, vnet_user_id: &str, keep: Option<&str>) -> Db
 
 /// Does anything of the user's live here (a session or a ticket)? UserLogout for a user of
 /// another province is known by its sessions.
-pub fn has_sessions(conn: &Connection, vnet_user_id: &str) -> DbResult<bool> {
+pub fn has_sessions(conn: &Read, vnet_user_id: &str) -> DbResult<bool> {
     let n: i64 = conn.query_row(
         "SELECT (SELECT count(*) FROM sso_session WHERE vnet_user_id = ?1) + (SELECT count(*) FROM sso_ticket WHERE vnet_user_id = ?1)",
         [vnet_user_id],
@@ -176,7 +177,7 @@ pub fn has_sessions(conn: &Connection, vnet_user_id: &str) -> DbResult<bool> {
 }
 
 /// Housekeeping (7.5): drop expired tickets and sessions. Returns the rows deleted.
-pub fn expire(conn: &Connection, now: i64, lim: Limits) -> DbResult<usize> {
+pub fn expire(conn: &Write, now: i64, lim: Limits) -> DbResult<usize> {
     let t = conn.execute("DELETE FROM sso_ticket WHERE expires_at <= ?1", [now])?;
     let s = conn.execute(
         "DELETE FROM sso_session WHERE last_seen_at <= ?1 OR created_at <= ?2",
@@ -203,7 +204,7 @@ pub struct Payment {
     pub pay_at: Option<i64>,
 }
 
-pub fn payment(conn: &Connection, spid: &str, order_id: &str) -> DbResult<Option<Payment>> {
+pub fn payment(conn: &Read, spid: &str, order_id: &str) -> DbResult<Option<Payment>> {
     Ok(conn
         .prepare_cached("SELECT status, result, transaction_id, fee, pay_at FROM payment WHERE spid = ?1 AND order_id = ?2")?
         .query_row(params![spid, order_id], |r| {
@@ -223,7 +224,7 @@ pub struct PayFor {
 }
 
 /// Note a payment page shown (PaymentStatus 1) unless the OrderID is known already.
-pub fn note_pending(conn: &Connection, p: &PayFor, now: i64) -> DbResult<()> {
+pub fn note_pending(conn: &Write, p: &PayFor, now: i64) -> DbResult<()> {
     conn.prepare_cached(
         "INSERT OR IGNORE INTO payment(spid, order_id, status, service_id, service_item_id, fee, created_at, updated_at)
          VALUES (?1, ?2, '1', ?3, ?4, ?5, ?6, ?6)",
@@ -234,7 +235,7 @@ pub fn note_pending(conn: &Connection, p: &PayFor, now: i64) -> DbResult<()> {
 
 /// Record the outcome of a payment attempt (paid, cancelled or failed). A paid OrderID is never
 /// overwritten: the caller checks `payment` first in the same transaction.
-pub fn record_outcome(conn: &Connection, p: &PayFor, user: &str, status: &str, result: i32, txid: &str, now: i64) -> DbResult<()> {
+pub fn record_outcome(conn: &Write, p: &PayFor, user: &str, status: &str, result: i32, txid: &str, now: i64) -> DbResult<()> {
     conn.prepare_cached(
         "INSERT INTO payment(spid, order_id, status, result, transaction_id, service_id, service_item_id, fee, vnet_user_id,
                              pay_at, created_at, updated_at)
@@ -263,7 +264,7 @@ pub enum Claim {
 /// Claim a payment for a charge through the centre (spec 6.9). An attempt started less than
 /// `in_flight_s` ago belongs to its confirmation (Busy); an older one, or one whose answer was
 /// never known (a timeout), is taken over under its own TransactionID; otherwise `fresh` is used.
-pub fn claim_attempt(conn: &Connection, p: &PayFor, user: &str, fresh: &str, now: i64, in_flight_s: i64) -> DbResult<Claim> {
+pub fn claim_attempt(conn: &Write, p: &PayFor, user: &str, fresh: &str, now: i64, in_flight_s: i64) -> DbResult<Claim> {
     if let Some(first) = payment(conn, &p.spid, &p.order_id)?.filter(|x| x.status == PAY_PAID) {
         return Ok(Claim::Paid(first));
     }
@@ -290,7 +291,7 @@ pub fn claim_attempt(conn: &Connection, p: &PayFor, user: &str, fresh: &str, now
 /// End an attempt with the centre's `result`: paid (0, with `txid`) or failed. The attempt's
 /// TransactionID is kept for the next try when the centre's answer is not a stored business
 /// outcome (`keep_txid`: a timeout, a parameter or system error), else forgotten.
-pub fn finish_attempt(conn: &Connection, p: &PayFor, user: &str, result: i32, txid: &str, keep_txid: bool, now: i64) -> DbResult<()> {
+pub fn finish_attempt(conn: &Write, p: &PayFor, user: &str, result: i32, txid: &str, keep_txid: bool, now: i64) -> DbResult<()> {
     let status = if result == 0 { PAY_PAID } else { PAY_FAILED };
     record_outcome(conn, p, user, status, result, txid, now)?;
     conn.prepare_cached(
@@ -301,7 +302,7 @@ pub fn finish_attempt(conn: &Connection, p: &PayFor, user: &str, result: i32, tx
 }
 
 /// The node's secret `name` of `len` random bytes, made on first use and kept in the database.
-pub fn node_secret(conn: &Connection, name: &str, len: usize) -> DbResult<Vec<u8>> {
+pub fn node_secret(conn: &Write, name: &str, len: usize) -> DbResult<Vec<u8>> {
     conn.execute("INSERT OR IGNORE INTO node_secret(name, value) VALUES (?1, ?2)", params![name, random_bytes(len)])?;
     Ok(conn.query_row("SELECT value FROM node_secret WHERE name = ?1", [name], |r| r.get(0))?)
 }
@@ -310,10 +311,8 @@ pub fn node_secret(conn: &Connection, name: &str, len: usize) -> DbResult<Vec<u8
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
-        crate::store::migrations::migrate(&mut c).unwrap();
-        c
+    fn db() -> Write<'static> {
+        crate::store::memory_db()
     }
 
     fn user(id: &str) -> SessionUser {

@@ -7,7 +7,7 @@
 pub mod clock_sync;
 
 use crate::app::App;
-use crate::domain::billing::{self as bl, Ctx};
+use crate::domain::billing::{self as bl, WriteCtx};
 use crate::domain::calendar::{Cal, Ym};
 use crate::store::DbResult;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,7 +48,7 @@ fn rollover(app: &App, month: Ym) -> DbResult<bl::Rolled> {
     loop {
         let (province, now) = (app.cfg.node.province_id.clone(), app.clock.unix());
         let r = app.store.write(move |conn| {
-            let ctx = Ctx { conn, cal, province: &province, now };
+            let ctx = WriteCtx::new(conn, cal, &province, now);
             let r = bl::rollover_chunk(&ctx, month, bl::ROLLOVER_CHUNK)?;
             if r.renewed + r.expired < bl::ROLLOVER_CHUNK {
                 bl::set_job_state(conn, bl::ROLLED_OVER_MONTH, &month.to_string())?;
@@ -92,7 +92,7 @@ pub fn run_due(app: &App) -> DbResult<bool> {
         let province = app.cfg.node.province_id.clone();
         let settle = app.store.write({
             let day = day.clone();
-            move |conn| bl::close_day(&Ctx { conn, cal, province: &province, now }, &day)
+            move |conn| bl::close_day(&WriteCtx::new(conn, cal, &province, now), &day)
         })?;
         log::info!("day {day} closed: {settle} SETTLE records");
         did = true;
@@ -108,7 +108,7 @@ const PRUNE_CHUNK: i64 = 2000;
 pub fn housekeeping(app: &App) -> DbResult<usize> {
     let cutoff = app.clock.unix() - app.cfg.security.idempotency_days * 86_400;
     let mut total = 0;
-    type Prune = fn(&rusqlite::Connection, i64, i64) -> DbResult<usize>;
+    type Prune = fn(&crate::store::Write, i64, i64) -> DbResult<usize>;
     let prune: [Prune; 2] = [crate::store::idempotency::prune, crate::store::outbox::prune_delivered];
     for f in prune {
         loop {

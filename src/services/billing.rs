@@ -3,7 +3,7 @@
 
 use crate::app::App;
 use crate::clock::Clock;
-use crate::domain::billing::{self as bl, Channel, Ctx, Kind, Req, Target};
+use crate::domain::billing::{self as bl, Channel, Ctx, Kind, Req, Target, WriteCtx};
 use crate::domain::calendar::{Cal, Ym};
 use crate::spec::codes::*;
 use crate::services::write_idempotent;
@@ -79,7 +79,7 @@ fn roaming_consumption(app: &App, call: &Call, req: Req) -> Resp {
     let batch = batch_count(call);
     let txid = call.get("TransactionID").to_string();
     let checked = app.store.read(|conn| {
-        let ctx = Ctx { conn, cal, province, now };
+        let ctx = Ctx::new(conn, cal, province, now);
         Ok(match bl::resolve(&ctx, &req)? {
             Err(code) => Err(code),
             Ok(t) => match own_catalogue_rules(kind, &t, fee, batch) {
@@ -137,7 +137,7 @@ fn roaming_consumption(app: &App, call: &Call, req: Req) -> Resp {
 /// Run an idempotent ordering operation in the writer: resolve the request, then `f`.
 fn ordering<F>(app: &App, call: &Call, kind: Kind, f: F) -> Resp
 where
-    F: FnOnce(&Ctx, Target) -> DbResult<Resp> + Send + 'static,
+    F: FnOnce(&WriteCtx, Target) -> DbResult<Resp> + Send + 'static,
 {
     let req = request(call, kind);
     if is_roaming(app, &req) {
@@ -145,7 +145,7 @@ where
     }
     let (cal, province, now) = (Cal::new(app.clock.tz()), app.cfg.node.province_id.clone(), app.clock.unix());
     write_idempotent(app, call, move |conn| {
-        let ctx = Ctx { conn, cal, province: &province, now };
+        let ctx = WriteCtx::new(conn, cal, &province, now);
         match bl::resolve(&ctx, &req)? {
             Err(code) => Ok(Resp::code(code)),
             // A user of another province reaches here only through another channel: unknown.
@@ -167,7 +167,7 @@ pub fn service_auth(app: &App, call: &Call) -> Resp {
     let (cal, now) = (Cal::new(app.clock.tz()), app.clock.unix());
     let province = app.cfg.node.province_id.as_str();
     let r = app.store.read(|conn| {
-        let ctx = Ctx { conn, cal, province, now };
+        let ctx = Ctx::new(conn, cal, province, now);
         Ok(match bl::resolve(&ctx, &req)? {
             Err(code) => Resp::code(code),
             Ok(t) if t.user.is_none() => Resp::code(ACCOUNT_UNKNOWN),
@@ -187,7 +187,7 @@ pub fn order(app: &App, call: &Call) -> Resp {
         if let Some(code) = own_catalogue_rules(Kind::Order, &t, 0, 1) {
             return Ok(Resp::code(code));
         }
-        if bl::txid_taken(ctx.conn, &t.svc.spid, &txid)? {
+        if bl::txid_taken(ctx.tx, &t.svc.spid, &txid)? {
             return Ok(Resp::code(BAD_TRANSACTION_ID));
         }
         Ok(match bl::order(ctx, &t, channel, &contract, if_extend, &txid)? {
@@ -216,7 +216,7 @@ pub fn reorder(app: &App, call: &Call) -> Resp {
         if let Some(code) = own_catalogue_rules(Kind::ReOrder, &t, 0, 1) {
             return Ok(Resp::code(code));
         }
-        if bl::txid_taken(ctx.conn, &t.svc.spid, &txid)? {
+        if bl::txid_taken(ctx.tx, &t.svc.spid, &txid)? {
             return Ok(Resp::code(BAD_TRANSACTION_ID));
         }
         Ok(match bl::reorder(ctx, &t, channel, &txid)? {
@@ -240,7 +240,7 @@ pub fn charge(app: &App, call: &Call) -> Resp {
         if let Some(code) = own_catalogue_rules(Kind::Charge, &t, fee, batch) {
             return Ok(Resp::code(code));
         }
-        if bl::txid_taken(ctx.conn, &t.svc.spid, &txid)? {
+        if bl::txid_taken(ctx.tx, &t.svc.spid, &txid)? {
             return Ok(Resp::code(BAD_TRANSACTION_ID));
         }
         Ok(match bl::charge(ctx, &t, fee, batch, &txid)? {
@@ -274,7 +274,7 @@ pub fn offline_charge(app: &App, call: &Call) -> Resp {
         if fee != item.price {
             return Ok(Resp::code(BAD_FEE));
         }
-        if bl::txid_taken(ctx.conn, &t.svc.spid, &txid)? {
+        if bl::txid_taken(ctx.tx, &t.svc.spid, &txid)? {
             return Ok(Resp::code(BAD_TRANSACTION_ID));
         }
         Ok(match bl::offline_charge(ctx, &t, fee, month, &txid)? {
@@ -353,7 +353,7 @@ pub fn bill_query(app: &App, call: &Call) -> Resp {
 }
 
 /// Reconcile and ReconDetail need a closed LedgerDate inside the window (-22003 / -22004).
-fn ledger_date_open(app: &App, conn: &rusqlite::Connection, date8: &str) -> DbResult<Option<i32>> {
+fn ledger_date_open(app: &App, conn: &crate::store::Read, date8: &str) -> DbResult<Option<i32>> {
     let cal = Cal::new(app.clock.tz());
     let today = cal.date8(app.clock.unix());
     let (Some(day), Some(today_start)) = (cal.day_start(date8), cal.day_start(&today)) else {

@@ -8,7 +8,6 @@ use crate::soap::Value;
 use crate::spec::codes;
 use crate::spec::{Field, ListSpec, Service};
 use crate::store::idempotency;
-use rusqlite::Connection;
 use std::collections::HashMap;
 
 /// How an operation is handled.
@@ -128,7 +127,7 @@ pub fn fingerprint(op: &Op, values: &HashMap<&'static str, String>) -> String {
 
 /// The stored answer to a repeat of `call`: the same fingerprint gives the stored response, another
 /// one -21513 (spec 2.7).
-pub fn stored_response(conn: &Connection, call_caller: &str, op: &str, txid: &str, fp: &str) -> crate::store::DbResult<Option<Resp>> {
+pub fn stored_response(conn: &crate::store::Read, call_caller: &str, op: &str, txid: &str, fp: &str) -> crate::store::DbResult<Option<Resp>> {
     Ok(idempotency::stored(conn, call_caller, op, txid)?.map(|(stored_fp, json)| {
         if stored_fp != fp {
             return Resp::code(codes::BAD_TRANSACTION_ID);
@@ -145,7 +144,7 @@ pub fn stored_response(conn: &Connection, call_caller: &str, op: &str, txid: &st
 /// concurrent repeats cause one effect, and a stored response exists iff its effect committed.
 pub fn write_idempotent<F>(app: &App, call: &Call, f: F) -> Resp
 where
-    F: FnOnce(&Connection) -> crate::store::DbResult<Resp> + Send + 'static,
+    F: FnOnce(&crate::store::Write) -> crate::store::DbResult<Resp> + Send + 'static,
 {
     let (caller, op, txid, fp) = (call.caller_id().to_string(), call.op.name, call.get("TransactionID").to_string(), call.fingerprint.clone());
     let now = app.clock.unix();

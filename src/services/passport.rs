@@ -310,7 +310,7 @@ pub fn user_open(app: &App, call: &Call) -> Resp {
 }
 
 /// Load a user for a BSS change: unknown -20504, cancelled -20502.
-fn changeable(conn: &rusqlite::Connection, id: &str) -> Result<Result<User, Resp>, DbError> {
+fn changeable(conn: &crate::store::Read, id: &str) -> Result<Result<User, Resp>, DbError> {
     Ok(pp::changeable(conn, id)?.map_err(refusal))
 }
 

@@ -7,7 +7,11 @@ pub mod job_state;
 pub mod lock;
 pub mod outbox;
 pub(crate) mod migrations;
+mod tx;
 mod writer;
+pub use tx::{Read, Write};
+#[cfg(test)]
+pub(crate) use tx::memory_db;
 pub use writer::{COMMITS, JOBS};
 
 pub use migrations::LATEST as SCHEMA_VERSION;
@@ -179,7 +183,7 @@ impl Store {
     pub fn write<T, F>(&self, f: F) -> DbResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> DbResult<T> + Send + 'static,
+        F: FnOnce(&Write) -> DbResult<T> + Send + 'static,
     {
         let at = std::panic::Location::caller();
         let out = self.inner.writer.submit(f);
@@ -193,7 +197,7 @@ impl Store {
     pub fn write_with<T, F>(&self, f: F) -> DbResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> DbResult<(T, bool)> + Send + 'static,
+        F: FnOnce(&Write) -> DbResult<(T, bool)> + Send + 'static,
     {
         let at = std::panic::Location::caller();
         let out = self.inner.writer.submit_with(f);
@@ -204,7 +208,7 @@ impl Store {
     /// Run `f` on a read connection (a consistent snapshot for the duration of `f` if it opens
     /// a transaction; single statements are always consistent).
     #[track_caller]
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> DbResult<T>) -> DbResult<T> {
+    pub fn read<T>(&self, f: impl FnOnce(&Read) -> DbResult<T>) -> DbResult<T> {
         let at = std::panic::Location::caller();
         let conn = {
             let mut pool = self.inner.readers.lock().unwrap_or_else(|e| e.into_inner());
@@ -215,7 +219,7 @@ impl Store {
                 pool = self.inner.readers_cv.wait(pool).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let out = f(&conn);
+        let out = f(&Read::new(&conn));
         self.inner.readers.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
         self.inner.readers_cv.notify_one();
         self.inner.health.observe("read", at, out.as_ref().err());
@@ -224,7 +228,8 @@ impl Store {
 
     /// Online, consistent copy of the database to `dest` (SQLite backup API).
     pub fn backup_to(&self, dest: &Path) -> DbResult<()> {
-        self.read(|conn| {
+        self.read(|tx| {
+            let conn = tx.conn();
             let mut out = Connection::open(dest)?;
             {
                 let b = rusqlite::backup::Backup::new(conn, &mut out)?;
@@ -242,6 +247,18 @@ impl Store {
     pub fn shutdown(&self) {
         self.inner.writer.shutdown();
     }
+}
+
+/// One write transaction on a connection of its own to the database at `path`, beside the
+/// writer of a daemon that has it open (SQLite serialises the writers; `busy` is how long to wait
+/// for the lock): benchmarks seed a running daemon with it.
+pub fn write_beside<T>(path: &Path, busy: Duration, f: impl FnOnce(&Write) -> DbResult<T>) -> DbResult<T> {
+    let mut db = Connection::open(path)?;
+    db.busy_timeout(busy)?;
+    let tx = db.transaction()?;
+    let out = f(&Write::new(&tx))?;
+    tx.commit()?;
+    Ok(out)
 }
 
 /// What the start-up `PRAGMA quick_check` found.
@@ -289,7 +306,7 @@ pub fn quick_check(path: &Path, budget: Duration) -> DbResult<QuickCheck> {
 
 /// Next value of a named counter (inside a write transaction).
 /// Does the database answer a query at all (`/healthz`)?
-pub fn answers(conn: &Connection) -> DbResult<()> {
+pub fn answers(conn: &Read) -> DbResult<()> {
     conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
     Ok(())
 }
@@ -300,7 +317,7 @@ pub fn checkpoint_passive(conn: &Connection) {
     let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
 }
 
-pub fn next_counter(conn: &Connection, name: &str) -> DbResult<i64> {
+pub fn next_counter(conn: &Write, name: &str) -> DbResult<i64> {
     let mut st = conn.prepare_cached(
         "INSERT INTO counter(name, value) VALUES (?1, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
     )?;

@@ -1,9 +1,9 @@
 //! The durable outbox queue (spec 6, 7.1): messages for the centre and SPs are written in the same
 //! transaction as the change that causes them; `crate::sync::relay` delivers them.
 
-use super::DbResult;
+use super::{DbResult, Read, Write};
 use crate::spec::outbound::{self, OutOp, Stream};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 /// One line of `vnetd outbox status`: per destination and operation (BatchSync per stream).
 pub struct StatusLine {
@@ -31,7 +31,7 @@ pub const BATCH_SYNC: &str = outbound::BATCH_SYNC.name;
 /// record of a stream, RecordSeq first. Secret fields must
 /// already be encrypted under the destination's key, whose version is `key_version`.
 pub fn enqueue(
-    conn: &Connection,
+    tx: &Write,
     destination: &str,
     operation: &str,
     order_key: &str,
@@ -39,6 +39,7 @@ pub fn enqueue(
     key_version: Option<i64>,
     now: i64,
 ) -> DbResult<i64> {
+    let conn = tx.conn();
     let json = serde_json::to_string(&payload.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>())
         .map_err(|e| super::DbError::Other(e.to_string()))?;
     let seq: Option<i64> = match (operation, payload.first()) {
@@ -56,7 +57,7 @@ pub fn enqueue(
 /// Queue the outgoing operation `op` (`spec::outbound`): `payload` holds `op.payload()`'s fields
 /// in declared order ([`outbound::fill`] builds it); debug builds panic when it does not.
 pub fn enqueue_op(
-    conn: &Connection,
+    tx: &Write,
     op: &OutOp,
     destination: &str,
     order_key: &str,
@@ -72,12 +73,12 @@ pub fn enqueue_op(
         op.payload()
     );
     debug_assert_eq!(op.dest == outbound::Dest::Centre, destination == CENTRE, "{}: destination {destination}", op.name);
-    enqueue(conn, destination, op.name, order_key, payload, key_version, now)
+    enqueue(tx, destination, op.name, order_key, payload, key_version, now)
 }
 
 /// Queue one record of a BatchSync stream: `record` holds `stream.fields` in declared order,
 /// RecordSeq first ([`outbound::fill`] builds it); debug builds panic when it does not.
-pub fn enqueue_record(conn: &Connection, stream: &Stream, record: &[(&str, String)], now: i64) -> DbResult<i64> {
+pub fn enqueue_record(tx: &Write, stream: &Stream, record: &[(&str, String)], now: i64) -> DbResult<i64> {
     debug_assert!(
         record.iter().map(|(n, _)| *n).eq(stream.fields.iter().copied()),
         "{} record {:?} is not the declared {:?}",
@@ -85,7 +86,7 @@ pub fn enqueue_record(conn: &Connection, stream: &Stream, record: &[(&str, Strin
         record.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
         stream.fields
     );
-    enqueue(conn, CENTRE, BATCH_SYNC, &stream_key(stream.name), record, None, now)
+    enqueue(tx, CENTRE, BATCH_SYNC, &stream_key(stream.name), record, None, now)
 }
 
 /// Ordering key of PassPort messages: per user.
@@ -104,14 +105,16 @@ pub fn sp_key(spid: &str) -> String {
 }
 
 /// Delete up to `limit` messages delivered before `cutoff` (housekeeping, 7.5). Returns how many.
-pub fn prune_delivered(conn: &Connection, cutoff: i64, limit: i64) -> DbResult<usize> {
+pub fn prune_delivered(tx: &Write, cutoff: i64, limit: i64) -> DbResult<usize> {
+    let conn = tx.conn();
     Ok(conn
         .prepare_cached("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'delivered' AND delivered_at < ?1 LIMIT ?2)")?
         .execute(params![cutoff, limit])?)
 }
 
 /// What waits, per destination and operation.
-pub fn status(conn: &Connection) -> DbResult<Vec<StatusLine>> {
+pub fn status(tx: &Read) -> DbResult<Vec<StatusLine>> {
+    let conn = tx.conn();
     let mut st = conn.prepare(
         "WITH o AS (SELECT *, CASE WHEN seq IS NULL THEN operation ELSE 'BatchSync ' || substr(order_key, 8) END AS what FROM outbox)
          SELECT destination, what,
@@ -141,15 +144,17 @@ pub fn status(conn: &Connection) -> DbResult<Vec<StatusLine>> {
 
 /// `vnetd outbox retry [--dead]`: end the back-offs of waiting messages (and re-queue dead
 /// letters) and tell the relay (RETRY_MARKER). Returns (re-queued dead letters, waiting messages).
-pub fn retry_now(conn: &Connection, dead: bool, now: i64) -> DbResult<(usize, usize)> {
+pub fn retry_now(tx: &Write, dead: bool, now: i64) -> DbResult<(usize, usize)> {
+    let conn = tx.conn();
     let revived = if dead { conn.execute("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?1 WHERE state = 'dead'", [now])? } else { 0 };
     let pending = conn.execute("UPDATE outbox SET next_attempt_at = ?1 WHERE state = 'pending' AND next_attempt_at > ?1", [now])?;
-    super::job_state::set(conn, RETRY_MARKER, &now.to_string())?;
+    super::job_state::set(tx, RETRY_MARKER, &now.to_string())?;
     Ok((revived, pending))
 }
 
 /// Waiting and dead messages per destination: (destination, state, count, oldest created_at).
-pub fn backlog(conn: &Connection) -> DbResult<Vec<(String, String, i64, i64)>> {
+pub fn backlog(tx: &Read) -> DbResult<Vec<(String, String, i64, i64)>> {
+    let conn = tx.conn();
     let mut st = conn.prepare_cached(
         "SELECT destination, state, count(*), coalesce(min(created_at), 0) FROM outbox WHERE state IN ('pending', 'dead') GROUP BY destination, state",
     )?;
@@ -174,7 +179,8 @@ pub struct Message {
 
 /// Destinations with a waiting message outside the BatchSync streams: a skip scan over the heads
 /// index, one look-up per destination however long the backlog.
-pub fn destinations_waiting(conn: &Connection) -> DbResult<Vec<String>> {
+pub fn destinations_waiting(tx: &Read) -> DbResult<Vec<String>> {
+    let conn = tx.conn();
     let mut st = conn.prepare_cached(
         "SELECT destination FROM outbox INDEXED BY outbox_heads WHERE state = 'pending' AND seq IS NULL AND destination > ?1 ORDER BY destination LIMIT 1",
     )?;
@@ -186,7 +192,8 @@ pub fn destinations_waiting(conn: &Connection) -> DbResult<Vec<String>> {
 }
 
 /// Does anything wait for `dest`?
-pub fn has_pending(conn: &Connection, dest: &str) -> DbResult<bool> {
+pub fn has_pending(tx: &Read, dest: &str) -> DbResult<bool> {
+    let conn = tx.conn();
     Ok(conn.prepare_cached("SELECT EXISTS(SELECT 1 FROM outbox WHERE state = 'pending' AND destination = ?1)")?.query_row([dest], |r| r.get(0))?)
 }
 
@@ -200,7 +207,8 @@ pub struct StreamState {
     pub stalled: bool,
 }
 
-pub fn stream_state(conn: &Connection, key: &str, limit: i64) -> DbResult<StreamState> {
+pub fn stream_state(tx: &Read, key: &str, limit: i64) -> DbResult<StreamState> {
+    let conn = tx.conn();
     let waiting: i64 = conn
         .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM outbox WHERE state = 'pending' AND destination = 'centre' AND order_key = ?1 LIMIT ?2)")?
         .query_row(params![key, limit], |r| r.get(0))?;
@@ -219,7 +227,8 @@ pub fn stream_state(conn: &Connection, key: &str, limit: i64) -> DbResult<Stream
 /// The head message of up to `limit` ordering keys of `dest`, walked round-robin from the key
 /// after `start` (a skip scan: one index look-up per key), with its next attempt time and whether
 /// it is a BatchSync record.
-pub fn heads(conn: &Connection, dest: &str, start: &str, limit: usize) -> DbResult<Vec<(Message, i64, bool)>> {
+pub fn heads(tx: &Read, dest: &str, start: &str, limit: usize) -> DbResult<Vec<(Message, i64, bool)>> {
+    let conn = tx.conn();
     let mut st = conn.prepare_cached(
         "SELECT id, destination, operation, order_key, payload, key_version, attempts, created_at, next_attempt_at, seq IS NOT NULL
          FROM outbox WHERE state = 'pending' AND destination = ?1 AND order_key > ?2 ORDER BY order_key, id LIMIT 1",
@@ -268,14 +277,16 @@ fn truncate(s: &str) -> String {
 }
 
 /// A message was delivered.
-pub fn mark_delivered(conn: &Connection, id: i64, now: i64) -> DbResult<()> {
+pub fn mark_delivered(tx: &Write, id: i64, now: i64) -> DbResult<()> {
+    let conn = tx.conn();
     conn.prepare_cached("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2, last_error = '' WHERE id = ?1 AND state = 'pending'")?
         .execute(params![id, now])?;
     Ok(())
 }
 
 /// A delivery attempt failed: try again at `at`.
-pub fn mark_retry(conn: &Connection, id: i64, at: i64, why: &str) -> DbResult<()> {
+pub fn mark_retry(tx: &Write, id: i64, at: i64, why: &str) -> DbResult<()> {
+    let conn = tx.conn();
     conn.prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1 AND state = 'pending'")?
         .execute(params![id, at, truncate(why)])?;
     Ok(())
@@ -283,27 +294,31 @@ pub fn mark_retry(conn: &Connection, id: i64, at: i64, why: &str) -> DbResult<()
 
 /// A delivery attempt ended the message (a definitive rejection, too old): dead, kept, visible,
 /// re-queueable.
-pub fn mark_dead_after_attempt(conn: &Connection, id: i64, why: &str) -> DbResult<()> {
+pub fn mark_dead_after_attempt(tx: &Write, id: i64, why: &str) -> DbResult<()> {
+    let conn = tx.conn();
     conn.prepare_cached("UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'")?
         .execute(params![id, truncate(why)])?;
     Ok(())
 }
 
 /// A BatchSync record is dead (rejected definitively, unreadable): its stream stalls.
-pub fn mark_dead(conn: &Connection, id: i64, why: &str) -> DbResult<()> {
+pub fn mark_dead(tx: &Write, id: i64, why: &str) -> DbResult<()> {
+    let conn = tx.conn();
     conn.prepare_cached("UPDATE outbox SET state = 'dead', last_error = ?2 WHERE id = ?1")?.execute(params![id, truncate(why)])?;
     Ok(())
 }
 
 /// The head record of a batch failed: the batch goes again at `at`.
-pub fn retry_batch_head(conn: &Connection, id: i64, at: i64, why: &str) -> DbResult<()> {
+pub fn retry_batch_head(tx: &Write, id: i64, at: i64, why: &str) -> DbResult<()> {
+    let conn = tx.conn();
     conn.prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1")?
         .execute(params![id, at, truncate(why)])?;
     Ok(())
 }
 
 /// The next up to `limit` waiting records of a stream: (id, RecordSeq, payload, attempts).
-pub fn stream_batch(conn: &Connection, key: &str, limit: i64) -> DbResult<Vec<(i64, i64, String, i64)>> {
+pub fn stream_batch(tx: &Read, key: &str, limit: i64) -> DbResult<Vec<(i64, i64, String, i64)>> {
+    let conn = tx.conn();
     let mut st = conn.prepare_cached(
         "SELECT id, seq, payload, attempts FROM outbox WHERE state = 'pending' AND destination = 'centre' AND order_key = ?1 ORDER BY id LIMIT ?2",
     )?;
@@ -314,7 +329,8 @@ pub fn stream_batch(conn: &Connection, key: &str, limit: i64) -> DbResult<Vec<(i
 /// The centre holds a stream up to RecordSeq `l`: the waiting records from `first` to `l` are
 /// delivered. Returns how many records after `l` that were marked delivered go again (the centre
 /// holds less than was sent); 0 when `l` covers `sent_last`.
-pub fn acknowledge(conn: &Connection, key: &str, first: i64, l: i64, sent_last: i64, now: i64) -> DbResult<Option<usize>> {
+pub fn acknowledge(tx: &Write, key: &str, first: i64, l: i64, sent_last: i64, now: i64) -> DbResult<Option<usize>> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "UPDATE outbox SET state = 'delivered', delivered_at = ?4, attempts = attempts + 1, last_error = ''
          WHERE order_key = ?1 AND seq >= ?2 AND seq <= ?3 AND state = 'pending'",

@@ -57,7 +57,7 @@ impl Writer {
     pub fn submit<T, F>(&self, f: F) -> DbResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> DbResult<T> + Send + 'static,
+        F: FnOnce(&super::Write) -> DbResult<T> + Send + 'static,
     {
         self.submit_with(move |c| f(c).map(|t| (t, true)))
     }
@@ -67,12 +67,12 @@ impl Writer {
     pub fn submit_with<T, F>(&self, f: F) -> DbResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> DbResult<(T, bool)> + Send + 'static,
+        F: FnOnce(&super::Write) -> DbResult<(T, bool)> + Send + 'static,
     {
         let (reply_tx, reply_rx) = sync_channel::<DbResult<T>>(1);
         let job: Job = Box::new(move |conn: Result<&Connection, &DbError>| {
             let outcome = match conn {
-                Ok(conn) => std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
+                Ok(conn) => std::panic::catch_unwind(AssertUnwindSafe(|| f(&super::Write::new(conn))))
                     .unwrap_or_else(|_| Err(DbError::Other("write job panicked".into()))),
                 Err(e) => Err(DbError::Other(e.to_string())),
             };

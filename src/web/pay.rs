@@ -164,7 +164,7 @@ fn charge_req(p: &PayFor, user_id: &str) -> Req {
 }
 
 /// A fresh `PY` TransactionID not yet used by the SP.
-fn unused_txid(c: &rusqlite::Connection, spid: &str) -> crate::store::DbResult<String> {
+fn unused_txid(c: &crate::store::Read, spid: &str) -> crate::store::DbResult<String> {
     let mut txid = new_txid();
     while bl::txid_taken(c, spid, &txid)? {
         txid = new_txid();
@@ -190,7 +190,7 @@ fn confirm(ctx: &Ctx, r: &Opened, user_id: &str) -> Result<Outcome, crate::store
         if let Some(first) = store_sso::payment(c, &p.spid, &p.order_id)?.filter(|x| x.status == store_sso::PAY_PAID) {
             return Ok(Outcome { result: first.result, txid: first.transaction_id });
         }
-        let ctx = bl::Ctx { conn: c, cal, province: &province, now };
+        let ctx = bl::WriteCtx::new(c, cal, &province, now);
         let req = charge_req(&p, &user);
         let charged = match bl::resolve(&ctx, &req)? {
             Err(code) => Err(code),
@@ -232,7 +232,7 @@ fn confirm_roaming(ctx: &Ctx, r: &Opened, user_id: &str) -> Result<Outcome, crat
     let req = charge_req(&p, &user);
     let now = app.clock.unix();
     let checked = app.store.read(|c| {
-        let ctx = bl::Ctx { conn: c, cal, province: &province, now };
+        let ctx = bl::Ctx::new(c, cal, &province, now);
         Ok(match bl::resolve(&ctx, &req)? {
             Err(code) => Err(code),
             Ok(t) => fee_rules(&t, p.fee).map_or(Ok(t), Err),

@@ -79,8 +79,6 @@ fn once(addr: SocketAddr, req: &[u8]) -> Result<(u16, Vec<u8>), Failed> {
 /// Mint `n` tickets for one session of the user straight into the database (the daemon is
 /// running; SQLite serialises the writers), as `GET /sso/login` with a live session would.
 fn mint_tickets(cfg: &Config, user_id: &str, n: usize) -> Result<Vec<String>, Failed> {
-    let mut db = rusqlite::Connection::open(&cfg.storage.path)?;
-    db.busy_timeout(Duration::from_secs(30))?;
     let now = cfg.clock().unix();
     let user = sso::SessionUser {
         vnet_user_id: user_id.into(),
@@ -92,14 +90,16 @@ fn mint_tickets(cfg: &Config, user_id: &str, n: usize) -> Result<Vec<String>, Fa
         user_type: "1".into(),
         status: "00".into(),
     };
-    let tx = db.transaction()?;
-    let cookie = sso::create_session(&tx, &user, now).map_err(|e| Failed(e.to_string()))?;
-    let session = sso::Session { id_hash: sso::digest(&cookie), user };
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        out.push(sso::issue_ticket(&tx, &session, SP_ID, now, 86_400).map_err(|e| Failed(e.to_string()))?);
-    }
-    tx.commit()?;
+    let out = crate::store::write_beside(&cfg.storage.path, Duration::from_secs(30), |tx| {
+        let cookie = sso::create_session(tx, &user, now)?;
+        let session = sso::Session { id_hash: sso::digest(&cookie), user: user.clone() };
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(sso::issue_ticket(tx, &session, SP_ID, now, 86_400)?);
+        }
+        Ok(out)
+    })
+    .map_err(|e| Failed(e.to_string()))?;
     Ok(out)
 }
 

@@ -240,7 +240,7 @@ fn show_row(u: &User, now: i64) -> Vec<String> {
 }
 
 /// A 12-digit argument is tried as a VNetUserID first, then as an account of any type.
-fn find(c: &rusqlite::Connection, who: &str) -> Result<Vec<User>, DbError> {
+fn find(c: &crate::store::Read, who: &str) -> Result<Vec<User>, DbError> {
     if who.len() == 12 && who.bytes().all(|b| b.is_ascii_digit()) {
         if let Some(u) = pp::by_id(c, who)? {
             return Ok(vec![u]);

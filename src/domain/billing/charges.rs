@@ -25,7 +25,7 @@ pub struct NewCharge {
 }
 
 /// Is a charge TransactionID of this SP already used (by any operation or channel)?
-pub fn txid_taken(conn: &Connection, spid: &str, txid: &str) -> DbResult<bool> {
+pub fn txid_taken(conn: &Read, spid: &str, txid: &str) -> DbResult<bool> {
     let mut st = conn.prepare_cached("SELECT EXISTS(SELECT 1 FROM charge WHERE spid = ?1 AND transaction_id = ?2)")?;
     Ok(st.query_row(params![spid, txid], |r| r.get(0))?)
 }
@@ -33,7 +33,7 @@ pub fn txid_taken(conn: &Connection, spid: &str, txid: &str) -> DbResult<bool> {
 /// Check the user's credit for `fee` in `bill_month` and debit it (spec 11 "Credit"): postpaid,
 /// the month's total plus the fee at most CreditLimit (-21003); prepaid, balance minus the fee at
 /// least 0 (-21014).
-pub fn debit(conn: &Connection, user_id: &str, fee: i64, bill_month: &str) -> DbResult<Result<(), i32>> {
+pub fn debit(conn: &Write, user_id: &str, fee: i64, bill_month: &str) -> DbResult<Result<(), i32>> {
     let (user_type, limit, balance): (String, i64, i64) = conn
         .prepare_cached("SELECT user_type, credit_limit, balance FROM user WHERE vnet_user_id = ?1")?
         .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
@@ -61,9 +61,9 @@ pub fn debit(conn: &Connection, user_id: &str, fee: i64, bill_month: &str) -> Db
 }
 
 /// Insert a charge and its CHARGE stream record (6.5).
-pub fn record_charge(ctx: &Ctx, c: &NewCharge) -> DbResult<()> {
-    insert_charge(ctx.conn, c)?;
-    let seq = next_counter(ctx.conn, "seq:CHARGE")?;
+pub fn record_charge(ctx: &WriteCtx, c: &NewCharge) -> DbResult<()> {
+    insert_charge(ctx.tx, c)?;
+    let seq = next_counter(ctx.tx, "seq:CHARGE")?;
     let record = outbound::fill(outbound::CHARGE_RECORD.fields, |f| {
         Some(match f {
             "RecordSeq" => seq.to_string(),
@@ -83,13 +83,13 @@ pub fn record_charge(ctx: &Ctx, c: &NewCharge) -> DbResult<()> {
             _ => return None,
         })
     });
-    outbox::enqueue_record(ctx.conn, &outbound::CHARGE_RECORD, &record, ctx.now)?;
+    outbox::enqueue_record(ctx.tx, &outbound::CHARGE_RECORD, &record, ctx.now)?;
     Ok(())
 }
 
 /// Insert a charge row only: a roaming usage (6.9) of another province's user, which that
 /// province bills and reports; here it counts for Reconcile and the day's SETTLE.
-pub fn insert_charge(conn: &Connection, c: &NewCharge) -> DbResult<()> {
+pub fn insert_charge(conn: &Write, c: &NewCharge) -> DbResult<()> {
     conn
         .prepare_cached(
             "INSERT INTO charge(spid, transaction_id, operation, vnet_user_id, user_province_id, service_id, service_item_id,
@@ -142,8 +142,8 @@ pub(super) fn monthly_charge(ctx: &Ctx, t: &Target, user: &User, o: &OrderRow, t
 }
 
 /// Debit and record a charge; Err is the credit code.
-pub(super) fn charge_user(ctx: &Ctx, c: &NewCharge) -> DbResult<Result<(), i32>> {
-    if let Err(code) = debit(ctx.conn, &c.vnet_user_id, c.fee, &c.bill_month)? {
+pub(super) fn charge_user(ctx: &WriteCtx, c: &NewCharge) -> DbResult<Result<(), i32>> {
+    if let Err(code) = debit(ctx.tx, &c.vnet_user_id, c.fee, &c.bill_month)? {
         return Ok(Err(code));
     }
     record_charge(ctx, c)?;
@@ -177,19 +177,19 @@ pub(super) fn item_charge(ctx: &Ctx, t: &Target, operation: &'static str, txid: 
 }
 
 /// Charge (4.1): pay per use. The caller checked FeeType, Fee and the TransactionID.
-pub fn charge(ctx: &Ctx, t: &Target, fee: i64, batch_count: i64, txid: &str) -> DbResult<Result<i64, i32>> {
+pub fn charge(ctx: &WriteCtx, t: &Target, fee: i64, batch_count: i64, txid: &str) -> DbResult<Result<i64, i32>> {
     let c = item_charge(ctx, t, "Charge", txid, fee, batch_count, ctx.cal.month(ctx.now));
     Ok(charge_user(ctx, &c)?.map(|()| ctx.now))
 }
 
 /// OfflineCharge (4.1, 11) after the SP qualification, FeeType and Fee checks: order history
 /// (-20514, -20007), one monthly payment per BillMonth (-20009), credit.
-pub fn offline_charge(ctx: &Ctx, t: &Target, fee: i64, bill_month: Ym, txid: &str) -> DbResult<Result<(), i32>> {
+pub fn offline_charge(ctx: &WriteCtx, t: &Target, fee: i64, bill_month: Ym, txid: &str) -> DbResult<Result<(), i32>> {
     let user = t.user.as_ref().expect("local user");
     let item = t.item.as_ref().expect("item");
     let holding = "(service_item_id = ?2 OR product_id IN (SELECT product_id FROM product_item WHERE service_item_id = ?2))";
     let last_end: Option<i64> = ctx
-        .conn
+        .tx
         .prepare_cached(&format!("SELECT max(usable_until) FROM orders WHERE vnet_user_id = ?1 AND {holding}"))?
         .query_row(params![user.vnet_user_id, item.id], |r| r.get(0))?;
     let Some(last_end) = last_end else {
@@ -199,7 +199,7 @@ pub fn offline_charge(ctx: &Ctx, t: &Target, fee: i64, bill_month: Ym, txid: &st
         return Ok(Err(OFFLINE_EXPIRED));
     }
     let paid: bool = ctx
-        .conn
+        .tx
         .prepare_cached(&format!(
             "SELECT EXISTS(SELECT 1 FROM charge WHERE vnet_user_id = ?1 AND bill_month = ?3 AND fee_type = '2' AND {holding})"
         ))?

@@ -8,7 +8,8 @@ use crate::spec::codes::*;
 use crate::spec::outbound;
 use crate::store::outbox;
 use crate::store::{next_counter, DbResult};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use crate::store::{Read, Write};
+use rusqlite::{params, OptionalExtension, Row};
 
 
 mod charges;
@@ -68,10 +69,36 @@ pub enum Kind {
 
 /// Where the work happens: the transaction, the calendar, this province, node time.
 pub struct Ctx<'a> {
-    pub conn: &'a Connection,
+    pub tx: &'a Read<'a>,
     pub cal: Cal,
     pub province: &'a str,
     pub now: i64,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(tx: &'a Read<'a>, cal: Cal, province: &'a str, now: i64) -> Ctx<'a> {
+        Ctx { tx, cal, province, now }
+    }
+}
+
+/// A `Ctx` in the writer's transaction: what changes state takes; it derefs to the `Ctx` that
+/// reading functions take.
+pub struct WriteCtx<'a> {
+    pub tx: &'a Write<'a>,
+    read: Ctx<'a>,
+}
+
+impl<'a> WriteCtx<'a> {
+    pub fn new(tx: &'a Write<'a>, cal: Cal, province: &'a str, now: i64) -> WriteCtx<'a> {
+        WriteCtx { tx, read: Ctx { tx, cal, province, now } }
+    }
+}
+
+impl<'a> std::ops::Deref for WriteCtx<'a> {
+    type Target = Ctx<'a>;
+    fn deref(&self) -> &Ctx<'a> {
+        &self.read
+    }
 }
 
 
@@ -108,7 +135,7 @@ pub struct Product {
 }
 
 fn svc(ctx: &Ctx, id: &str) -> DbResult<Option<Svc>> {
-    let mut st = ctx.conn.prepare_cached(
+    let mut st = ctx.tx.prepare_cached(
         "SELECT s.spid, s.status, sp.province_id, sp.offline_payment FROM service s JOIN sp ON sp.spid = s.spid WHERE s.service_id = ?1",
     )?;
     Ok(st
@@ -125,7 +152,7 @@ fn svc(ctx: &Ctx, id: &str) -> DbResult<Option<Svc>> {
         .optional()?)
 }
 
-fn item(conn: &Connection, id: &str) -> DbResult<Option<Item>> {
+fn item(conn: &Read, id: &str) -> DbResult<Option<Item>> {
     let mut st = conn.prepare_cached(
         "SELECT service_id, name, fee_type, price, status, roam_in, roam_out FROM item WHERE service_item_id = ?1",
     )?;
@@ -153,7 +180,7 @@ pub struct ProductItem {
     pub roam_out: bool,
 }
 
-fn product(conn: &Connection, id: &str) -> DbResult<Option<Product>> {
+fn product(conn: &Read, id: &str) -> DbResult<Option<Product>> {
     let mut st = conn.prepare_cached("SELECT spid, name, package_price, status FROM product WHERE product_id = ?1")?;
     let Some(mut p) = st
         .query_row([id], |r| {
@@ -268,14 +295,14 @@ pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, i32>> {
     }
     let item = match &req.item_id {
         None => None,
-        Some(id) => match item(ctx.conn, id)? {
+        Some(id) => match item(ctx.tx, id)? {
             Some(i) if i.service_id == svc.id && (i.active || exists_only) => Some(i),
             _ => return Ok(Err(SERVICE_ITEM_ABNORMAL)),
         },
     };
     let product = match &req.product_id {
         None => None,
-        Some(id) => match product(ctx.conn, id)? {
+        Some(id) => match product(ctx.tx, id)? {
             Some(p) if p.active || exists_only => {
                 if !p.items.iter().any(|i| i.service_id == svc.id) {
                     return Ok(Err(PRODUCT_LACKS_SERVICE));
@@ -285,7 +312,7 @@ pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, i32>> {
             _ => return Ok(Err(PRODUCT_UNKNOWN)),
         },
     };
-    let user = match pp::by_id(ctx.conn, &req.user_id)? {
+    let user = match pp::by_id(ctx.tx, &req.user_id)? {
         Some(u) => u,
         None if !req.user_id.starts_with(ctx.province) && req.channel == Channel::Sp => {
             // Roaming consumption (6.9): only a local service approved for roaming out.
@@ -293,7 +320,7 @@ pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, i32>> {
                 && match (&item, &product) {
                     (Some(i), _) => i.roam_out,
                     (None, Some(p)) => p.items.iter().all(|i| i.roam_out),
-                    (None, None) => service_roams_out(ctx.conn, &svc.id)?,
+                    (None, None) => service_roams_out(ctx.tx, &svc.id)?,
                 };
             if !approved && req.kind != Kind::Cancel {
                 return Ok(Err(REGION_NOT_ALLOWED));
@@ -316,7 +343,7 @@ pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, i32>> {
         let approved = match (&item, &product) {
             (Some(i), _) => i.roam_in,
             (None, Some(p)) => p.items.iter().all(|i| i.roam_in),
-            (None, None) => service_roams_in(ctx.conn, &svc.id)?,
+            (None, None) => service_roams_in(ctx.tx, &svc.id)?,
         };
         if !approved {
             return Ok(Err(REGION_NOT_ALLOWED));
@@ -325,11 +352,11 @@ pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, i32>> {
     Ok(Ok(Target { svc, item, product, user: Some(user) }))
 }
 
-fn service_roams_in(conn: &Connection, service_id: &str) -> DbResult<bool> {
+fn service_roams_in(conn: &Read, service_id: &str) -> DbResult<bool> {
     Ok(conn.query_row("SELECT EXISTS(SELECT 1 FROM item WHERE service_id = ?1 AND roam_in = 1)", [service_id], |r| r.get(0))?)
 }
 
-fn service_roams_out(conn: &Connection, service_id: &str) -> DbResult<bool> {
+fn service_roams_out(conn: &Read, service_id: &str) -> DbResult<bool> {
     Ok(conn.query_row("SELECT EXISTS(SELECT 1 FROM item WHERE service_id = ?1 AND roam_out = 1)", [service_id], |r| r.get(0))?)
 }
 

@@ -49,7 +49,7 @@ impl OrderRow {
 }
 
 /// The user's latest order of an item or a package.
-pub(super) fn latest_order(conn: &Connection, user_id: &str, item_id: &str, product_id: &str) -> DbResult<Option<OrderRow>> {
+pub(super) fn latest_order(conn: &Read, user_id: &str, item_id: &str, product_id: &str) -> DbResult<Option<OrderRow>> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {ORDER_COLUMNS} FROM orders WHERE vnet_user_id = ?1 AND service_item_id = ?2 AND product_id = ?3
          ORDER BY created_at DESC, rowid DESC LIMIT 1"
@@ -57,7 +57,7 @@ pub(super) fn latest_order(conn: &Connection, user_id: &str, item_id: &str, prod
     Ok(st.query_row(params![user_id, item_id, product_id], order_from_row).optional()?)
 }
 
-pub(super) fn save_order(conn: &Connection, o: &OrderRow, now: i64) -> DbResult<()> {
+pub(super) fn save_order(conn: &Write, o: &OrderRow, now: i64) -> DbResult<()> {
     conn.prepare_cached(&format!(
         "INSERT INTO orders({ORDER_COLUMNS}, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)
          ON CONFLICT(order_id) DO UPDATE SET contract_id = ?7, if_extend = ?8, status = ?9, start_at = ?10, end_at = ?11,
@@ -82,15 +82,15 @@ pub(super) fn save_order(conn: &Connection, o: &OrderRow, now: i64) -> DbResult<
     Ok(())
 }
 
-pub(super) fn new_order_id(ctx: &Ctx) -> DbResult<String> {
-    let n = next_counter(ctx.conn, "order_id")?;
+pub(super) fn new_order_id(ctx: &WriteCtx) -> DbResult<String> {
+    let n = next_counter(ctx.tx, "order_id")?;
     Ok(format!("{}{}{:010}", ctx.province, ctx.cal.date8(ctx.now), n))
 }
 
 /// Record an order event: the ORDER stream record (6.5) and, for events the SP did not cause, an
 /// OrderNotify (6.8) to the SP when it is a peer with a URL.
-pub fn order_event(ctx: &Ctx, o: &OrderRow, item_name: &str, action: &str, channel: Channel) -> DbResult<()> {
-    let seq = next_counter(ctx.conn, "seq:ORDER")?;
+pub fn order_event(ctx: &WriteCtx, o: &OrderRow, item_name: &str, action: &str, channel: Channel) -> DbResult<()> {
+    let seq = next_counter(ctx.tx, "seq:ORDER")?;
     // One value per field name: the ORDER record and OrderNotify take theirs in declared order.
     let value = |f: &str| -> Option<String> {
         Some(match f {
@@ -113,16 +113,16 @@ pub fn order_event(ctx: &Ctx, o: &OrderRow, item_name: &str, action: &str, chann
         })
     };
     let record = outbound::fill(outbound::ORDER_RECORD.fields, value);
-    outbox::enqueue_record(ctx.conn, &outbound::ORDER_RECORD, &record, ctx.now)?;
-    if channel != Channel::Sp && sp_has_url(ctx.conn, &o.spid)? {
+    outbox::enqueue_record(ctx.tx, &outbound::ORDER_RECORD, &record, ctx.now)?;
+    if channel != Channel::Sp && sp_has_url(ctx.tx, &o.spid)? {
         let op = &outbound::ORDER_NOTIFY;
         let notify = outbound::fill(op.payload(), value);
-        outbox::enqueue_op(ctx.conn, op, &o.spid, &outbox::sp_key(&o.spid), &notify, None, ctx.now)?;
+        outbox::enqueue_op(ctx.tx, op, &o.spid, &outbox::sp_key(&o.spid), &notify, None, ctx.now)?;
     }
     Ok(())
 }
 
-pub(super) fn sp_has_url(conn: &Connection, spid: &str) -> DbResult<bool> {
+pub(super) fn sp_has_url(conn: &Read, spid: &str) -> DbResult<bool> {
     let mut st = conn.prepare_cached(
         "SELECT EXISTS(SELECT 1 FROM peer WHERE id = ?1 AND kind = 'sp' AND status = 'active' AND url IS NOT NULL AND url <> '')",
     )?;
@@ -140,7 +140,7 @@ pub fn service_auth(ctx: &Ctx, t: &Target) -> DbResult<Result<(String, Option<i6
     if item.fee_type != "2" {
         return Ok(Ok((item.fee_type.clone(), None)));
     }
-    let mut st = ctx.conn.prepare_cached(
+    let mut st = ctx.tx.prepare_cached(
         "SELECT max(usable_until), max(end_at) FROM orders WHERE vnet_user_id = ?1 AND status <> 'expired'
            AND start_at <= ?3 AND usable_until >= ?3
            AND (service_item_id = ?2 OR product_id IN (SELECT product_id FROM product_item WHERE service_item_id = ?2))",
@@ -153,9 +153,9 @@ pub fn service_auth(ctx: &Ctx, t: &Target) -> DbResult<Result<(String, Option<i6
 }
 
 /// Order (4.1). `t` passed `resolve`; the caller checked the exactly-one rule and the TransactionID.
-pub fn order(ctx: &Ctx, t: &Target, channel: Channel, contract_id: &str, if_extend: bool, txid: &str) -> DbResult<Result<OrderRow, i32>> {
+pub fn order(ctx: &WriteCtx, t: &Target, channel: Channel, contract_id: &str, if_extend: bool, txid: &str) -> DbResult<Result<OrderRow, i32>> {
     let user = t.user.as_ref().expect("local user");
-    if let Some(mut o) = latest_order(ctx.conn, &user.vnet_user_id, t.item_id(), t.product_id())? {
+    if let Some(mut o) = latest_order(ctx.tx, &user.vnet_user_id, t.item_id(), t.product_id())? {
         // An active order past its period that the rollover will renew counts as in effect.
         if o.status == "active" && (o.in_effect(ctx.now) || o.if_extend) {
             return Ok(Err(DUPLICATE_ORDER));
@@ -164,7 +164,7 @@ pub fn order(ctx: &Ctx, t: &Target, channel: Channel, contract_id: &str, if_exte
             // Cancelled with StopType 1 and still in effect: un-cancel, no new charge (spec 11).
             o.status = "active".into();
             o.if_extend = if_extend;
-            save_order(ctx.conn, &o, ctx.now)?;
+            save_order(ctx.tx, &o, ctx.now)?;
             order_event(ctx, &o, t.name(), action::RENEWED, channel)?;
             return Ok(Ok(o));
         }
@@ -188,15 +188,15 @@ pub fn order(ctx: &Ctx, t: &Target, channel: Channel, contract_id: &str, if_exte
     if let Err(code) = charge_user(ctx, &monthly_charge(ctx, t, user, &o, txid, "Order", ctx.now))? {
         return Ok(Err(code));
     }
-    save_order(ctx.conn, &o, ctx.now)?;
+    save_order(ctx.tx, &o, ctx.now)?;
     order_event(ctx, &o, t.name(), action::ORDERED, channel)?;
     Ok(Ok(o))
 }
 
 /// CancelOrder (4.1, 11): the latest order of the item/product; StopType 2 ends it now.
-pub fn cancel(ctx: &Ctx, t: &Target, channel: Channel, immediately: bool) -> DbResult<Result<OrderRow, i32>> {
+pub fn cancel(ctx: &WriteCtx, t: &Target, channel: Channel, immediately: bool) -> DbResult<Result<OrderRow, i32>> {
     let user = t.user.as_ref().expect("local user");
-    let Some(mut o) = latest_order(ctx.conn, &user.vnet_user_id, t.item_id(), t.product_id())? else {
+    let Some(mut o) = latest_order(ctx.tx, &user.vnet_user_id, t.item_id(), t.product_id())? else {
         return Ok(Err(NOT_ORDERED));
     };
     if o.status == "cancelled" {
@@ -212,16 +212,16 @@ pub fn cancel(ctx: &Ctx, t: &Target, channel: Channel, immediately: bool) -> DbR
         o.end_at = ctx.now;
         o.usable_until = ctx.now - 1;
     }
-    save_order(ctx.conn, &o, ctx.now)?;
+    save_order(ctx.tx, &o, ctx.now)?;
     order_event(ctx, &o, t.name(), action::CANCELLED, channel)?;
     Ok(Ok(o))
 }
 
 /// ReOrder (4.1, 11): reactivate an order that expired less than 30 days ago, with a new period
 /// and a charge, under the same OrderID.
-pub fn reorder(ctx: &Ctx, t: &Target, channel: Channel, txid: &str) -> DbResult<Result<OrderRow, i32>> {
+pub fn reorder(ctx: &WriteCtx, t: &Target, channel: Channel, txid: &str) -> DbResult<Result<OrderRow, i32>> {
     let user = t.user.as_ref().expect("local user");
-    let Some(mut o) = latest_order(ctx.conn, &user.vnet_user_id, t.item_id(), t.product_id())? else {
+    let Some(mut o) = latest_order(ctx.tx, &user.vnet_user_id, t.item_id(), t.product_id())? else {
         return Ok(Err(NOT_ORDERED));
     };
     match o.status.as_str() {
@@ -241,15 +241,15 @@ pub fn reorder(ctx: &Ctx, t: &Target, channel: Channel, txid: &str) -> DbResult<
     if let Err(code) = charge_user(ctx, &monthly_charge(ctx, t, user, &o, txid, "ReOrder", ctx.now))? {
         return Ok(Err(code));
     }
-    save_order(ctx.conn, &o, ctx.now)?;
+    save_order(ctx.tx, &o, ctx.now)?;
     order_event(ctx, &o, t.name(), action::RENEWED, channel)?;
     Ok(Ok(o))
 }
 
 /// Account cancellation (UserStatusChange 03) ends every order in effect now (ActionType 5).
-pub fn end_orders_of_user(ctx: &Ctx, user_id: &str) -> DbResult<usize> {
+pub fn end_orders_of_user(ctx: &WriteCtx, user_id: &str) -> DbResult<usize> {
     let orders: Vec<OrderRow> = ctx
-        .conn
+        .tx
         .prepare_cached(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE vnet_user_id = ?1 AND status <> 'expired' AND usable_until >= ?2 ORDER BY order_id"
         ))?
@@ -260,15 +260,15 @@ pub fn end_orders_of_user(ctx: &Ctx, user_id: &str) -> DbResult<usize> {
         o.if_extend = false;
         o.end_at = ctx.now.max(o.start_at);
         o.usable_until = ctx.now - 1;
-        save_order(ctx.conn, &o, ctx.now)?;
-        let name = order_name(ctx.conn, &o)?;
+        save_order(ctx.tx, &o, ctx.now)?;
+        let name = order_name(ctx.tx, &o)?;
         order_event(ctx, &o, &name, action::ENDED_BY_STATUS, Channel::System)?;
     }
     Ok(orders.len())
 }
 
 /// ServiceItemName of an order: the item's or the package's name.
-pub(super) fn order_name(conn: &Connection, o: &OrderRow) -> DbResult<String> {
+pub(super) fn order_name(conn: &Read, o: &OrderRow) -> DbResult<String> {
     let (sql, id) = if o.product_id.is_empty() {
         ("SELECT name FROM item WHERE service_item_id = ?1", &o.service_item_id)
     } else {

@@ -16,11 +16,11 @@ pub struct Rolled {
 /// month starts is renewed (IfExtend 1, user 00, item/package and service active, credit) or
 /// expires. A processed order no longer matches, so repeating after an interruption does each
 /// order once. Returns what was done; zero of both means the month is complete.
-pub fn rollover_chunk(ctx: &Ctx, month: Ym, limit: usize) -> DbResult<Rolled> {
+pub fn rollover_chunk(ctx: &WriteCtx, month: Ym, limit: usize) -> DbResult<Rolled> {
     let start = ctx.cal.month_start(month);
     let end = ctx.cal.month_end(month);
     let orders: Vec<OrderRow> = ctx
-        .conn
+        .tx
         .prepare_cached(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' AND end_at < ?1 ORDER BY end_at, order_id LIMIT ?2"
         ))?
@@ -49,8 +49,8 @@ pub fn rollover_chunk(ctx: &Ctx, month: Ym, limit: usize) -> DbResult<Rolled> {
                 next.usable_until = end;
                 let txid = format!("RN{}{}", o.order_id, month);
                 let c = monthly_charge(ctx, &t, user, &next, &txid, "Renewal", start);
-                if !txid_taken(ctx.conn, &c.spid, &txid)? && charge_user(ctx, &c)?.is_ok() {
-                    save_order(ctx.conn, &next, ctx.now)?;
+                if !txid_taken(ctx.tx, &c.spid, &txid)? && charge_user(ctx, &c)?.is_ok() {
+                    save_order(ctx.tx, &next, ctx.now)?;
                     order_event(ctx, &next, t.name(), action::RENEWED, Channel::System)?;
                     true
                 } else {
@@ -63,8 +63,8 @@ pub fn rollover_chunk(ctx: &Ctx, month: Ym, limit: usize) -> DbResult<Rolled> {
             done.renewed += 1;
         } else {
             o.status = "expired".into();
-            save_order(ctx.conn, &o, ctx.now)?;
-            let name = order_name(ctx.conn, &o)?;
+            save_order(ctx.tx, &o, ctx.now)?;
+            let name = order_name(ctx.tx, &o)?;
             order_event(ctx, &o, &name, action::EXPIRED, Channel::System)?;
             done.expired += 1;
         }
@@ -76,9 +76,9 @@ pub fn rollover_chunk(ctx: &Ctx, month: Ym, limit: usize) -> DbResult<Rolled> {
 /// Close `date8`: SETTLE records (totals per SPID, item and RoamType of the day's charges that
 /// involve another province or the centre) and the closed marker, in the caller's transaction.
 /// Returns the number of SETTLE records.
-pub fn close_day(ctx: &Ctx, date8: &str) -> DbResult<usize> {
+pub fn close_day(ctx: &WriteCtx, date8: &str) -> DbResult<usize> {
     let rows: Vec<[String; 9]> = ctx
-        .conn
+        .tx
         .prepare(
             "SELECT c.spid, coalesce(nullif(sp.province_id, ''), ?2), c.service_id, c.service_item_id, c.service_item_name,
                     c.roam_type, count(*), sum(c.fee), c.product_id
@@ -102,7 +102,7 @@ pub fn close_day(ctx: &Ctx, date8: &str) -> DbResult<usize> {
         })?
         .collect::<Result<_, _>>()?;
     for r in &rows {
-        let seq = next_counter(ctx.conn, "seq:SETTLE")?;
+        let seq = next_counter(ctx.tx, "seq:SETTLE")?;
         let record = outbound::fill(outbound::SETTLE_RECORD.fields, |f| {
             Some(match f {
                 "RecordSeq" => seq.to_string(),
@@ -118,9 +118,9 @@ pub fn close_day(ctx: &Ctx, date8: &str) -> DbResult<usize> {
                 _ => return None,
             })
         });
-        outbox::enqueue_record(ctx.conn, &outbound::SETTLE_RECORD, &record, ctx.now)?;
+        outbox::enqueue_record(ctx.tx, &outbound::SETTLE_RECORD, &record, ctx.now)?;
     }
-    set_job_state(ctx.conn, CLOSED_THROUGH, date8)?;
+    set_job_state(ctx.tx, CLOSED_THROUGH, date8)?;
     Ok(rows.len())
 }
 
@@ -130,6 +130,6 @@ pub const CLOSED_THROUGH: &str = "closed_through";
 pub use crate::store::job_state::{get as job_state, set as set_job_state};
 
 /// Is `date8` closed (Reconcile answers -22003 until then)?
-pub fn day_closed(conn: &Connection, date8: &str) -> DbResult<bool> {
+pub fn day_closed(conn: &Read, date8: &str) -> DbResult<bool> {
     Ok(job_state(conn, CLOSED_THROUGH)?.is_some_and(|c| date8 <= c.as_str()))
 }

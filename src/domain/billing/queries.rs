@@ -6,7 +6,7 @@ use super::*;
 pub type FoundCharge = (String, String, String, i64, i64);
 
 /// An SP's charge by TransactionID (ChargeQuery).
-pub fn find_charge(conn: &Connection, spid: &str, txid: &str) -> DbResult<Option<FoundCharge>> {
+pub fn find_charge(conn: &Read, spid: &str, txid: &str) -> DbResult<Option<FoundCharge>> {
     let mut st = conn.prepare_cached(
         "SELECT vnet_user_id, service_id, service_item_id, fee, charge_at FROM charge WHERE spid = ?1 AND transaction_id = ?2",
     )?;
@@ -14,7 +14,7 @@ pub fn find_charge(conn: &Connection, spid: &str, txid: &str) -> DbResult<Option
 }
 
 /// A user's orders, newest period first, optionally only one SP's and one service's.
-pub fn user_orders(conn: &Connection, user_id: &str, spid: Option<&str>, service_id: Option<&str>) -> DbResult<Vec<OrderRow>> {
+pub fn user_orders(conn: &Read, user_id: &str, spid: Option<&str>, service_id: Option<&str>) -> DbResult<Vec<OrderRow>> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {ORDER_COLUMNS} FROM orders WHERE vnet_user_id = ?1 AND (?2 IS NULL OR spid = ?2) AND (?3 IS NULL OR service_id = ?3)
          ORDER BY start_at DESC, created_at DESC, order_id DESC"
@@ -36,7 +36,7 @@ pub struct BillLine {
 }
 
 /// A user's charges of a bill month, grouped by item (BillQuery).
-pub fn bill(conn: &Connection, user_id: &str, bill_month: &str) -> DbResult<Vec<BillLine>> {
+pub fn bill(conn: &Read, user_id: &str, bill_month: &str) -> DbResult<Vec<BillLine>> {
     let mut st = conn.prepare_cached(
         "SELECT spid, service_id, service_item_id, service_item_name, fee_type, sum(batch_count), sum(fee) FROM charge
          WHERE vnet_user_id = ?1 AND bill_month = ?2
@@ -58,7 +58,7 @@ pub fn bill(conn: &Connection, user_id: &str, bill_month: &str) -> DbResult<Vec<
 }
 
 /// Count and total fee of an SP's charges of a LedgerDate.
-pub fn day_totals(conn: &Connection, spid: &str, date8: &str) -> DbResult<(i64, i64)> {
+pub fn day_totals(conn: &Read, spid: &str, date8: &str) -> DbResult<(i64, i64)> {
     let mut st = conn.prepare_cached("SELECT count(*), coalesce(sum(fee), 0) FROM charge WHERE spid = ?1 AND ledger_date = ?2")?;
     Ok(st.query_row(params![spid, date8], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
@@ -68,7 +68,7 @@ pub fn day_totals(conn: &Connection, spid: &str, date8: &str) -> DbResult<(i64, 
 pub type DetailLine = (String, String, String, String, String, i64, i64);
 
 /// An SP's charges of a LedgerDate ordered by ChargeTime then TransactionID, `limit` from `offset`.
-pub fn day_detail(conn: &Connection, spid: &str, date8: &str, offset: i64, limit: i64) -> DbResult<Vec<DetailLine>> {
+pub fn day_detail(conn: &Read, spid: &str, date8: &str, offset: i64, limit: i64) -> DbResult<Vec<DetailLine>> {
     let mut st = conn.prepare_cached(
         "SELECT transaction_id, vnet_user_id, service_id, service_item_id, fee_type, fee, charge_at FROM charge
          WHERE spid = ?1 AND ledger_date = ?2 ORDER BY charge_at, transaction_id LIMIT ?3 OFFSET ?4",

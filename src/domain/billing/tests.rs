@@ -57,7 +57,7 @@ impl World {
         user: &str,
         item: Option<&str>,
         product: Option<&str>,
-        f: impl FnOnce(&Ctx, Target) -> DbResult<Result<T, i32>> + Send + 'static,
+        f: impl FnOnce(&WriteCtx, Target) -> DbResult<Result<T, i32>> + Send + 'static,
     ) -> Result<T, i32> {
         let req = Req {
             kind,
@@ -71,7 +71,7 @@ impl World {
         let (cal, now) = (self.cal, self.clock.unix());
         self.store
             .write(move |conn| {
-                let ctx = Ctx { conn, cal, province: "35", now };
+                let ctx = WriteCtx::new(conn, cal, "35", now);
                 match resolve(&ctx, &req)? {
                     Err(code) => Ok(Err(code)),
                     Ok(t) => f(&ctx, t),
@@ -89,7 +89,7 @@ impl World {
     }
     fn rollover(&self, month: Ym) -> Rolled {
         let (cal, now) = (self.cal, self.clock.unix());
-        self.store.write(move |conn| rollover_chunk(&Ctx { conn, cal, province: "35", now }, month, 1000)).unwrap()
+        self.store.write(move |conn| rollover_chunk(&WriteCtx::new(conn, cal, "35", now), month, 1000)).unwrap()
     }
     fn order_row(&self, id: &str) -> OrderRow {
         let id = id.to_string();
@@ -242,7 +242,7 @@ fn day_close_writes_settle_for_roaming_charges_only() {
         let (cal, now, txid, u) = (w.cal, w.clock.unix(), txid.to_string(), u.clone());
         w.store
             .write(move |conn| {
-                let ctx = Ctx { conn, cal, province: "35", now };
+                let ctx = WriteCtx::new(conn, cal, "35", now);
                 let req = Req {
                     kind: Kind::Charge,
                     channel: Channel::Centre,
@@ -264,7 +264,7 @@ fn day_close_writes_settle_for_roaming_charges_only() {
     national(&w, "n2").unwrap();
     national(&w, "n3").unwrap();
     let (cal, now) = (w.cal, w.clock.unix());
-    let n = w.store.write(move |conn| close_day(&Ctx { conn, cal, province: "35", now }, "20261110")).unwrap();
+    let n = w.store.write(move |conn| close_day(&WriteCtx::new(conn, cal, "35", now), "20261110")).unwrap();
     assert_eq!(n, 1);
     let payload: String = w.store.read(|c| Ok(c.query_row("SELECT payload FROM outbox WHERE order_key = 'stream:SETTLE'", [], |r| r.get(0))?)).unwrap();
     assert!(payload.contains("[\"SPProvinceID\",\"00\"]") && payload.contains("[\"RoamType\",\"2\"]"), "{payload}");
