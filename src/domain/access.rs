@@ -4,7 +4,7 @@
 use super::passport::{self, Holder};
 use crate::store::DbResult;
 use crate::store::{Read, Write};
-use rusqlite::{params, OptionalExtension};
+use crate::store::access as db;
 use std::net::IpAddr;
 
 /// Account types tried, in this order, when only an account string is known (spec 11).
@@ -53,10 +53,7 @@ pub fn canonical_ip(ip: IpAddr) -> String {
 /// refreshed, not duplicated.
 pub fn start(conn: &Write, e: &Event, now: i64) -> DbResult<Outcome> {
     let ip = canonical_ip(e.ip);
-    let holder: Option<(String, String, i64)> = conn
-        .prepare_cached("SELECT aaa, session_id, started_at FROM online_session WHERE ip = ?1")?
-        .query_row([&ip], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
+    let holder = db::holder_of_ip(conn, &ip)?;
     let mut replaced = 0;
     if let Some((aaa, sid, started)) = holder {
         let same = aaa == e.aaa && sid == e.session_id;
@@ -64,24 +61,26 @@ pub fn start(conn: &Write, e: &Event, now: i64) -> DbResult<Outcome> {
             return Ok(Outcome::Superseded);
         }
         if !same {
-            replaced += conn.prepare_cached("DELETE FROM online_session WHERE ip = ?1")?.execute([&ip])?;
+            replaced += db::close_ip(conn, &ip)?;
         }
     }
     // The same session may have been open on another address: it moves.
-    conn.prepare_cached(
-        "INSERT INTO online_session(aaa, session_id, ip, account, nas_ip, nas_port, started_at, last_event_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT(aaa, session_id) DO UPDATE SET ip = excluded.ip, account = excluded.account,
-           nas_ip = excluded.nas_ip, nas_port = excluded.nas_port, started_at = excluded.started_at,
-           last_event_at = excluded.last_event_at",
-    )?
-    .execute(params![e.aaa, e.session_id, ip, e.account, e.nas_ip, e.nas_port, e.at, now])?;
+    let o = db::Online {
+        aaa: &e.aaa,
+        session_id: &e.session_id,
+        ip: &ip,
+        account: &e.account,
+        nas_ip: &e.nas_ip,
+        nas_port: &e.nas_port,
+        started_at: e.at,
+    };
+    db::open(conn, &o, now)?;
     Ok(Outcome::Started { replaced })
 }
 
 /// Stop (ActionType 2): close the session by its SessionID.
 pub fn stop(conn: &Write, aaa: &str, session_id: &str) -> DbResult<Outcome> {
-    let n = conn.prepare_cached("DELETE FROM online_session WHERE aaa = ?1 AND session_id = ?2")?.execute(params![aaa, session_id])?;
+    let n = db::close(conn, aaa, session_id)?;
     Ok(if n > 0 { Outcome::Stopped } else { Outcome::UnknownStop })
 }
 
@@ -89,10 +88,7 @@ pub fn stop(conn: &Write, aaa: &str, session_id: &str) -> DbResult<Outcome> {
 /// (its start was lost upstream, or it went stale here) opens it, under the rules of a start.
 pub fn interim(conn: &Write, e: &Event, now: i64) -> DbResult<Outcome> {
     let ip = canonical_ip(e.ip);
-    let n = conn
-        .prepare_cached("UPDATE online_session SET last_event_at = ?1 WHERE aaa = ?2 AND session_id = ?3 AND ip = ?4")?
-        .execute(params![now, e.aaa, e.session_id, ip])?;
-    if n > 0 {
+    if db::refresh(conn, &e.aaa, &e.session_id, &ip, now)? > 0 {
         return Ok(Outcome::Refreshed);
     }
     start(conn, e, now)
@@ -100,24 +96,12 @@ pub fn interim(conn: &Write, e: &Event, now: i64) -> DbResult<Outcome> {
 
 /// The account online at `ip` now: a session with an event within `stale_s`.
 pub fn account_at(conn: &Read, ip: IpAddr, now: i64, stale_s: i64) -> DbResult<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT account FROM online_session WHERE ip = ?1 AND last_event_at > ?2")?
-        .query_row(params![canonical_ip(ip), now - stale_s], |r| r.get(0))
-        .optional()?)
+    db::account_at(conn, &canonical_ip(ip), now - stale_s)
 }
 
 /// Close sessions with no event for `stale_s` (7.5). Returns how many.
 pub fn close_stale(conn: &Write, now: i64, stale_s: i64, limit: i64) -> DbResult<usize> {
-    Ok(conn
-        .prepare_cached(
-            "DELETE FROM online_session WHERE rowid IN (SELECT rowid FROM online_session WHERE last_event_at <= ?1 LIMIT ?2)",
-        )?
-        .execute(params![now - stale_s, limit])?)
-}
-
-#[cfg(test)]
-fn open_count(conn: &Read) -> DbResult<i64> {
-    Ok(conn.query_row("SELECT count(*) FROM online_session", [], |r| r.get(0))?)
+    db::close_stale(conn, now - stale_s, limit)
 }
 
 /// Who holds an account known only as a string (spec 11): the account types are tried in
@@ -138,6 +122,7 @@ pub fn holder_of_account(conn: &Read, account: &str) -> DbResult<Holder> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::access::open_count;
 
     fn db() -> Write<'static> {
         crate::store::memory_db()

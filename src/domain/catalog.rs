@@ -1,9 +1,9 @@
 //! The service catalogue (issue 3 item 1): SPs, services, service items and packages, imported
 //! from TOML (`../shared/spec/catalog-example.toml`) with upsert semantics, all-or-nothing.
 
-use crate::store::{DbError, DbResult};
+use crate::store::catalog as db;
+use crate::store::DbResult;
 use crate::store::{Read, Write};
-use rusqlite::{params, OptionalExtension};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 
@@ -117,9 +117,8 @@ pub fn import(conn: &Write, f: &CatalogFile, now: i64) -> DbResult<Result<Import
     dup("item", f.item.iter().map(|e| e.service_item_id.as_str()).collect(), &mut errs);
     dup("product", f.product.iter().map(|e| e.product_id.as_str()).collect(), &mut errs);
 
-    let exists = |sql: &str, id: &str| -> DbResult<bool> { Ok(conn.query_row(sql, [id], |_| Ok(())).optional()?.is_some()) };
     let file_sps: HashSet<&str> = f.sp.iter().map(|e| e.spid.as_str()).collect();
-    let sp_known = |id: &str| -> DbResult<bool> { Ok(file_sps.contains(id) || exists("SELECT 1 FROM sp WHERE spid = ?1", id)?) };
+    let sp_known = |id: &str| -> DbResult<bool> { Ok(file_sps.contains(id) || db::sp_exists(conn, id)?) };
     // service_id -> spid, from the file or the database
     let mut service_sp: HashMap<String, String> = f.service.iter().map(|e| (e.service_id.clone(), e.spid.clone())).collect();
     // item id -> (spid, fee_type)
@@ -151,8 +150,7 @@ pub fn import(conn: &Write, f: &CatalogFile, now: i64) -> DbResult<Result<Import
             errs.push(format!("{at}: service_item_id must be 16 digits"));
         }
         if !service_sp.contains_key(&e.service_id) {
-            let db: Option<String> = conn.query_row("SELECT spid FROM service WHERE service_id = ?1", [&e.service_id], |r| r.get(0)).optional()?;
-            match db {
+            match db::spid_of_service(conn, &e.service_id)? {
                 Some(spid) => {
                     service_sp.insert(e.service_id.clone(), spid);
                 }
@@ -188,13 +186,7 @@ pub fn import(conn: &Write, f: &CatalogFile, now: i64) -> DbResult<Result<Import
         for it in &e.items {
             let info = match item_info.get(it) {
                 Some(i) => Some(i.clone()),
-                None => conn
-                    .query_row(
-                        "SELECT s.spid, i.fee_type FROM item i JOIN service s ON s.service_id = i.service_id WHERE i.service_item_id = ?1",
-                        [it],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?,
+                None => db::item_sp_and_fee_type(conn, it)?,
             };
             match info {
                 None => errs.push(format!("{at}: item {it} is neither in the file nor in the catalogue")),
@@ -213,122 +205,29 @@ pub fn import(conn: &Write, f: &CatalogFile, now: i64) -> DbResult<Result<Import
         return Ok(Err(errs));
     }
     for e in &f.sp {
-        conn.execute(
-            "INSERT INTO sp(spid, name, scope, offline_payment, roam_out, updated_at, province_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, CASE ?3 WHEN 'national' THEN '00' ELSE '' END)
-             ON CONFLICT(spid) DO UPDATE SET name = ?2, scope = ?3, offline_payment = ?4, roam_out = ?5, updated_at = ?6,
-                 province_id = excluded.province_id",
-            params![e.spid, e.name, e.scope, e.offline_payment, e.roam_out, now],
-        )?;
+        db::upsert_sp(conn, &e.spid, &e.name, &e.scope, e.offline_payment, e.roam_out, now)?;
     }
     for e in &f.service {
-        conn.execute(
-            "INSERT INTO service(service_id, spid, name, status, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(service_id) DO UPDATE SET spid = ?2, name = ?3, status = ?4, updated_at = ?5",
-            params![e.service_id, e.spid, e.name, e.status, now],
-        )?;
+        db::upsert_service(conn, &e.service_id, &e.spid, &e.name, &e.status, now)?;
     }
     for e in &f.item {
-        // Roam-out is seeded from the item's SP unless RoamServiceNotify or `vnetd roam` set it.
-        conn.execute(
-            "INSERT INTO item(service_item_id, service_id, name, fee_type, price, status, roam_out, roam_out_source, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6,
-                     (SELECT sp.roam_out FROM service JOIN sp ON sp.spid = service.spid WHERE service.service_id = ?2), 'import', ?7)
-             ON CONFLICT(service_item_id) DO UPDATE SET service_id = ?2, name = ?3, fee_type = ?4, price = ?5, status = ?6,
-                 roam_out = CASE WHEN roam_out_source = 'import' THEN excluded.roam_out ELSE roam_out END, updated_at = ?7",
-            params![e.service_item_id, e.service_id, e.name, e.fee_type, e.price, e.status, now],
-        )?;
+        db::upsert_item(conn, &e.service_item_id, &e.service_id, &e.name, &e.fee_type, e.price, &e.status, now)?;
     }
     for e in &f.product {
-        conn.execute(
-            "INSERT INTO product(product_id, spid, name, package_price, status, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(product_id) DO UPDATE SET spid = ?2, name = ?3, package_price = ?4, status = ?5, updated_at = ?6",
-            params![e.product_id, e.spid, e.name, e.package_price, e.status, now],
-        )?;
-        conn.execute("DELETE FROM product_item WHERE product_id = ?1", [&e.product_id])?;
-        for it in &e.items {
-            conn.execute("INSERT OR IGNORE INTO product_item(product_id, service_item_id) VALUES (?1, ?2)", params![e.product_id, it])?;
-        }
+        db::upsert_product(conn, &e.product_id, &e.spid, &e.name, e.package_price, &e.status, &e.items, now)?;
     }
     Ok(Ok(Imported { sps: f.sp.len(), services: f.service.len(), items: f.item.len(), products: f.product.len() }))
 }
 
-/// A service as the use rules see it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceInfo {
-    pub spid: String,
-    pub active: bool,
-    /// The SP is of this province (not national, not another province's).
-    pub local: bool,
-    /// Some item of it is approved for this province's users (RoamServiceNotify).
-    pub roams_in: bool,
-    /// Some item of it is approved for other provinces' users (roam-out).
-    pub roams_out: bool,
-}
-
-pub fn service(conn: &Read, service_id: &str) -> DbResult<Option<ServiceInfo>> {
-    let mut st = conn.prepare_cached(
-        "SELECT s.spid, s.status, sp.province_id = '',
-                EXISTS(SELECT 1 FROM item WHERE item.service_id = s.service_id AND item.roam_in = 1),
-                EXISTS(SELECT 1 FROM item WHERE item.service_id = s.service_id AND item.roam_out = 1)
-         FROM service s JOIN sp ON sp.spid = s.spid WHERE s.service_id = ?1",
-    )?;
-    Ok(st
-        .query_row([service_id], |r| {
-            Ok(ServiceInfo {
-                spid: r.get(0)?,
-                active: r.get::<_, String>(1)? == "active",
-                local: r.get(2)?,
-                roams_in: r.get(3)?,
-                roams_out: r.get(4)?,
-            })
-        })
-        .optional()?)
-}
+pub use crate::store::catalog::{list, service, ServiceInfo};
 
 /// What a payment page shows of a PayRequest (spec 5.3): the SP's name and the item's name, when
 /// the service is the SP's (else -20004) and the item is of that service (else -20006).
 pub fn payment_names(conn: &Read, spid: &str, service_id: &str, item_id: &str) -> DbResult<Result<(String, String), i32>> {
     use crate::spec::codes::{SERVICE_ITEM_ABNORMAL, SERVICE_UNKNOWN};
-    let sp: Option<String> = conn
-        .prepare_cached("SELECT sp.name FROM service s JOIN sp ON sp.spid = s.spid WHERE s.service_id = ?1 AND s.spid = ?2")?
-        .query_row([service_id, spid], |r| r.get(0))
-        .optional()?;
-    let Some(sp) = sp else { return Ok(Err(SERVICE_UNKNOWN)) };
-    let item: Option<String> = conn
-        .prepare_cached("SELECT name FROM item WHERE service_item_id = ?1 AND service_id = ?2")?
-        .query_row([item_id, service_id], |r| r.get(0))
-        .optional()?;
+    let Some(sp) = db::sp_name_of_service(conn, spid, service_id)? else { return Ok(Err(SERVICE_UNKNOWN)) };
+    let item = db::item_name_of_service(conn, service_id, item_id)?;
     Ok(item.map(|i| (sp, i)).ok_or(SERVICE_ITEM_ABNORMAL))
-}
-
-/// Every catalogue entry as listing rows: kind, id, owner, name, fee_type, price, status, roam_out.
-pub fn list(conn: &Read) -> DbResult<Vec<Vec<String>>> {
-    let mut out = Vec::new();
-    let queries = [
-        "SELECT 'sp', spid, '', name, '', '', scope || CASE WHEN offline_payment THEN ',offline' ELSE '' END, roam_out FROM sp ORDER BY spid",
-        "SELECT 'service', service_id, spid, name, '', '', status, '' FROM service ORDER BY service_id",
-        "SELECT 'item', service_item_id, service_id, name, fee_type, price, status, roam_out || '(' || roam_out_source || ')' FROM item ORDER BY service_item_id",
-        "SELECT 'product', p.product_id, p.spid, p.name, '2', p.package_price, p.status,
-                (SELECT group_concat(service_item_id, ',') FROM product_item WHERE product_id = p.product_id) FROM product p ORDER BY p.product_id",
-    ];
-    for q in queries {
-        let mut st = conn.prepare(q)?;
-        let rows = st.query_map([], |r| {
-            (0..8)
-                .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
-                    rusqlite::types::Value::Integer(n) => n.to_string(),
-                    rusqlite::types::Value::Text(t) => t,
-                    rusqlite::types::Value::Null => String::new(),
-                    other => format!("{other:?}"),
-                }))
-                .collect::<Result<Vec<_>, _>>()
-        })?;
-        for r in rows {
-            out.push(r.map_err(DbError::Sqlite)?);
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -365,7 +264,7 @@ mod tests {
         // Upsert: importing again changes nothing but what changed.
         let changed = EXAMPLE.replace("price = 200", "price = 300");
         run(&s, &changed).unwrap();
-        let price: i64 = s.read(|c| Ok(c.query_row("SELECT price FROM item WHERE service_item_id='3500000100000101'", [], |r| r.get(0))?)).unwrap();
+        let price: i64 = s.read(|c| Ok(c.test_conn().query_row("SELECT price FROM item WHERE service_item_id='3500000100000101'", [], |r| r.get(0))?)).unwrap();
         assert_eq!(price, 300);
     }
 
@@ -389,9 +288,9 @@ mod tests {
     fn roam_out_state_set_elsewhere_survives_an_import() {
         let (_d, s) = store();
         run(&s, EXAMPLE).unwrap();
-        s.write(|c| Ok(c.execute("UPDATE item SET roam_out = 1, roam_out_source = 'notify' WHERE service_item_id = '3500000100000101'", [])?)).unwrap();
+        s.write(|c| Ok(c.test_conn().execute("UPDATE item SET roam_out = 1, roam_out_source = 'notify' WHERE service_item_id = '3500000100000101'", [])?)).unwrap();
         run(&s, &EXAMPLE.replace("roam_out = false", "roam_out = false ")).unwrap();
-        let get = |id: &str| s.read(|c| Ok(c.query_row("SELECT roam_out FROM item WHERE service_item_id = ?1", [id], |r| r.get::<_, i64>(0))?)).unwrap();
+        let get = |id: &str| s.read(|c| Ok(c.test_conn().query_row("SELECT roam_out FROM item WHERE service_item_id = ?1", [id], |r| r.get::<_, i64>(0))?)).unwrap();
         assert_eq!(get("3500000100000101"), 1, "set by RoamServiceNotify: kept");
         run(&s, &EXAMPLE.replace("roam_out = false", "roam_out = true")).unwrap();
         assert_eq!(get("3500000100000102"), 1, "seeded from the SP");

@@ -2,10 +2,9 @@
 //! VNetUserID assignment.
 
 use crate::spec::outbound;
-use crate::store::outbox;
+use crate::store::{outbox, users};
 use crate::store::{next_counter, DbResult};
 use crate::store::{Read, Write};
-use rusqlite::{params, OptionalExtension, Row};
 
 pub const STATUS_NORMAL: &str = "00";
 pub const STATUS_SUSPENDED: &str = "01";
@@ -15,47 +14,8 @@ pub const STATUS_CANCELLED: &str = "03";
 /// Account types tried for account-only look-ups (spec 11).
 pub const LOOKUP_ORDER: [&str; 5] = ["01", "02", "03", "04", "09"];
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct User {
-    pub vnet_user_id: String,
-    pub account_type: String,
-    pub account: String,
-    pub password_phc: Option<String>,
-    pub city_code: String,
-    pub user_type: String,
-    pub credit_limit: i64,
-    pub balance: i64,
-    pub alias: String,
-    pub binding_access_no: String,
-    pub contract_id: String,
-    pub status: String,
-    pub status_at: i64,
-    pub failed_logins: i64,
-    pub locked_until: i64,
-}
-
-const COLUMNS: &str = "vnet_user_id, account_type, account, password_phc, city_code, user_type, credit_limit, balance, \
-     alias, binding_access_no, contract_id, status, status_at, failed_logins, locked_until";
-
-fn from_row(r: &Row) -> rusqlite::Result<User> {
-    Ok(User {
-        vnet_user_id: r.get(0)?,
-        account_type: r.get(1)?,
-        account: r.get(2)?,
-        password_phc: r.get(3)?,
-        city_code: r.get(4)?,
-        user_type: r.get(5)?,
-        credit_limit: r.get(6)?,
-        balance: r.get(7)?,
-        alias: r.get(8)?,
-        binding_access_no: r.get(9)?,
-        contract_id: r.get(10)?,
-        status: r.get(11)?,
-        status_at: r.get(12)?,
-        failed_logins: r.get(13)?,
-        locked_until: r.get(14)?,
-    })
-}
+pub use crate::store::users::{NewUser, User};
+pub use crate::store::users::{reset_failures, save_profile, set_contract_id, set_password, set_status_at};
 
 impl User {
     pub fn num_flag(&self) -> &'static str {
@@ -85,9 +45,8 @@ pub fn weak_password(password: &str, account: &str) -> bool {
     password.chars().count() < 6 || chars.all(|c| Some(c) == first) || password == account
 }
 
-pub fn by_id(conn: &Read, id: &str) -> DbResult<Option<User>> {
-    let mut st = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM user WHERE vnet_user_id = ?1"))?;
-    Ok(st.query_row([id], from_row).optional()?)
+pub fn by_id(tx: &Read, id: &str) -> DbResult<Option<User>> {
+    users::by_id(tx, id)
 }
 
 /// Who holds an account, for authentication (spec 11).
@@ -101,11 +60,8 @@ pub enum Holder {
     None,
 }
 
-pub fn holder(conn: &Read, account_type: &str, account: &str) -> DbResult<Holder> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM user WHERE account_type = ?1 AND account = ?2 ORDER BY status = '03', status_at DESC LIMIT 1"
-    ))?;
-    let u = st.query_row(params![account_type, account], from_row).optional()?;
+pub fn holder(tx: &Read, account_type: &str, account: &str) -> DbResult<Holder> {
+    let u = users::latest_holder(tx, account_type, account)?;
     Ok(match u {
         Some(u) if u.is_cancelled() => Holder::Cancelled(u),
         Some(u) => Holder::Live(u),
@@ -113,30 +69,9 @@ pub fn holder(conn: &Read, account_type: &str, account: &str) -> DbResult<Holder
     })
 }
 
-/// A user to create.
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    pub account_type: String,
-    pub account: String,
-    pub password_phc: Option<String>,
-    pub city_code: String,
-    pub user_type: String,
-    pub credit_limit: i64,
-    pub balance: i64,
-    pub alias: String,
-    pub binding_access_no: String,
-}
-
 /// Is the account held by a user who is not cancelled?
-pub fn account_taken(conn: &Read, account_type: &str, account: &str) -> DbResult<bool> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM user WHERE account_type = ?1 AND account = ?2 AND status <> '03'",
-            params![account_type, account],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
+pub fn account_taken(tx: &Read, account_type: &str, account: &str) -> DbResult<bool> {
+    users::account_taken(tx, account_type, account)
 }
 
 /// Create a user with the next VNetUserID (ProvinceID + 10-digit sequence, never reused).
@@ -147,44 +82,8 @@ pub fn create(conn: &Write, province_id: &str, u: &NewUser, now: i64) -> DbResul
         return Err(crate::store::DbError::Other("VNetUserID sequence exhausted".into()));
     }
     let id = format!("{province_id}{seq:010}");
-    conn.execute(
-        "INSERT INTO user(vnet_user_id, account_type, account, password_phc, city_code, user_type, credit_limit, balance,
-                          alias, binding_access_no, status, status_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, '00', ?11, ?11, ?11)",
-        params![id, u.account_type, u.account, u.password_phc, u.city_code, u.user_type, u.credit_limit, u.balance, u.alias, u.binding_access_no, now],
-    )?;
+    users::insert(conn, &id, u, now)?;
     Ok(by_id(conn, &id)?.expect("just inserted"))
-}
-
-/// Keep the ContractID the centre answered to a PUserInfoNotify (6.2).
-pub fn set_contract_id(conn: &Write, id: &str, contract_id: &str) -> DbResult<()> {
-    conn.prepare_cached("UPDATE user SET contract_id = ?2 WHERE vnet_user_id = ?1")?.execute(params![id, contract_id])?;
-    Ok(())
-}
-
-/// Store a user's profile fields (UserModify): CityCode, UserType, Alias, BindingAccessNo,
-/// CreditLimit, Balance.
-pub fn save_profile(conn: &Write, u: &User, now: i64) -> DbResult<()> {
-    conn.prepare_cached(
-        "UPDATE user SET city_code = ?2, user_type = ?3, alias = ?4, binding_access_no = ?5, credit_limit = ?6,
-         balance = ?7, updated_at = ?8 WHERE vnet_user_id = ?1",
-    )?
-    .execute(params![u.vnet_user_id, u.city_code, u.user_type, u.alias, u.binding_access_no, u.credit_limit, u.balance, now])?;
-    Ok(())
-}
-
-/// Set a user's status as of `status_at` (PUserStatusNotify: the centre's StatusTime).
-pub fn set_status_at(conn: &Write, id: &str, status: &str, status_at: i64, now: i64) -> DbResult<()> {
-    conn.prepare_cached("UPDATE user SET status = ?2, status_at = ?3, updated_at = ?4 WHERE vnet_user_id = ?1")?
-        .execute(params![id, status, status_at, now])?;
-    Ok(())
-}
-
-/// Store a new password hash and end any lockout (the user's own change, spec 5.4).
-pub fn set_password(conn: &Write, id: &str, phc: &str, now: i64) -> DbResult<()> {
-    conn.prepare_cached("UPDATE user SET password_phc = ?2, failed_logins = 0, locked_until = 0, updated_at = ?3 WHERE vnet_user_id = ?1")?
-        .execute(params![id, phc, now])?;
-    Ok(())
 }
 
 /// Record a failed login; returns true if this failure locked the account.
@@ -194,23 +93,12 @@ pub fn record_failure(conn: &Write, id: &str, threshold: u32, lock_s: i64, now: 
     let base = if u.locked_until != 0 && u.locked_until <= now { 0 } else { u.failed_logins };
     let failed = base + 1;
     if failed >= threshold as i64 {
-        conn.execute(
-            "UPDATE user SET failed_logins = 0, locked_until = ?2 WHERE vnet_user_id = ?1",
-            params![id, now + lock_s],
-        )?;
+        users::lock(conn, id, now + lock_s)?;
         Ok(true)
     } else {
-        conn.execute(
-            "UPDATE user SET failed_logins = ?2, locked_until = 0 WHERE vnet_user_id = ?1",
-            params![id, failed],
-        )?;
+        users::set_failures(conn, id, failed)?;
         Ok(false)
     }
-}
-
-pub fn reset_failures(conn: &Write, id: &str) -> DbResult<()> {
-    conn.execute("UPDATE user SET failed_logins = 0, locked_until = 0 WHERE vnet_user_id = ?1", [id])?;
-    Ok(())
 }
 
 /// The fields of a user that PUserInfoNotify carries (spec 6.2), after the SrcDeviceNo and
@@ -278,7 +166,7 @@ pub fn change_status(
     if u.status == status {
         return Ok(Ok(false));
     }
-    conn.execute("UPDATE user SET status = ?2, status_at = ?3, updated_at = ?3 WHERE vnet_user_id = ?1", params![id, status, now])?;
+    users::set_status(conn, id, status, now)?;
     if status == STATUS_CANCELLED {
         // Cancelling the account ends every order now (OrderNotify ActionType 5).
         let ctx = super::billing::WriteCtx::new(conn, super::calendar::Cal::new(clock.tz()), province, now);
@@ -308,10 +196,7 @@ pub fn reset_password(conn: &Write, id: &str, phc: &str, to_centre: Option<Reset
         Ok(u) => u,
         Err(e) => return Ok(Err(e)),
     };
-    conn.execute(
-        "UPDATE user SET password_phc = ?2, failed_logins = 0, locked_until = 0, updated_at = ?3 WHERE vnet_user_id = ?1",
-        params![id, phc, now],
-    )?;
+    users::reset_password(conn, id, phc, now)?;
     super::sso::end_user(conn, id, None)?;
     if let Some(c) = to_centre {
         let op = &outbound::PASSWORD_RESET;

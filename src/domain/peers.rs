@@ -4,8 +4,9 @@
 
 use crate::crypto::TdesKey;
 use crate::store::{DbError, DbResult, Store};
+use crate::store::outbox;
+use crate::store::peers::{self as db, KeyRow};
 use crate::store::{Read, Write};
-use rusqlite::{params, OptionalExtension};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -76,35 +77,25 @@ pub fn valid_id(kind: &str, id: &str) -> bool {
 
 pub fn load_all(conn: &Read) -> DbResult<HashMap<String, Arc<Peer>>> {
     let mut keys: HashMap<String, Vec<KeyVersion>> = HashMap::new();
-    let mut st = conn.prepare("SELECT peer_id, version, key_hex, iv_hex, effect_at, emergency FROM peer_key ORDER BY peer_id, effect_at, version")?;
-    let rows = st.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?, r.get::<_, bool>(5)?))
-    })?;
-    for row in rows {
-        let (peer, version, key_hex, iv_hex, effect_at, emergency) = row?;
-        match TdesKey::from_hex(&key_hex, &iv_hex) {
-            Ok(key) => keys.entry(peer).or_default().push(KeyVersion { version, key, effect_at, emergency }),
-            Err(_) => log::error!("peer {peer} key version {version} is malformed in the database; ignored"),
+    for k in db::keys(conn)? {
+        match TdesKey::from_hex(&k.key_hex, &k.iv_hex) {
+            Ok(key) => keys.entry(k.peer_id).or_default().push(KeyVersion { version: k.version, key, effect_at: k.effect_at, emergency: k.emergency }),
+            Err(_) => log::error!("peer {} key version {} is malformed in the database; ignored", k.peer_id, k.version),
         }
     }
-    let mut st = conn.prepare("SELECT id, kind, name, status, url, return_urls, ops, encoding FROM peer")?;
-    let rows = st.query_map([], |r| {
-        Ok(Peer {
-            id: r.get(0)?,
-            kind: r.get(1)?,
-            name: r.get(2)?,
-            active: r.get::<_, String>(3)? == "active",
-            url: r.get(4)?,
-            return_urls: r.get::<_, String>(5)?.lines().map(str::to_string).filter(|s| !s.is_empty()).collect(),
-            ops: r.get::<_, Option<String>>(6)?.map(|s| s.split(',').map(|o| o.trim().to_string()).collect()),
-            gb2312: r.get::<_, String>(7)? == "gb2312",
-            keys: Vec::new(),
-        })
-    })?;
     let mut out = HashMap::new();
-    for p in rows {
-        let mut p = p?;
-        p.keys = keys.remove(&p.id).unwrap_or_default();
+    for r in db::all(conn)? {
+        let p = Peer {
+            keys: keys.remove(&r.id).unwrap_or_default(),
+            active: r.status == "active",
+            return_urls: r.return_urls.lines().map(str::to_string).filter(|s| !s.is_empty()).collect(),
+            ops: r.ops.map(|s| s.split(',').map(|o| o.trim().to_string()).collect()),
+            gb2312: r.encoding == "gb2312",
+            id: r.id,
+            kind: r.kind,
+            name: r.name,
+            url: r.url,
+        };
         out.insert(p.id.clone(), Arc::new(p));
     }
     Ok(out)
@@ -169,18 +160,7 @@ impl PeerCache {
     }
 }
 
-/// What `peer add` takes.
-pub struct NewPeer {
-    pub id: String,
-    pub kind: String,
-    pub key_hex: String,
-    pub iv_hex: String,
-    pub name: String,
-    pub url: Option<String>,
-    pub return_urls: Vec<String>,
-    pub ops: Option<Vec<String>>,
-    pub encoding: String,
-}
+pub use crate::store::peers::NewPeer;
 
 pub fn validate_new(p: &NewPeer) -> Result<(), String> {
     if !KINDS.contains(&p.kind.as_str()) {
@@ -301,10 +281,7 @@ impl PeerChange {
     }
 }
 
-/// The kind of a peer, if it exists.
-pub fn kind_of(conn: &Read, id: &str) -> DbResult<Option<String>> {
-    Ok(conn.query_row("SELECT kind FROM peer WHERE id = ?1", [id], |r| r.get(0)).optional()?)
-}
+pub use crate::store::peers::kind_of;
 
 /// Apply a `peer set` (inside the caller's write transaction). The caller has validated it.
 pub fn set(conn: &Write, id: &str, ch: &PeerChange, now: i64) -> DbResult<()> {
@@ -312,21 +289,21 @@ pub fn set(conn: &Write, id: &str, ch: &PeerChange, now: i64) -> DbResult<()> {
         return Err(DbError::Other(format!("peer {id} does not exist")));
     }
     if let Some(n) = &ch.name {
-        conn.execute("UPDATE peer SET name = ?2 WHERE id = ?1", params![id, n])?;
+        db::set_name(conn, id, n)?;
     }
     if let Some(u) = &ch.url {
-        conn.execute("UPDATE peer SET url = ?2 WHERE id = ?1", params![id, u])?;
+        db::set_url(conn, id, u.as_deref())?;
     }
     if let Some(r) = &ch.return_urls {
-        conn.execute("UPDATE peer SET return_urls = ?2 WHERE id = ?1", params![id, r.join("\n")])?;
+        db::set_return_urls(conn, id, &r.join("\n"))?;
     }
     if let Some(o) = &ch.ops {
-        conn.execute("UPDATE peer SET ops = ?2 WHERE id = ?1", params![id, o.as_ref().map(|o| o.join(","))])?;
+        db::set_ops(conn, id, o.as_ref().map(|o| o.join(",")).as_deref())?;
     }
     if let Some(e) = &ch.encoding {
-        conn.execute("UPDATE peer SET encoding = ?2 WHERE id = ?1", params![id, e])?;
+        db::set_encoding(conn, id, e)?;
     }
-    conn.execute("UPDATE peer SET updated_at = ?2 WHERE id = ?1", params![id, now])?;
+    db::touch(conn, id, now)?;
     Ok(())
 }
 
@@ -335,11 +312,7 @@ pub fn set(conn: &Write, id: &str, ch: &PeerChange, now: i64) -> DbResult<()> {
 fn destinations(conn: &Read, id: &str, kind: &str) -> DbResult<Vec<String>> {
     let mut out = vec![id.to_string()];
     if kind == "centre" {
-        let other: i64 = conn.query_row(
-            "SELECT count(*) FROM peer WHERE kind = 'centre' AND status = 'active' AND id <> ?1",
-            [id],
-            |r| r.get(0),
-        )?;
+        let other = db::other_active_centres(conn, id)?;
         if other == 0 {
             out.push(crate::store::outbox::CENTRE.to_string());
         }
@@ -351,7 +324,7 @@ fn destinations(conn: &Read, id: &str, kind: &str) -> DbResult<Vec<String>> {
 pub fn waiting_messages(conn: &Read, id: &str, kind: &str) -> DbResult<i64> {
     let mut n = 0;
     for d in destinations(conn, id, kind)? {
-        n += conn.query_row("SELECT count(*) FROM outbox WHERE state = 'pending' AND destination = ?1", [&d], |r| r.get::<_, i64>(0))?;
+        n += outbox::pending_count(conn, &d)?;
     }
     Ok(n)
 }
@@ -378,33 +351,19 @@ pub fn remove(conn: &Write, id: &str, force: bool, now: i64) -> DbResult<Removed
     }
     let mut dead = 0i64;
     for d in destinations(conn, id, &kind)? {
-        dead += conn.execute(
-            "UPDATE outbox SET state = 'dead', last_error = ?3, next_attempt_at = ?2 WHERE state = 'pending' AND destination = ?1",
-            params![d, now, format!("peer {id} removed by the operator (peer remove --force)")],
-        )? as i64;
+        dead += outbox::dead_letter_destination(conn, &d, &format!("peer {id} removed by the operator (peer remove --force)"), now)? as i64;
     }
-    conn.execute("DELETE FROM peer_key WHERE peer_id = ?1", [id])?;
-    conn.execute("DELETE FROM peer WHERE id = ?1", [id])?;
+    db::delete(conn, id)?;
     Ok(Removed::Done { dead_lettered: dead })
 }
 
 pub fn add(store: &Store, p: NewPeer, now: i64) -> DbResult<()> {
     validate_new(&p).map_err(DbError::Other)?;
     store.write(move |c| {
-        let exists: Option<String> = c.query_row("SELECT id FROM peer WHERE id = ?1", [&p.id], |r| r.get(0)).optional()?;
-        if exists.is_some() {
+        if db::exists(c, &p.id)? {
             return Err(DbError::Other(format!("peer {} already exists (use peer set-key to change its key)", p.id)));
         }
-        c.execute(
-            "INSERT INTO peer(id, kind, name, status, url, return_urls, ops, encoding, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'active', ?4, ?5, ?6, ?7, ?8, ?8)",
-            params![p.id, p.kind, p.name, p.url, p.return_urls.join("\n"), p.ops.map(|o| o.join(",")), p.encoding, now],
-        )?;
-        c.execute(
-            "INSERT INTO peer_key(peer_id, version, key_hex, iv_hex, effect_at, emergency, created_at) VALUES (?1, 1, ?2, ?3, ?4, 0, ?4)",
-            params![p.id, p.key_hex.to_ascii_lowercase(), p.iv_hex.to_ascii_lowercase(), now],
-        )?;
-        Ok(())
+        db::insert(c, &p, now)
     })
 }
 
@@ -419,13 +378,7 @@ pub fn add_key(
     emergency: bool,
     now: i64,
 ) -> DbResult<Option<i64>> {
-    let newest: Option<(i64, String, String, i64)> = conn
-        .query_row(
-            "SELECT version, key_hex, iv_hex, effect_at FROM peer_key WHERE peer_id = ?1 ORDER BY version DESC LIMIT 1",
-            [peer_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
+    let newest = db::newest_key(conn, peer_id)?;
     let Some((version, cur_key, cur_iv, cur_effect)) = newest else {
         return Err(DbError::Other(format!("peer {peer_id} does not exist")));
     };
@@ -437,11 +390,9 @@ pub fn add_key(
     if key_hex == cur_key && iv_hex == cur_iv && (effect_at == cur_effect || (effect_at == now && cur_effect <= now)) {
         return Ok(None);
     }
-    conn.execute(
-        "INSERT INTO peer_key(peer_id, version, key_hex, iv_hex, effect_at, emergency, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![peer_id, version + 1, key_hex, iv_hex, effect_at, emergency, now],
-    )?;
-    conn.execute("UPDATE peer SET updated_at = ?2 WHERE id = ?1", params![peer_id, now])?;
+    let k = KeyRow { peer_id: peer_id.to_string(), version: version + 1, key_hex, iv_hex, effect_at, emergency };
+    db::insert_key(conn, &k, now)?;
+    db::touch(conn, peer_id, now)?;
     Ok(Some(version + 1))
 }
 
@@ -456,7 +407,7 @@ pub fn enable(store: &Store, id: String, now: i64) -> DbResult<()> {
 
 fn set_status(store: &Store, id: String, status: &'static str, now: i64) -> DbResult<()> {
     store.write(move |c| {
-        let n = c.execute("UPDATE peer SET status = ?3, updated_at = ?2 WHERE id = ?1", params![id, now, status])?;
+        let n = db::set_status(c, &id, status, now)?;
         if n == 0 {
             return Err(DbError::Other(format!("peer {id} does not exist")));
         }

@@ -7,7 +7,7 @@ use crate::domain::passport::User;
 use crate::store::DbResult;
 use base64::Engine;
 use crate::store::{Read, Write};
-use rusqlite::{params, OptionalExtension};
+use crate::store::{payments, sso as db};
 
 /// A new random secret of `n` bytes, base64url without padding (VNETSSO: 32 bytes, spec 11).
 pub fn new_secret(n: usize) -> String {
@@ -19,19 +19,8 @@ pub fn digest(secret: &str) -> String {
     sha1_b64(secret.as_bytes())
 }
 
-/// The user an SSO session belongs to, as TicketValidate answers it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionUser {
-    pub vnet_user_id: String,
-    /// A user of this province (else logged in through the centre).
-    pub local: bool,
-    pub account_type: String,
-    pub account: String,
-    pub province_id: String,
-    pub city_code: String,
-    pub user_type: String,
-    pub status: String,
-}
+pub use crate::store::payments::{note_pending, payment, record_outcome, PayFor, Payment};
+pub use crate::store::sso::SessionUser;
 
 impl SessionUser {
     pub fn from_local(u: &User, province_id: &str) -> SessionUser {
@@ -65,45 +54,12 @@ pub struct Limits {
 /// Create a session for `user`; returns the cookie value (only the digest is stored).
 pub fn create_session(conn: &Write, user: &SessionUser, now: i64) -> DbResult<String> {
     let cookie = new_secret(32);
-    conn.prepare_cached(
-        "INSERT INTO sso_session(id_hash, vnet_user_id, local, account_type, account, province_id, city_code, user_type, status,
-                                 created_at, last_seen_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-    )?
-    .execute(params![
-        digest(&cookie),
-        user.vnet_user_id,
-        user.local,
-        user.account_type,
-        user.account,
-        user.province_id,
-        user.city_code,
-        user.user_type,
-        user.status,
-        now
-    ])?;
+    db::insert_session(conn, &digest(&cookie), user, now)?;
     Ok(cookie)
 }
 
 fn session_by_hash(conn: &Read, id_hash: &str, now: i64, lim: Limits) -> DbResult<Option<Session>> {
-    let row = conn
-        .prepare_cached(
-            "SELECT vnet_user_id, local, account_type, account, province_id, city_code, user_type, status
-             FROM sso_session WHERE id_hash = ?1 AND last_seen_at > ?2 AND created_at > ?3",
-        )?
-        .query_row(params![id_hash, now - lim.idle_s, now - lim.max_s], |r| {
-            Ok(SessionUser {
-                vnet_user_id: r.get(0)?,
-                local: r.get(1)?,
-                account_type: r.get(2)?,
-                account: r.get(3)?,
-                province_id: r.get(4)?,
-                city_code: r.get(5)?,
-                user_type: r.get(6)?,
-                status: r.get(7)?,
-            })
-        })
-        .optional()?;
+    let row = db::session_user(conn, id_hash, now - lim.idle_s, now - lim.max_s)?;
     Ok(row.map(|user| Session { id_hash: id_hash.to_string(), user }))
 }
 
@@ -114,18 +70,14 @@ pub fn session(conn: &Read, cookie: &str, now: i64, lim: Limits) -> DbResult<Opt
 
 /// Use of a session: its idle timeout starts again.
 pub fn touch(conn: &Write, id_hash: &str, now: i64) -> DbResult<()> {
-    conn.prepare_cached("UPDATE sso_session SET last_seen_at = ?2 WHERE id_hash = ?1")?.execute(params![id_hash, now])?;
-    Ok(())
+    db::touch(conn, id_hash, now)
 }
 
 /// Issue a single-use ticket for `spid` from a session; returns the ticket (only its digest is
 /// stored). Touches the session.
 pub fn issue_ticket(conn: &Write, s: &Session, spid: &str, now: i64, ttl_s: i64) -> DbResult<String> {
     let ticket = new_secret(24);
-    conn.prepare_cached(
-        "INSERT INTO sso_ticket(ticket_hash, session_hash, spid, vnet_user_id, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![digest(&ticket), s.id_hash, spid, s.user.vnet_user_id, now + ttl_s])?;
+    db::insert_ticket(conn, &digest(&ticket), &s.id_hash, spid, &s.user.vnet_user_id, now + ttl_s)?;
     touch(conn, &s.id_hash, now)?;
     Ok(ticket)
 }
@@ -133,11 +85,7 @@ pub fn issue_ticket(conn: &Write, s: &Session, spid: &str, now: i64, ttl_s: i64)
 /// Consume a ticket (any attempt consumes it, spec 11) and return its session's user when the
 /// ticket was issued to `spid`, has not expired and its session is still live.
 pub fn redeem_ticket(conn: &Write, ticket: &str, spid: &str, now: i64, lim: Limits) -> DbResult<Option<SessionUser>> {
-    let h = digest(ticket);
-    let row: Option<(String, String, i64)> = conn
-        .prepare_cached("DELETE FROM sso_ticket WHERE ticket_hash = ?1 RETURNING session_hash, spid, expires_at")?
-        .query_row([&h], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
+    let row = db::take_ticket(conn, &digest(ticket))?;
     let Some((session_hash, for_spid, expires_at)) = row else { return Ok(None) };
     if for_spid != spid || expires_at <= now {
         return Ok(None);
@@ -147,44 +95,25 @@ pub fn redeem_ticket(conn: &Write, ticket: &str, spid: &str, now: i64, lim: Limi
 
 /// End one session and its unused tickets.
 pub fn end_session(conn: &Write, id_hash: &str) -> DbResult<()> {
-    conn.prepare_cached("DELETE FROM sso_ticket WHERE session_hash = ?1")?.execute([id_hash])?;
-    conn.prepare_cached("DELETE FROM sso_session WHERE id_hash = ?1")?.execute([id_hash])?;
-    Ok(())
+    db::delete_session(conn, id_hash)
 }
 
 /// End every session of a user and revoke the unused tickets; `keep` spares one session (the
 /// one a password change was made in). Returns the sessions and tickets ended.
 pub fn end_user(conn: &Write, vnet_user_id: &str, keep: Option<&str>) -> DbResult<usize> {
-    let keep = keep.unwrap_or("");
-    let t = conn
-        .prepare_cached("DELETE FROM sso_ticket WHERE vnet_user_id = ?1 AND session_hash <> ?2")?
-        .execute(params![vnet_user_id, keep])?;
-    let s = conn
-        .prepare_cached("DELETE FROM sso_session WHERE vnet_user_id = ?1 AND id_hash <> ?2")?
-        .execute(params![vnet_user_id, keep])?;
-    Ok(s + t)
+    db::delete_user_sessions(conn, vnet_user_id, keep.unwrap_or(""))
 }
 
 /// Does anything of the user's live here (a session or a ticket)? UserLogout for a user of
 /// another province is known by its sessions.
 pub fn has_sessions(conn: &Read, vnet_user_id: &str) -> DbResult<bool> {
-    let n: i64 = conn.query_row(
-        "SELECT (SELECT count(*) FROM sso_session WHERE vnet_user_id = ?1) + (SELECT count(*) FROM sso_ticket WHERE vnet_user_id = ?1)",
-        [vnet_user_id],
-        |r| r.get(0),
-    )?;
-    Ok(n > 0)
+    Ok(db::count_of_user(conn, vnet_user_id)? > 0)
 }
 
 /// Housekeeping (7.5): drop expired tickets and sessions. Returns the rows deleted.
 pub fn expire(conn: &Write, now: i64, lim: Limits) -> DbResult<usize> {
-    let t = conn.execute("DELETE FROM sso_ticket WHERE expires_at <= ?1", [now])?;
-    let s = conn.execute(
-        "DELETE FROM sso_session WHERE last_seen_at <= ?1 OR created_at <= ?2",
-        params![now - lim.idle_s, now - lim.max_s],
-    )?;
-    // Tickets of sessions that ended above are useless: redeem_ticket needs the session.
-    Ok(t + s)
+    // Tickets of sessions that ended here are useless: redeem_ticket needs the session.
+    db::delete_expired(conn, now, now - lim.idle_s, now - lim.max_s)
 }
 
 // ---- payments ----
@@ -193,62 +122,6 @@ pub const PAY_PAID: &str = "0";
 pub const PAY_PENDING: &str = "1";
 pub const PAY_CANCELLED: &str = "2";
 pub const PAY_FAILED: &str = "3";
-
-/// A browser payment by the SP's OrderID.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Payment {
-    pub status: String,
-    pub result: i32,
-    pub transaction_id: String,
-    pub fee: i64,
-    pub pay_at: Option<i64>,
-}
-
-pub fn payment(conn: &Read, spid: &str, order_id: &str) -> DbResult<Option<Payment>> {
-    Ok(conn
-        .prepare_cached("SELECT status, result, transaction_id, fee, pay_at FROM payment WHERE spid = ?1 AND order_id = ?2")?
-        .query_row(params![spid, order_id], |r| {
-            Ok(Payment { status: r.get(0)?, result: r.get(1)?, transaction_id: r.get(2)?, fee: r.get(3)?, pay_at: r.get(4)? })
-        })
-        .optional()?)
-}
-
-/// What a payment is for, as the PayRequest names it.
-#[derive(Debug, Clone)]
-pub struct PayFor {
-    pub spid: String,
-    pub order_id: String,
-    pub service_id: String,
-    pub item_id: String,
-    pub fee: i64,
-}
-
-/// Note a payment page shown (PaymentStatus 1) unless the OrderID is known already.
-pub fn note_pending(conn: &Write, p: &PayFor, now: i64) -> DbResult<()> {
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO payment(spid, order_id, status, service_id, service_item_id, fee, created_at, updated_at)
-         VALUES (?1, ?2, '1', ?3, ?4, ?5, ?6, ?6)",
-    )?
-    .execute(params![p.spid, p.order_id, p.service_id, p.item_id, p.fee, now])?;
-    Ok(())
-}
-
-/// Record the outcome of a payment attempt (paid, cancelled or failed). A paid OrderID is never
-/// overwritten: the caller checks `payment` first in the same transaction.
-pub fn record_outcome(conn: &Write, p: &PayFor, user: &str, status: &str, result: i32, txid: &str, now: i64) -> DbResult<()> {
-    conn.prepare_cached(
-        "INSERT INTO payment(spid, order_id, status, result, transaction_id, service_id, service_item_id, fee, vnet_user_id,
-                             pay_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10)
-         ON CONFLICT(spid, order_id) DO UPDATE SET status = excluded.status, result = excluded.result,
-             transaction_id = excluded.transaction_id, service_id = excluded.service_id,
-             service_item_id = excluded.service_item_id, fee = excluded.fee, vnet_user_id = excluded.vnet_user_id,
-             pay_at = excluded.pay_at, updated_at = excluded.updated_at
-         WHERE payment.status <> '0'",
-    )?
-    .execute(params![p.spid, p.order_id, status, result, txid, p.service_id, p.item_id, p.fee, user, now])?;
-    Ok(())
-}
 
 /// A confirmation's hold on a payment charged through the centre.
 #[derive(Debug, PartialEq)]
@@ -268,23 +141,13 @@ pub fn claim_attempt(conn: &Write, p: &PayFor, user: &str, fresh: &str, now: i64
     if let Some(first) = payment(conn, &p.spid, &p.order_id)?.filter(|x| x.status == PAY_PAID) {
         return Ok(Claim::Paid(first));
     }
-    let held: Option<(String, i64)> = conn
-        .prepare_cached("SELECT attempt_txid, attempt_at FROM payment WHERE spid = ?1 AND order_id = ?2")?
-        .query_row(params![p.spid, p.order_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+    let held = payments::attempt(conn, &p.spid, &p.order_id)?;
     let txid = match held {
         Some((t, at)) if !t.is_empty() && at != 0 && at > now - in_flight_s => return Ok(Claim::Busy),
         Some((t, _)) if !t.is_empty() => t,
         _ => fresh.to_string(),
     };
-    conn.prepare_cached(
-        "INSERT INTO payment(spid, order_id, status, service_id, service_item_id, fee, vnet_user_id, attempt_txid, attempt_at,
-                             created_at, updated_at)
-         VALUES (?1, ?2, '1', ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)
-         ON CONFLICT(spid, order_id) DO UPDATE SET status = '1', vnet_user_id = excluded.vnet_user_id,
-             attempt_txid = excluded.attempt_txid, attempt_at = excluded.attempt_at, updated_at = excluded.updated_at",
-    )?
-    .execute(params![p.spid, p.order_id, p.service_id, p.item_id, p.fee, user, txid, now])?;
+    payments::start_attempt(conn, p, user, &txid, now)?;
     Ok(Claim::Mine(txid))
 }
 
@@ -294,17 +157,12 @@ pub fn claim_attempt(conn: &Write, p: &PayFor, user: &str, fresh: &str, now: i64
 pub fn finish_attempt(conn: &Write, p: &PayFor, user: &str, result: i32, txid: &str, keep_txid: bool, now: i64) -> DbResult<()> {
     let status = if result == 0 { PAY_PAID } else { PAY_FAILED };
     record_outcome(conn, p, user, status, result, txid, now)?;
-    conn.prepare_cached(
-        "UPDATE payment SET attempt_at = 0, attempt_txid = CASE WHEN ?3 THEN attempt_txid ELSE '' END WHERE spid = ?1 AND order_id = ?2",
-    )?
-    .execute(params![p.spid, p.order_id, keep_txid])?;
-    Ok(())
+    payments::end_attempt(conn, &p.spid, &p.order_id, keep_txid)
 }
 
 /// The node's secret `name` of `len` random bytes, made on first use and kept in the database.
 pub fn node_secret(conn: &Write, name: &str, len: usize) -> DbResult<Vec<u8>> {
-    conn.execute("INSERT OR IGNORE INTO node_secret(name, value) VALUES (?1, ?2)", params![name, random_bytes(len)])?;
-    Ok(conn.query_row("SELECT value FROM node_secret WHERE name = ?1", [name], |r| r.get(0))?)
+    db::node_secret(conn, name, random_bytes(len))
 }
 
 #[cfg(test)]
@@ -357,7 +215,7 @@ mod tests {
         let c = db();
         let cookie = create_session(&c, &user("350000000001"), 1000).unwrap();
         assert_eq!(cookie.len(), 43, "32 bytes base64url without padding");
-        let stored: String = c.query_row("SELECT id_hash FROM sso_session", [], |r| r.get(0)).unwrap();
+        let stored: String = c.test_conn().query_row("SELECT id_hash FROM sso_session", [], |r| r.get(0)).unwrap();
         assert_ne!(stored, cookie, "only the digest is stored");
         assert!(session(&c, &cookie, 1000 + 1799, LIM).unwrap().is_some());
         assert!(session(&c, &cookie, 1000 + 1800, LIM).unwrap().is_none(), "idle timeout");

@@ -201,25 +201,25 @@ mod housekeeping_tests {
         store
             .write(move |c| {
                 for (i, t) in [old, recent].iter().enumerate() {
-                    c.execute(
+                    c.test_conn().execute(
                         "INSERT INTO idempotency(caller, operation, txid, fingerprint, response, created_at) VALUES ('x', 'Op', ?1, '', '{}', ?2)",
                         rusqlite::params![format!("t{i}"), t],
                     )?;
-                    c.execute(
+                    c.test_conn().execute(
                         "INSERT INTO outbox(destination, operation, order_key, payload, state, next_attempt_at, created_at, delivered_at)
                          VALUES ('centre', 'PUserInfoNotify', 'user:1', '[]', 'delivered', 0, ?1, ?1)",
                         [t],
                     )?;
                 }
                 // Never pruned: waiting or dead messages, however old.
-                c.execute("INSERT INTO outbox(destination, operation, order_key, payload, state, next_attempt_at, created_at) VALUES ('centre', 'X', 'k', '[]', 'pending', 0, 0)", [])?;
-                c.execute("INSERT INTO outbox(destination, operation, order_key, payload, state, next_attempt_at, created_at) VALUES ('centre', 'X', 'k', '[]', 'dead', 0, 0)", [])?;
+                c.test_conn().execute("INSERT INTO outbox(destination, operation, order_key, payload, state, next_attempt_at, created_at) VALUES ('centre', 'X', 'k', '[]', 'pending', 0, 0)", [])?;
+                c.test_conn().execute("INSERT INTO outbox(destination, operation, order_key, payload, state, next_attempt_at, created_at) VALUES ('centre', 'X', 'k', '[]', 'dead', 0, 0)", [])?;
                 Ok(())
             })
             .unwrap();
         assert_eq!(housekeeping(&app).unwrap(), 2);
         let left: (i64, i64) = store
-            .read(|c| Ok(c.query_row("SELECT (SELECT count(*) FROM idempotency), (SELECT count(*) FROM outbox)", [], |r| Ok((r.get(0)?, r.get(1)?)))?))
+            .read(|c| Ok(c.test_conn().query_row("SELECT (SELECT count(*) FROM idempotency), (SELECT count(*) FROM outbox)", [], |r| Ok((r.get(0)?, r.get(1)?)))?))
             .unwrap();
         assert_eq!(left, (1, 3));
     }

@@ -1,11 +1,20 @@
 //! SQLite storage: WAL, `synchronous=FULL`, one writer thread with group commit, a small pool of
 //! read connections. A write returns only after its transaction has committed (spec 10).
 
+pub mod access;
+pub mod catalog;
+pub mod charges;
 pub mod health;
 pub mod idempotency;
 pub mod job_state;
 pub mod lock;
+pub mod orders;
 pub mod outbox;
+pub mod payments;
+pub mod peers;
+pub mod roaming;
+pub mod sso;
+pub mod users;
 pub(crate) mod migrations;
 mod tx;
 mod writer;
@@ -304,10 +313,9 @@ pub fn quick_check(path: &Path, budget: Duration) -> DbResult<QuickCheck> {
     }
 }
 
-/// Next value of a named counter (inside a write transaction).
 /// Does the database answer a query at all (`/healthz`)?
-pub fn answers(conn: &Read) -> DbResult<()> {
-    conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+pub fn answers(tx: &Read) -> DbResult<()> {
+    tx.conn().query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
     Ok(())
 }
 
@@ -317,8 +325,9 @@ pub fn checkpoint_passive(conn: &Connection) {
     let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
 }
 
-pub fn next_counter(conn: &Write, name: &str) -> DbResult<i64> {
-    let mut st = conn.prepare_cached(
+/// Next value of a named counter (inside a write transaction).
+pub fn next_counter(tx: &Write, name: &str) -> DbResult<i64> {
+    let mut st = tx.conn().prepare_cached(
         "INSERT INTO counter(name, value) VALUES (?1, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
     )?;
     Ok(st.query_row([name], |r| r.get(0))?)
@@ -334,7 +343,7 @@ mod tests {
         let path = dir.path().join("sub/v.db");
         {
             let s = Store::open(&path).unwrap();
-            let v: i64 = s.read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?)).unwrap();
+            let v: i64 = s.read(|c| Ok(c.test_conn().query_row("PRAGMA user_version", [], |r| r.get(0))?)).unwrap();
             assert_eq!(v, SCHEMA_VERSION);
             s.shutdown();
         }
@@ -355,7 +364,7 @@ mod tests {
             let s = s.clone();
             handles.push(std::thread::spawn(move || {
                 s.write(move |c| {
-                    c.execute("INSERT INTO counter(name, value) VALUES (?1, ?2)", rusqlite::params![format!("c{i}"), i])?;
+                    c.test_conn().execute("INSERT INTO counter(name, value) VALUES (?1, ?2)", rusqlite::params![format!("c{i}"), i])?;
                     if i % 2 == 1 {
                         return Err(DbError::Other("odd".into()));
                     }
@@ -370,7 +379,7 @@ mod tests {
             }
         }
         assert_eq!(ok, 32);
-        let n: i64 = s.read(|c| Ok(c.query_row("SELECT count(*) FROM counter", [], |r| r.get(0))?)).unwrap();
+        let n: i64 = s.read(|c| Ok(c.test_conn().query_row("SELECT count(*) FROM counter", [], |r| r.get(0))?)).unwrap();
         assert_eq!(n, 32, "failed jobs must leave nothing behind");
         assert_eq!(s.write(|c| next_counter(c, "seq")).unwrap(), 1);
         assert_eq!(s.write(|c| next_counter(c, "seq")).unwrap(), 2);
@@ -382,7 +391,7 @@ mod tests {
         let s = Store::open(&dir.path().join("v.db")).unwrap();
         let got = s.write_with(|c| Ok((next_counter(c, "kept")?, false))).unwrap();
         assert_eq!(got, 1);
-        let n: i64 = s.read(|c| Ok(c.query_row("SELECT count(*) FROM counter", [], |r| r.get(0))?)).unwrap();
+        let n: i64 = s.read(|c| Ok(c.test_conn().query_row("SELECT count(*) FROM counter", [], |r| r.get(0))?)).unwrap();
         assert_eq!(n, 0, "a rolled-back job leaves nothing");
         assert_eq!(s.write_with(|c| Ok((next_counter(c, "kept")?, true))).unwrap(), 1);
     }

@@ -271,6 +271,19 @@ pub fn heads(tx: &Read, dest: &str, start: &str, limit: usize) -> DbResult<Vec<(
     Ok(out)
 }
 
+/// Messages waiting (pending) for a destination.
+pub fn pending_count(tx: &Read, destination: &str) -> DbResult<i64> {
+    Ok(tx.conn().query_row("SELECT count(*) FROM outbox WHERE state = 'pending' AND destination = ?1", [destination], |r| r.get::<_, i64>(0))?)
+}
+
+/// Dead-letter every message waiting for a destination, with `why`. Returns how many.
+pub fn dead_letter_destination(tx: &Write, destination: &str, why: &str, now: i64) -> DbResult<usize> {
+    Ok(tx.conn().execute(
+        "UPDATE outbox SET state = 'dead', last_error = ?3, next_attempt_at = ?2 WHERE state = 'pending' AND destination = ?1",
+        params![destination, now, why],
+    )?)
+}
+
 /// Errors are kept to this many characters.
 fn truncate(s: &str) -> String {
     s.chars().take(300).collect()

@@ -24,7 +24,7 @@ impl<'a> Read<'a> {
     }
 
     /// The connection, for the query functions of `store`.
-    pub(crate) fn conn(&self) -> &'a Connection {
+    pub(super) fn conn(&self) -> &'a Connection {
         self.conn
     }
 }
@@ -42,19 +42,18 @@ impl<'a> std::ops::Deref for Write<'a> {
     }
 }
 
-// Transitional: domain modules still run their own SQL through the connection until their
-// queries move into store modules.
-impl std::ops::Deref for Read<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        self.conn
-    }
-}
-
 /// A migrated in-memory database, leaked for the rest of the test run (unit tests).
 #[cfg(test)]
 pub(crate) fn memory_db() -> Write<'static> {
     let mut c = Connection::open_in_memory().unwrap();
     super::migrations::migrate(&mut c).unwrap();
     Write::new(Box::leak(Box::new(c)))
+}
+
+#[cfg(test)]
+impl<'a> Read<'a> {
+    /// The bare connection, for the fixtures and checks of unit tests.
+    pub(crate) fn test_conn(&self) -> &'a Connection {
+        self.conn
+    }
 }

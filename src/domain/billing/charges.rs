@@ -2,61 +2,25 @@
 
 use super::*;
 
-/// One charge record.
-#[derive(Debug, Clone)]
-pub struct NewCharge {
-    pub spid: String,
-    pub transaction_id: String,
-    pub operation: &'static str,
-    pub vnet_user_id: String,
-    pub user_province_id: String,
-    pub service_id: String,
-    pub service_item_id: String,
-    pub service_item_name: String,
-    pub product_id: String,
-    pub fee_type: String,
-    pub fee: i64,
-    pub batch_count: i64,
-    pub charge_at: i64,
-    pub ledger_date: String,
-    pub bill_month: String,
-    pub roam_type: String,
-    pub order_id: String,
-}
-
-/// Is a charge TransactionID of this SP already used (by any operation or channel)?
-pub fn txid_taken(conn: &Read, spid: &str, txid: &str) -> DbResult<bool> {
-    let mut st = conn.prepare_cached("SELECT EXISTS(SELECT 1 FROM charge WHERE spid = ?1 AND transaction_id = ?2)")?;
-    Ok(st.query_row(params![spid, txid], |r| r.get(0))?)
-}
+pub use crate::store::charges::{txid_taken, NewCharge};
 
 /// Check the user's credit for `fee` in `bill_month` and debit it (spec 11 "Credit"): postpaid,
 /// the month's total plus the fee at most CreditLimit (-21003); prepaid, balance minus the fee at
 /// least 0 (-21014).
 pub fn debit(conn: &Write, user_id: &str, fee: i64, bill_month: &str) -> DbResult<Result<(), i32>> {
-    let (user_type, limit, balance): (String, i64, i64) = conn
-        .prepare_cached("SELECT user_type, credit_limit, balance FROM user WHERE vnet_user_id = ?1")?
-        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    let spent: i64 = conn
-        .prepare_cached("SELECT total FROM spend WHERE vnet_user_id = ?1 AND bill_month = ?2")?
-        .query_row(params![user_id, bill_month], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0);
+    let (user_type, limit, balance) = users::credit(conn, user_id)?;
+    let spent = charge_db::month_spend(conn, user_id, bill_month)?;
     if user_type == "2" {
         if balance - fee < 0 {
             return Ok(Err(BALANCE_SHORT));
         }
         if fee != 0 {
-            conn.prepare_cached("UPDATE user SET balance = balance - ?2 WHERE vnet_user_id = ?1")?.execute(params![user_id, fee])?;
+            users::debit_balance(conn, user_id, fee)?;
         }
     } else if spent + fee > limit {
         return Ok(Err(OVER_LIMIT));
     }
-    conn.prepare_cached(
-        "INSERT INTO spend(vnet_user_id, bill_month, total) VALUES (?1, ?2, ?3)
-         ON CONFLICT(vnet_user_id, bill_month) DO UPDATE SET total = total + ?3",
-    )?
-    .execute(params![user_id, bill_month, fee])?;
+    charge_db::add_spend(conn, user_id, bill_month, fee)?;
     Ok(Ok(()))
 }
 
@@ -89,33 +53,8 @@ pub fn record_charge(ctx: &WriteCtx, c: &NewCharge) -> DbResult<()> {
 
 /// Insert a charge row only: a roaming usage (6.9) of another province's user, which that
 /// province bills and reports; here it counts for Reconcile and the day's SETTLE.
-pub fn insert_charge(conn: &Write, c: &NewCharge) -> DbResult<()> {
-    conn
-        .prepare_cached(
-            "INSERT INTO charge(spid, transaction_id, operation, vnet_user_id, user_province_id, service_id, service_item_id,
-                 service_item_name, product_id, fee_type, fee, batch_count, charge_at, ledger_date, bill_month, roam_type, order_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-        )?
-        .execute(params![
-            c.spid,
-            c.transaction_id,
-            c.operation,
-            c.vnet_user_id,
-            c.user_province_id,
-            c.service_id,
-            c.service_item_id,
-            c.service_item_name,
-            c.product_id,
-            c.fee_type,
-            c.fee,
-            c.batch_count,
-            c.charge_at,
-            c.ledger_date,
-            c.bill_month,
-            c.roam_type,
-            c.order_id
-        ])?;
-    Ok(())
+pub fn insert_charge(tx: &Write, c: &NewCharge) -> DbResult<()> {
+    charge_db::insert(tx, c)
 }
 
 /// The charge of one month of an order (Order, ReOrder, renewal).
@@ -187,23 +126,14 @@ pub fn charge(ctx: &WriteCtx, t: &Target, fee: i64, batch_count: i64, txid: &str
 pub fn offline_charge(ctx: &WriteCtx, t: &Target, fee: i64, bill_month: Ym, txid: &str) -> DbResult<Result<(), i32>> {
     let user = t.user.as_ref().expect("local user");
     let item = t.item.as_ref().expect("item");
-    let holding = "(service_item_id = ?2 OR product_id IN (SELECT product_id FROM product_item WHERE service_item_id = ?2))";
-    let last_end: Option<i64> = ctx
-        .tx
-        .prepare_cached(&format!("SELECT max(usable_until) FROM orders WHERE vnet_user_id = ?1 AND {holding}"))?
-        .query_row(params![user.vnet_user_id, item.id], |r| r.get(0))?;
+    let last_end = order_db::last_usable_until(ctx.tx, &user.vnet_user_id, &item.id)?;
     let Some(last_end) = last_end else {
         return Ok(Err(NEVER_ORDERED));
     };
     if bill_month > ctx.cal.month(last_end).plus(2) {
         return Ok(Err(OFFLINE_EXPIRED));
     }
-    let paid: bool = ctx
-        .tx
-        .prepare_cached(&format!(
-            "SELECT EXISTS(SELECT 1 FROM charge WHERE vnet_user_id = ?1 AND bill_month = ?3 AND fee_type = '2' AND {holding})"
-        ))?
-        .query_row(params![user.vnet_user_id, item.id, bill_month.to_string()], |r| r.get(0))?;
+    let paid = charge_db::monthly_paid(ctx.tx, &user.vnet_user_id, &item.id, &bill_month.to_string())?;
     if paid {
         return Ok(Err(OFFLINE_ONCE_PER_PERIOD));
     }

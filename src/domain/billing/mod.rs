@@ -7,9 +7,10 @@ use super::passport::{self as pp, User};
 use crate::spec::codes::*;
 use crate::spec::outbound;
 use crate::store::outbox;
+use crate::store::catalog as cat;
+use crate::store::{charges as charge_db, orders as order_db, peers, users};
 use crate::store::{next_counter, DbResult};
 use crate::store::{Read, Write};
-use rusqlite::{params, OptionalExtension, Row};
 
 
 mod charges;
@@ -112,101 +113,17 @@ pub struct Svc {
     pub offline_payment: bool,
 }
 
-#[derive(Debug, Clone)]
-pub struct Item {
-    pub id: String,
-    pub service_id: String,
-    pub name: String,
-    pub fee_type: String,
-    pub price: i64,
-    pub active: bool,
-    pub roam_in: bool,
-    pub roam_out: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct Product {
-    pub id: String,
-    pub spid: String,
-    pub name: String,
-    pub price: i64,
-    pub active: bool,
-    pub items: Vec<ProductItem>,
-}
+pub use crate::store::catalog::{Item, Product, ProductItem};
 
 fn svc(ctx: &Ctx, id: &str) -> DbResult<Option<Svc>> {
-    let mut st = ctx.tx.prepare_cached(
-        "SELECT s.spid, s.status, sp.province_id, sp.offline_payment FROM service s JOIN sp ON sp.spid = s.spid WHERE s.service_id = ?1",
-    )?;
-    Ok(st
-        .query_row([id], |r| {
-            let prov: String = r.get(2)?;
-            Ok(Svc {
-                id: id.to_string(),
-                spid: r.get(0)?,
-                active: r.get::<_, String>(1)? == "active",
-                sp_province: if prov.is_empty() { ctx.province.to_string() } else { prov },
-                offline_payment: r.get(3)?,
-            })
-        })
-        .optional()?)
+    Ok(cat::service_row(ctx.tx, id)?.map(|r| Svc {
+        id: id.to_string(),
+        spid: r.spid,
+        active: r.active,
+        sp_province: if r.sp_province_id.is_empty() { ctx.province.to_string() } else { r.sp_province_id },
+        offline_payment: r.offline_payment,
+    }))
 }
-
-fn item(conn: &Read, id: &str) -> DbResult<Option<Item>> {
-    let mut st = conn.prepare_cached(
-        "SELECT service_id, name, fee_type, price, status, roam_in, roam_out FROM item WHERE service_item_id = ?1",
-    )?;
-    Ok(st
-        .query_row([id], |r| {
-            Ok(Item {
-                id: id.to_string(),
-                service_id: r.get(0)?,
-                name: r.get(1)?,
-                fee_type: r.get(2)?,
-                price: r.get(3)?,
-                active: r.get::<_, String>(4)? == "active",
-                roam_in: r.get(5)?,
-                roam_out: r.get(6)?,
-            })
-        })
-        .optional()?)
-}
-
-/// An item of a package, as the rules need it.
-#[derive(Debug, Clone)]
-pub struct ProductItem {
-    pub service_id: String,
-    pub roam_in: bool,
-    pub roam_out: bool,
-}
-
-fn product(conn: &Read, id: &str) -> DbResult<Option<Product>> {
-    let mut st = conn.prepare_cached("SELECT spid, name, package_price, status FROM product WHERE product_id = ?1")?;
-    let Some(mut p) = st
-        .query_row([id], |r| {
-            Ok(Product {
-                id: id.to_string(),
-                spid: r.get(0)?,
-                name: r.get(1)?,
-                price: r.get(2)?,
-                active: r.get::<_, String>(3)? == "active",
-                items: Vec::new(),
-            })
-        })
-        .optional()?
-    else {
-        return Ok(None);
-    };
-    let mut st = conn.prepare_cached(
-        "SELECT i.service_id, i.roam_in, i.roam_out FROM product_item p JOIN item i ON i.service_item_id = p.service_item_id
-         WHERE p.product_id = ?1 ORDER BY i.service_item_id",
-    )?;
-    p.items = st
-        .query_map([id], |r| Ok(ProductItem { service_id: r.get(0)?, roam_in: r.get(1)?, roam_out: r.get(2)? }))?
-        .collect::<Result<_, _>>()?;
-    Ok(Some(p))
-}
-
 
 /// An ordering request after syntax checks: what it names.
 #[derive(Debug, Clone)]
@@ -295,14 +212,14 @@ pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, i32>> {
     }
     let item = match &req.item_id {
         None => None,
-        Some(id) => match item(ctx.tx, id)? {
+        Some(id) => match cat::item(ctx.tx, id)? {
             Some(i) if i.service_id == svc.id && (i.active || exists_only) => Some(i),
             _ => return Ok(Err(SERVICE_ITEM_ABNORMAL)),
         },
     };
     let product = match &req.product_id {
         None => None,
-        Some(id) => match product(ctx.tx, id)? {
+        Some(id) => match cat::product(ctx.tx, id)? {
             Some(p) if p.active || exists_only => {
                 if !p.items.iter().any(|i| i.service_id == svc.id) {
                     return Ok(Err(PRODUCT_LACKS_SERVICE));
@@ -320,7 +237,7 @@ pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, i32>> {
                 && match (&item, &product) {
                     (Some(i), _) => i.roam_out,
                     (None, Some(p)) => p.items.iter().all(|i| i.roam_out),
-                    (None, None) => service_roams_out(ctx.tx, &svc.id)?,
+                    (None, None) => cat::service_roams_out(ctx.tx, &svc.id)?,
                 };
             if !approved && req.kind != Kind::Cancel {
                 return Ok(Err(REGION_NOT_ALLOWED));
@@ -343,21 +260,13 @@ pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, i32>> {
         let approved = match (&item, &product) {
             (Some(i), _) => i.roam_in,
             (None, Some(p)) => p.items.iter().all(|i| i.roam_in),
-            (None, None) => service_roams_in(ctx.tx, &svc.id)?,
+            (None, None) => cat::service_roams_in(ctx.tx, &svc.id)?,
         };
         if !approved {
             return Ok(Err(REGION_NOT_ALLOWED));
         }
     }
     Ok(Ok(Target { svc, item, product, user: Some(user) }))
-}
-
-fn service_roams_in(conn: &Read, service_id: &str) -> DbResult<bool> {
-    Ok(conn.query_row("SELECT EXISTS(SELECT 1 FROM item WHERE service_id = ?1 AND roam_in = 1)", [service_id], |r| r.get(0))?)
-}
-
-fn service_roams_out(conn: &Read, service_id: &str) -> DbResult<bool> {
-    Ok(conn.query_row("SELECT EXISTS(SELECT 1 FROM item WHERE service_id = ?1 AND roam_out = 1)", [service_id], |r| r.get(0))?)
 }
 
 /// RoamType of a use, seen from a user of `user_province` (spec 3).

@@ -2,43 +2,7 @@
 
 use super::*;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct OrderRow {
-    pub order_id: String,
-    pub vnet_user_id: String,
-    pub spid: String,
-    pub service_id: String,
-    pub service_item_id: String,
-    pub product_id: String,
-    pub contract_id: String,
-    pub if_extend: bool,
-    pub status: String,
-    pub start_at: i64,
-    pub end_at: i64,
-    pub usable_until: i64,
-    pub channel: String,
-}
-
-pub(super) const ORDER_COLUMNS: &str =
-    "order_id, vnet_user_id, spid, service_id, service_item_id, product_id, contract_id, if_extend, status, start_at, end_at, usable_until, channel";
-
-pub(super) fn order_from_row(r: &Row) -> rusqlite::Result<OrderRow> {
-    Ok(OrderRow {
-        order_id: r.get(0)?,
-        vnet_user_id: r.get(1)?,
-        spid: r.get(2)?,
-        service_id: r.get(3)?,
-        service_item_id: r.get(4)?,
-        product_id: r.get(5)?,
-        contract_id: r.get(6)?,
-        if_extend: r.get(7)?,
-        status: r.get(8)?,
-        start_at: r.get(9)?,
-        end_at: r.get(10)?,
-        usable_until: r.get(11)?,
-        channel: r.get(12)?,
-    })
-}
+pub use crate::store::orders::OrderRow;
 
 impl OrderRow {
     /// Usable at `t`: not expired and inside its period (an immediate stop at s leaves
@@ -49,37 +13,12 @@ impl OrderRow {
 }
 
 /// The user's latest order of an item or a package.
-pub(super) fn latest_order(conn: &Read, user_id: &str, item_id: &str, product_id: &str) -> DbResult<Option<OrderRow>> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE vnet_user_id = ?1 AND service_item_id = ?2 AND product_id = ?3
-         ORDER BY created_at DESC, rowid DESC LIMIT 1"
-    ))?;
-    Ok(st.query_row(params![user_id, item_id, product_id], order_from_row).optional()?)
+pub(super) fn latest_order(tx: &Read, user_id: &str, item_id: &str, product_id: &str) -> DbResult<Option<OrderRow>> {
+    order_db::latest(tx, user_id, item_id, product_id)
 }
 
-pub(super) fn save_order(conn: &Write, o: &OrderRow, now: i64) -> DbResult<()> {
-    conn.prepare_cached(&format!(
-        "INSERT INTO orders({ORDER_COLUMNS}, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)
-         ON CONFLICT(order_id) DO UPDATE SET contract_id = ?7, if_extend = ?8, status = ?9, start_at = ?10, end_at = ?11,
-             usable_until = ?12, updated_at = ?14"
-    ))?
-    .execute(params![
-        o.order_id,
-        o.vnet_user_id,
-        o.spid,
-        o.service_id,
-        o.service_item_id,
-        o.product_id,
-        o.contract_id,
-        o.if_extend,
-        o.status,
-        o.start_at,
-        o.end_at,
-        o.usable_until,
-        o.channel,
-        now
-    ])?;
-    Ok(())
+pub(super) fn save_order(tx: &Write, o: &OrderRow, now: i64) -> DbResult<()> {
+    order_db::save(tx, o, now)
 }
 
 pub(super) fn new_order_id(ctx: &WriteCtx) -> DbResult<String> {
@@ -114,22 +53,13 @@ pub fn order_event(ctx: &WriteCtx, o: &OrderRow, item_name: &str, action: &str, 
     };
     let record = outbound::fill(outbound::ORDER_RECORD.fields, value);
     outbox::enqueue_record(ctx.tx, &outbound::ORDER_RECORD, &record, ctx.now)?;
-    if channel != Channel::Sp && sp_has_url(ctx.tx, &o.spid)? {
+    if channel != Channel::Sp && peers::sp_has_url(ctx.tx, &o.spid)? {
         let op = &outbound::ORDER_NOTIFY;
         let notify = outbound::fill(op.payload(), value);
         outbox::enqueue_op(ctx.tx, op, &o.spid, &outbox::sp_key(&o.spid), &notify, None, ctx.now)?;
     }
     Ok(())
 }
-
-pub(super) fn sp_has_url(conn: &Read, spid: &str) -> DbResult<bool> {
-    let mut st = conn.prepare_cached(
-        "SELECT EXISTS(SELECT 1 FROM peer WHERE id = ?1 AND kind = 'sp' AND status = 'active' AND url IS NOT NULL AND url <> '')",
-    )?;
-    Ok(st.query_row([spid], |r| r.get(0))?)
-}
-
-
 
 /// ServiceAuth (4.1): FeeType of the item and, for a monthly item, the EndTime of the order in
 /// effect (of the item or a package holding it; -21006 without one).
@@ -140,12 +70,7 @@ pub fn service_auth(ctx: &Ctx, t: &Target) -> DbResult<Result<(String, Option<i6
     if item.fee_type != "2" {
         return Ok(Ok((item.fee_type.clone(), None)));
     }
-    let mut st = ctx.tx.prepare_cached(
-        "SELECT max(usable_until), max(end_at) FROM orders WHERE vnet_user_id = ?1 AND status <> 'expired'
-           AND start_at <= ?3 AND usable_until >= ?3
-           AND (service_item_id = ?2 OR product_id IN (SELECT product_id FROM product_item WHERE service_item_id = ?2))",
-    )?;
-    let end: Option<i64> = st.query_row(params![user.vnet_user_id, item.id, ctx.now], |r| r.get(1))?;
+    let end = order_db::end_in_effect(ctx.tx, &user.vnet_user_id, &item.id, ctx.now)?;
     Ok(match end {
         Some(e) => Ok((item.fee_type.clone(), Some(e))),
         None => Err(NOT_ORDERED),
@@ -248,13 +173,7 @@ pub fn reorder(ctx: &WriteCtx, t: &Target, channel: Channel, txid: &str) -> DbRe
 
 /// Account cancellation (UserStatusChange 03) ends every order in effect now (ActionType 5).
 pub fn end_orders_of_user(ctx: &WriteCtx, user_id: &str) -> DbResult<usize> {
-    let orders: Vec<OrderRow> = ctx
-        .tx
-        .prepare_cached(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE vnet_user_id = ?1 AND status <> 'expired' AND usable_until >= ?2 ORDER BY order_id"
-        ))?
-        .query_map(params![user_id, ctx.now], order_from_row)?
-        .collect::<Result<_, _>>()?;
+    let orders = order_db::in_effect_of_user(ctx.tx, user_id, ctx.now)?;
     for mut o in orders.iter().cloned() {
         o.status = "cancelled".into();
         o.if_extend = false;
@@ -268,11 +187,6 @@ pub fn end_orders_of_user(ctx: &WriteCtx, user_id: &str) -> DbResult<usize> {
 }
 
 /// ServiceItemName of an order: the item's or the package's name.
-pub(super) fn order_name(conn: &Read, o: &OrderRow) -> DbResult<String> {
-    let (sql, id) = if o.product_id.is_empty() {
-        ("SELECT name FROM item WHERE service_item_id = ?1", &o.service_item_id)
-    } else {
-        ("SELECT name FROM product WHERE product_id = ?1", &o.product_id)
-    };
-    Ok(conn.prepare_cached(sql)?.query_row([id], |r| r.get(0)).optional()?.unwrap_or_default())
+pub(super) fn order_name(tx: &Read, o: &OrderRow) -> DbResult<String> {
+    cat::item_or_product_name(tx, &o.service_item_id, &o.product_id)
 }

@@ -19,13 +19,7 @@ pub struct Rolled {
 pub fn rollover_chunk(ctx: &WriteCtx, month: Ym, limit: usize) -> DbResult<Rolled> {
     let start = ctx.cal.month_start(month);
     let end = ctx.cal.month_end(month);
-    let orders: Vec<OrderRow> = ctx
-        .tx
-        .prepare_cached(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' AND end_at < ?1 ORDER BY end_at, order_id LIMIT ?2"
-        ))?
-        .query_map(params![start, limit as i64], order_from_row)?
-        .collect::<Result<_, _>>()?;
+    let orders = order_db::due_for_rollover(ctx.tx, start, limit)?;
     let mut done = Rolled::default();
     for mut o in orders {
         let req = Req {
@@ -77,30 +71,7 @@ pub fn rollover_chunk(ctx: &WriteCtx, month: Ym, limit: usize) -> DbResult<Rolle
 /// involve another province or the centre) and the closed marker, in the caller's transaction.
 /// Returns the number of SETTLE records.
 pub fn close_day(ctx: &WriteCtx, date8: &str) -> DbResult<usize> {
-    let rows: Vec<[String; 9]> = ctx
-        .tx
-        .prepare(
-            "SELECT c.spid, coalesce(nullif(sp.province_id, ''), ?2), c.service_id, c.service_item_id, c.service_item_name,
-                    c.roam_type, count(*), sum(c.fee), c.product_id
-             FROM charge c LEFT JOIN sp ON sp.spid = c.spid
-             WHERE c.ledger_date = ?1 AND c.roam_type <> ''
-             GROUP BY c.spid, c.service_id, c.service_item_id, c.product_id, c.roam_type
-             ORDER BY c.spid, c.service_id, c.service_item_id, c.product_id, c.roam_type",
-        )?
-        .query_map(params![date8, ctx.province], |r| {
-            Ok([
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get::<_, i64>(6)?.to_string(),
-                r.get::<_, i64>(7)?.to_string(),
-                r.get(8)?,
-            ])
-        })?
-        .collect::<Result<_, _>>()?;
+    let rows = charge_db::settle_totals(ctx.tx, date8, ctx.province)?;
     for r in &rows {
         let seq = next_counter(ctx.tx, "seq:SETTLE")?;
         let record = outbound::fill(outbound::SETTLE_RECORD.fields, |f| {

@@ -94,12 +94,12 @@ impl World {
     fn order_row(&self, id: &str) -> OrderRow {
         let id = id.to_string();
         self.store
-            .read(move |c| Ok(c.query_row(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?1"), [id], order_from_row)?))
+            .read(move |c| Ok(crate::store::orders::by_id(c, &id)?.expect("order")))
             .unwrap()
     }
     fn count(&self, sql: &str) -> i64 {
         let sql = sql.to_string();
-        self.store.read(move |c| Ok(c.query_row(&sql, [], |r| r.get(0))?)).unwrap()
+        self.store.read(move |c| Ok(c.test_conn().query_row(&sql, [], |r| r.get(0))?)).unwrap()
     }
 }
 
@@ -186,7 +186,7 @@ fn rollover_renews_once_per_month_and_stops_at_the_first_credit_failure() {
     let renewals: Vec<(String, String)> = w
         .store
         .read(|c| {
-            let mut st = c.prepare("SELECT transaction_id, ledger_date FROM charge WHERE operation = 'Renewal' ORDER BY id")?;
+            let mut st = c.test_conn().prepare("SELECT transaction_id, ledger_date FROM charge WHERE operation = 'Renewal' ORDER BY id")?;
             let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
@@ -229,7 +229,7 @@ fn day_close_writes_settle_for_roaming_charges_only() {
     // A national SP's item approved for this province.
     w.store
         .write(|c| {
-            c.execute_batch(
+            c.test_conn().execute_batch(
                 "INSERT INTO sp(spid, name, scope, province_id, updated_at) VALUES ('00000009', 'n', 'national', '00', 1);
                  INSERT INTO service(service_id, spid, name, status, updated_at) VALUES ('0000000900000001', '00000009', 's', 'active', 1);
                  INSERT INTO item(service_item_id, service_id, name, fee_type, price, status, roam_in, updated_at)
@@ -260,13 +260,13 @@ fn day_close_writes_settle_for_roaming_charges_only() {
             .unwrap()
     };
     assert_eq!(national(&w, "n1"), Err(REGION_NOT_ALLOWED), "not approved for this province");
-    w.store.write(|c| Ok(c.execute("UPDATE item SET roam_in = 1 WHERE service_item_id = '0000000900000101'", [])?)).unwrap();
+    w.store.write(|c| Ok(c.test_conn().execute("UPDATE item SET roam_in = 1 WHERE service_item_id = '0000000900000101'", [])?)).unwrap();
     national(&w, "n2").unwrap();
     national(&w, "n3").unwrap();
     let (cal, now) = (w.cal, w.clock.unix());
     let n = w.store.write(move |conn| close_day(&WriteCtx::new(conn, cal, "35", now), "20261110")).unwrap();
     assert_eq!(n, 1);
-    let payload: String = w.store.read(|c| Ok(c.query_row("SELECT payload FROM outbox WHERE order_key = 'stream:SETTLE'", [], |r| r.get(0))?)).unwrap();
+    let payload: String = w.store.read(|c| Ok(c.test_conn().query_row("SELECT payload FROM outbox WHERE order_key = 'stream:SETTLE'", [], |r| r.get(0))?)).unwrap();
     assert!(payload.contains("[\"SPProvinceID\",\"00\"]") && payload.contains("[\"RoamType\",\"2\"]"), "{payload}");
     assert!(payload.contains("[\"TotalCount\",\"2\"]") && payload.contains("[\"TotalFee\",\"100\"]"), "{payload}");
     assert!(w.store.read(|c| day_closed(c, "20261110")).unwrap());
