@@ -363,6 +363,32 @@ pub fn store_batch(c: &Connection, stream: &str, seqs: &[i64], records: &[Vec<St
     Ok(out)
 }
 
+/// A read-only connection to a simulator's file while it runs (the sync benchmark watches the
+/// records arrive).
+pub struct Reader(Connection);
+
+impl Reader {
+    pub fn open(path: &Path) -> rusqlite::Result<Reader> {
+        let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        c.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Reader(c))
+    }
+
+    /// The stream's last RecordSeq (0 before its first record or when it cannot be read).
+    pub fn last_seq(&self, stream: &str) -> i64 {
+        stream_state(&self.0, stream).map(|s| s.0).unwrap_or(0)
+    }
+
+    /// RecordSeq and fields (JSON) of the stream's records after `last`, in order (none when
+    /// they cannot be read).
+    pub fn records_after(&self, stream: &str, last: i64) -> Vec<(i64, String)> {
+        self.0
+            .prepare_cached("SELECT record_seq, fields FROM record WHERE stream = ?1 AND record_seq > ?2 ORDER BY record_seq")
+            .and_then(|mut st| st.query_map(params![stream, last], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

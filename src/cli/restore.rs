@@ -15,10 +15,8 @@ use super::{CliResult, Failed};
 use crate::config::Config;
 use crate::runtime::logging::audit;
 use crate::store::lock;
-use rusqlite::{Connection, OpenFlags};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// `path` with `suffix` appended to its file name.
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -103,56 +101,16 @@ fn prepare(file: &Path, tmp: &Path) -> Result<i64, Failed> {
         .mode(0o600)
         .open(tmp)
         .map_err(|e| Failed(format!("cannot create {}: {e}", tmp.display())))?;
-    let bad = |e: rusqlite::Error| Failed(format!("{} is not a readable SQLite database: {e}", file.display()));
-    {
-        let src = Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(bad)?;
-        src.busy_timeout(Duration::from_secs(10)).map_err(bad)?;
-        let mut dest = Connection::open_with_flags(tmp, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(|e| Failed(e.to_string()))?;
-        rusqlite::backup::Backup::new(&src, &mut dest)
-            .and_then(|b| b.run_to_completion(1024, Duration::from_millis(0), None))
-            .map_err(bad)?;
-        let found: Vec<String> = dest
-            .prepare("PRAGMA integrity_check(20)")
-            .and_then(|mut st| st.query_map([], |r| r.get::<_, String>(0))?.collect())
-            .map_err(|e| Failed(format!("{} fails the integrity check: {e}", file.display())))?;
-        if found != ["ok"] {
-            return Err(Failed(format!("{} fails the integrity check: {}", file.display(), found.join("; "))));
-        }
-        let version: i64 = dest.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(bad)?;
-        let tables: i64 = dest
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('peer', 'peer_key', 'user', 'outbox')", [], |r| r.get(0))
-            .map_err(bad)?;
-        if version < 1 || tables != 4 {
-            return Err(Failed(format!("{} is not a vnetd database", file.display())));
-        }
-        if version > crate::store::SCHEMA_VERSION {
-            return Err(Failed(format!(
-                "{} has schema version {version}, newer than this vnetd supports ({}); use a newer vnetd",
-                file.display(),
-                crate::store::SCHEMA_VERSION
-            )));
-        }
-        // One self-contained file; the daemon switches it back to WAL when it opens it.
-        let mode: String = dest.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0)).map_err(|e| Failed(e.to_string()))?;
-        if !mode.eq_ignore_ascii_case("delete") {
-            return Err(Failed(format!("cannot take {} out of WAL mode", tmp.display())));
-        }
-        dest.close().map_err(|(_, e)| Failed(e.to_string()))?;
-        drop(src);
-        std::fs::File::open(tmp).and_then(|f| f.sync_all()).map_err(|e| Failed(format!("cannot sync {}: {e}", tmp.display())))?;
-        Ok(version)
-    }
+    let version = crate::store::files::copy_checked(file, tmp).map_err(Failed)?;
+    std::fs::File::open(tmp).and_then(|f| f.sync_all()).map_err(|e| Failed(format!("cannot sync {}: {e}", tmp.display())))?;
+    Ok(version)
 }
 
 /// Keep the current database as `replaced` (checkpointed when it can be; its WAL files move with
 /// it when they remain).
 fn keep_current(db: &Path, replaced: &Path) -> CliResult {
     // Best effort: a damaged database may refuse; then its -wal moves along below.
-    if let Ok(c) = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE) {
-        let _ = c.busy_timeout(Duration::from_secs(10));
-        let _ = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-        let _ = c.close();
-    }
+    crate::store::files::checkpoint_truncate(db);
     if std::fs::hard_link(db, replaced).is_err() {
         std::fs::copy(db, replaced).map_err(|e| Failed(format!("cannot keep the current database as {}: {e}", replaced.display())))?;
     }

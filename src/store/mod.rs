@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod catalog;
+pub mod files;
 pub mod charges;
 pub mod health;
 pub mod idempotency;
@@ -258,18 +259,6 @@ impl Store {
     }
 }
 
-/// One write transaction on a connection of its own to the database at `path`, beside the
-/// writer of a daemon that has it open (SQLite serialises the writers; `busy` is how long to wait
-/// for the lock): benchmarks seed a running daemon with it.
-pub fn write_beside<T>(path: &Path, busy: Duration, f: impl FnOnce(&Write) -> DbResult<T>) -> DbResult<T> {
-    let mut db = Connection::open(path)?;
-    db.busy_timeout(busy)?;
-    let tx = db.transaction()?;
-    let out = f(&Write::new(&tx))?;
-    tx.commit()?;
-    Ok(out)
-}
-
 /// What the start-up `PRAGMA quick_check` found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum QuickCheck {
@@ -317,12 +306,6 @@ pub fn quick_check(path: &Path, budget: Duration) -> DbResult<QuickCheck> {
 pub fn answers(tx: &Read) -> DbResult<()> {
     tx.conn().query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
     Ok(())
-}
-
-/// A passive WAL checkpoint between the chunks of a long operator job, so no live request
-/// inherits it.
-pub fn checkpoint_passive(conn: &Connection) {
-    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
 }
 
 /// Next value of a named counter (inside a write transaction).

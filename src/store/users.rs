@@ -176,3 +176,10 @@ pub fn debit_balance(tx: &Write, id: &str, fee: i64) -> DbResult<()> {
     tx.conn().prepare_cached("UPDATE user SET balance = balance - ?2 WHERE vnet_user_id = ?1")?.execute(params![id, fee])?;
     Ok(())
 }
+
+/// The VNetUserIDs of the accounts starting with `prefix`, by account (the benchmarks' users).
+pub fn ids_with_account_prefix(tx: &Read, prefix: &str) -> DbResult<Vec<String>> {
+    let mut st = tx.conn().prepare("SELECT vnet_user_id FROM user WHERE account LIKE ?1 ORDER BY account")?;
+    let ids = st.query_map([format!("{prefix}%")], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+    Ok(ids)
+}

@@ -106,9 +106,8 @@ pub(super) fn billing_setup(d: &Daemon, cfg: &Config, n: usize) -> Result<Vec<St
     let t = Instant::now();
     d.cli(&["user", "import", &file.to_string_lossy()], None)?;
     let import_s = t.elapsed().as_secs_f64();
-    let db = rusqlite::Connection::open_with_flags(&cfg.storage.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let mut st = db.prepare("SELECT vnet_user_id FROM user WHERE account LIKE ?1 ORDER BY account")?;
-    let ids = st.query_map([format!("{IMPORT_PREFIX}%")], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+    let ids = crate::store::files::read_beside(&cfg.storage.path, |tx| crate::store::users::ids_with_account_prefix(tx, IMPORT_PREFIX))
+        .map_err(|e| Failed(e.to_string()))?;
     if ids.len() != n {
         return Err(Failed(format!("imported {n} users but found {} in the database", ids.len())));
     }

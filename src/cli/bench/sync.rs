@@ -8,6 +8,7 @@
 //!    acknowledged Charge the time from its answer (the commit) until the record is committed at
 //!    the sim is measured by watching the sim's database every 5 ms.
 
+use crate::centre_sim::store::Reader as SimReader;
 use crate::cli::child::ChildProcess;
 use super::{free_port, mib, percentile, proc_status_kib, subsec_nanos, Daemon, SERVICE_ID, SP_ID, SP_KEY, IV};
 use crate::cli::{CliResult, Failed};
@@ -144,18 +145,15 @@ fn preload(cfg: &Config, n: usize) -> CliResult {
     Ok(())
 }
 
-fn sim_last_seq(db: &rusqlite::Connection) -> i64 {
-    db.query_row("SELECT last_seq FROM stream_state WHERE stream = 'CHARGE'", [], |r| r.get(0)).unwrap_or(0)
+fn sim_last_seq(db: &SimReader) -> i64 {
+    db.last_seq("CHARGE")
 }
 
-fn open_sim_db(path: &Path) -> Result<rusqlite::Connection, Failed> {
+fn open_sim_db(path: &Path) -> Result<SimReader, Failed> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) {
-            Ok(c) => {
-                c.busy_timeout(Duration::from_secs(5))?;
-                return Ok(c);
-            }
+        match SimReader::open(path) {
+            Ok(c) => return Ok(c),
             Err(e) if Instant::now() > deadline => return Err(Failed(format!("cannot open the sim database: {e}"))),
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
@@ -221,10 +219,7 @@ fn lag_run(a: &SyncArgs, flush_ms: u64) -> Result<(Vec<u32>, usize), Failed> {
         std::thread::spawn(move || {
             let mut last = 0i64;
             while !stop.load(Ordering::Relaxed) {
-                let rows: Vec<(i64, String)> = db
-                    .prepare_cached("SELECT record_seq, fields FROM record WHERE stream = 'CHARGE' AND record_seq > ?1 ORDER BY record_seq")
-                    .and_then(|mut st| st.query_map([last], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
-                    .unwrap_or_default();
+                let rows = db.records_after("CHARGE", last);
                 let now = Instant::now();
                 let mut m = arrived.lock().unwrap_or_else(|e| e.into_inner());
                 for (seq, fields) in rows {

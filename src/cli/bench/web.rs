@@ -90,7 +90,7 @@ fn mint_tickets(cfg: &Config, user_id: &str, n: usize) -> Result<Vec<String>, Fa
         user_type: "1".into(),
         status: "00".into(),
     };
-    let out = crate::store::write_beside(&cfg.storage.path, Duration::from_secs(30), |tx| {
+    let out = crate::store::files::write_beside(&cfg.storage.path, Duration::from_secs(30), |tx| {
         let cookie = sso::create_session(tx, &user, now)?;
         let session = sso::Session { id_hash: sso::digest(&cookie), user: user.clone() };
         let mut out = Vec::with_capacity(n);

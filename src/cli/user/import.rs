@@ -274,10 +274,7 @@ pub(super) fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
     let mut chunk = FIRST_CHUNK;
     let mut worst_hold = Duration::ZERO;
     let mut commits = 0usize;
-    let checkpointer = rusqlite::Connection::open(store.path()).ok();
-    if let Some(c) = &checkpointer {
-        let _ = c.busy_timeout(Duration::from_millis(100));
-    }
+    let checkpointer = crate::store::files::Checkpointer::open(store.path(), Duration::from_millis(100));
     while !rows.is_empty() {
         let take = chunk.min(rows.len());
         let mut part: Vec<ImportRow> = rows.drain(..take).collect();
@@ -335,7 +332,7 @@ pub(super) fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
             // commit past the auto-checkpoint threshold does it, most often the daemon's, and a
             // live request waits for it.
             if let Some(c) = &checkpointer {
-                crate::store::checkpoint_passive(c);
+                c.passive();
             }
             // The checkpoint is part of the pause: it does not hold the writer lock.
             std::thread::sleep(held.max(Duration::from_millis(25)).saturating_sub(pause.elapsed()));
