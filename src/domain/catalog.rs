@@ -1,6 +1,7 @@
 //! The service catalogue (issue 3 item 1): SPs, services, service items and packages, imported
 //! from TOML (`../shared/spec/catalog-example.toml`) with upsert semantics, all-or-nothing.
 
+use super::Error;
 use crate::store::catalog as db;
 use crate::store::DbResult;
 use crate::store::{Read, Write};
@@ -222,12 +223,12 @@ pub fn import(conn: &Write, f: &CatalogFile, now: i64) -> DbResult<Result<Import
 pub use crate::store::catalog::{list, service, ServiceInfo};
 
 /// What a payment page shows of a PayRequest (spec 5.3): the SP's name and the item's name, when
-/// the service is the SP's (else -20004) and the item is of that service (else -20006).
-pub fn payment_names(conn: &Read, spid: &str, service_id: &str, item_id: &str) -> DbResult<Result<(String, String), i32>> {
-    use crate::spec::codes::{SERVICE_ITEM_ABNORMAL, SERVICE_UNKNOWN};
-    let Some(sp) = db::sp_name_of_service(conn, spid, service_id)? else { return Ok(Err(SERVICE_UNKNOWN)) };
+/// the service is the SP's (else `UnknownService`) and the item is of that service (else
+/// `ItemUnavailable`).
+pub fn payment_names(conn: &Read, spid: &str, service_id: &str, item_id: &str) -> DbResult<Result<(String, String), Error>> {
+    let Some(sp) = db::sp_name_of_service(conn, spid, service_id)? else { return Ok(Err(Error::UnknownService)) };
     let item = db::item_name_of_service(conn, service_id, item_id)?;
-    Ok(item.map(|i| (sp, i)).ok_or(SERVICE_ITEM_ABNORMAL))
+    Ok(item.map(|i| (sp, i)).ok_or(Error::ItemUnavailable))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The provincial PassPort's users (spec 3, 4, 11): accounts, statuses, passwords, lockout,
 //! VNetUserID assignment.
 
+use super::Error;
 use crate::spec::outbound;
 use crate::store::{outbox, users};
 use crate::store::{next_counter, DbResult};
@@ -122,20 +123,12 @@ pub fn info_notify_payload(u: &User, action: &str, change_time: &str) -> Vec<(&'
     })
 }
 
-/// Why a user cannot be changed by the BSS or an operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotChangeable {
-    /// No user has this VNetUserID (`-20504`).
-    Unknown,
-    /// The user is cancelled (status 03 is terminal, `-20502`).
-    Cancelled,
-}
-
-/// Load a user for a change: unknown and cancelled users cannot be changed.
-pub fn changeable(conn: &Read, id: &str) -> DbResult<Result<User, NotChangeable>> {
+/// Load a user for a change by the BSS or an operator: unknown (`UnknownUser`) and cancelled
+/// (`Cancelled`) users cannot be changed.
+pub fn changeable(conn: &Read, id: &str) -> DbResult<Result<User, Error>> {
     Ok(match by_id(conn, id)? {
-        None => Err(NotChangeable::Unknown),
-        Some(u) if u.is_cancelled() => Err(NotChangeable::Cancelled),
+        None => Err(Error::UnknownUser),
+        Some(u) if u.is_cancelled() => Err(Error::Cancelled),
         Some(u) => Ok(u),
     })
 }
@@ -158,7 +151,7 @@ pub fn change_status(
     id: &str,
     status: &str,
     now: i64,
-) -> DbResult<Result<bool, NotChangeable>> {
+) -> DbResult<Result<bool, Error>> {
     let mut u = match changeable(conn, id)? {
         Ok(u) => u,
         Err(e) => return Ok(Err(e)),
@@ -191,7 +184,7 @@ pub struct ResetToCentre {
 /// The effects of PasswordReset (4.4), inside the caller's write transaction: the new hash, the
 /// failure count and lock cleared, every SSO session ended, and PasswordReset (6.4) queued for the
 /// centre when `to_centre` is given (no centre peer: nothing is queued).
-pub fn reset_password(conn: &Write, id: &str, phc: &str, to_centre: Option<ResetToCentre>, now: i64) -> DbResult<Result<(), NotChangeable>> {
+pub fn reset_password(conn: &Write, id: &str, phc: &str, to_centre: Option<ResetToCentre>, now: i64) -> DbResult<Result<(), Error>> {
     let u = match changeable(conn, id)? {
         Ok(u) => u,
         Err(e) => return Ok(Err(e)),

@@ -203,7 +203,7 @@ mod housekeeping_tests {
                 for (i, t) in [old, recent].iter().enumerate() {
                     c.test_conn().execute(
                         "INSERT INTO idempotency(caller, operation, txid, fingerprint, response, created_at) VALUES ('x', 'Op', ?1, '', '{}', ?2)",
-                        rusqlite::params![format!("t{i}"), t],
+                        (format!("t{i}"), t),
                     )?;
                     c.test_conn().execute(
                         "INSERT INTO outbox(destination, operation, order_key, payload, state, next_attempt_at, created_at, delivered_at)

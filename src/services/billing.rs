@@ -9,7 +9,7 @@ use crate::spec::codes::*;
 use crate::services::write_idempotent;
 use crate::services::{Call, Resp};
 use crate::spec::Service;
-use crate::services::centre;
+use crate::services::{centre, errors};
 use crate::store::DbResult;
 
 fn channel(call: &Call) -> Channel {
@@ -81,7 +81,7 @@ fn roaming_consumption(app: &App, call: &Call, req: Req) -> Resp {
     let checked = app.store.read(|conn| {
         let ctx = Ctx::new(conn, cal, province, now);
         Ok(match bl::resolve(&ctx, &req)? {
-            Err(code) => Err(code),
+            Err(e) => Err(errors::code(e)),
             Ok(t) => match own_catalogue_rules(kind, &t, fee, batch) {
                 Some(code) => Err(code),
                 None if !txid.is_empty() && kind != Kind::Cancel && bl::txid_taken(conn, &t.svc.spid, &txid)? => Err(BAD_TRANSACTION_ID),
@@ -147,7 +147,7 @@ where
     write_idempotent(app, call, move |conn| {
         let ctx = WriteCtx::new(conn, cal, &province, now);
         match bl::resolve(&ctx, &req)? {
-            Err(code) => Ok(Resp::code(code)),
+            Err(e) => Ok(Resp::from(e)),
             // A user of another province reaches here only through another channel: unknown.
             Ok(t) if t.user.is_none() => Ok(Resp::code(ACCOUNT_UNKNOWN)),
             Ok(t) => f(&ctx, t),
@@ -169,11 +169,11 @@ pub fn service_auth(app: &App, call: &Call) -> Resp {
     let r = app.store.read(|conn| {
         let ctx = Ctx::new(conn, cal, province, now);
         Ok(match bl::resolve(&ctx, &req)? {
-            Err(code) => Resp::code(code),
+            Err(e) => Resp::from(e),
             Ok(t) if t.user.is_none() => Resp::code(ACCOUNT_UNKNOWN),
             Ok(t) => match bl::service_auth(&ctx, &t)? {
                 Ok((fee_type, end)) => Resp::ok().with("FeeType", fee_type).with("EndTime", end.map(|e| cal.ts(e)).unwrap_or_default()),
-                Err(code) => Resp::code(code),
+                Err(e) => Resp::from(e),
             },
         })
     });
@@ -192,7 +192,7 @@ pub fn order(app: &App, call: &Call) -> Resp {
         }
         Ok(match bl::order(ctx, &t, channel, &contract, if_extend, &txid)? {
             Ok(o) => order_times(ctx.cal, &o),
-            Err(code) => Resp::code(code),
+            Err(e) => Resp::from(e),
         })
     })
 }
@@ -205,7 +205,7 @@ pub fn cancel_order(app: &App, call: &Call) -> Resp {
         }
         Ok(match bl::cancel(ctx, &t, channel, immediately)? {
             Ok(o) => Resp::ok().with("OrderID", &o.order_id).with("EndTime", ctx.cal.ts(o.end_at)),
-            Err(code) => Resp::code(code),
+            Err(e) => Resp::from(e),
         })
     })
 }
@@ -221,7 +221,7 @@ pub fn reorder(app: &App, call: &Call) -> Resp {
         }
         Ok(match bl::reorder(ctx, &t, channel, &txid)? {
             Ok(o) => order_times(ctx.cal, &o),
-            Err(code) => Resp::code(code),
+            Err(e) => Resp::from(e),
         })
     })
 }
@@ -245,7 +245,7 @@ pub fn charge(app: &App, call: &Call) -> Resp {
         }
         Ok(match bl::charge(ctx, &t, fee, batch, &txid)? {
             Ok(at) => Resp::ok().with("TransactionID", &txid).with("ChargeTime", ctx.cal.ts(at)),
-            Err(code) => Resp::code(code),
+            Err(e) => Resp::from(e),
         })
     })
 }
@@ -279,7 +279,7 @@ pub fn offline_charge(app: &App, call: &Call) -> Resp {
         }
         Ok(match bl::offline_charge(ctx, &t, fee, month, &txid)? {
             Ok(()) => Resp::ok(),
-            Err(code) => Resp::code(code),
+            Err(e) => Resp::from(e),
         })
     })
 }

@@ -3,6 +3,7 @@ pub mod access;
 pub mod billing;
 mod call;
 pub mod centre;
+pub mod errors;
 pub mod passport;
 pub mod province_for_vnet;
 pub mod sso;

@@ -314,11 +314,8 @@ fn changeable(conn: &crate::store::Read, id: &str) -> Result<Result<User, Resp>,
     Ok(pp::changeable(conn, id)?.map_err(refusal))
 }
 
-fn refusal(e: pp::NotChangeable) -> Resp {
-    match e {
-        pp::NotChangeable::Unknown => Resp::code(ACCOUNT_UNKNOWN),
-        pp::NotChangeable::Cancelled => Resp::code(USER_ABNORMAL),
-    }
+fn refusal(e: crate::domain::Error) -> Resp {
+    Resp::from(e)
 }
 
 pub fn user_modify(app: &App, call: &Call) -> Resp {

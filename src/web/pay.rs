@@ -13,6 +13,7 @@ use crate::domain::sso::{self as store_sso, Claim, PayFor, Payment};
 use crate::spec::codes::*;
 use crate::spec::{Field, Ty};
 use crate::runtime::logging::audit;
+use crate::services::errors;
 
 /// A PayRequest whose fields have their types (OrderID `s(32)`, ids `n(16)`, Fee `fen`).
 fn well_formed(r: &Opened) -> bool {
@@ -73,7 +74,7 @@ fn show(ctx: Ctx, r: &Opened, raw: &str, user: &str, error: &str, account: &str)
     let names = ctx.app.store.read(|c| catalog::payment_names(c, &p.spid, &p.service_id, &p.item_id));
     let (sp_name, item_name) = match names {
         Ok(Ok(n)) => n,
-        Ok(Err(code)) => return refuse_early(ctx, r, code),
+        Ok(Err(e)) => return refuse_early(ctx, r, errors::code(e)),
         Err(e) => return ctx.db_error(&e),
     };
     let csrf = ctx.csrf("pay", raw);
@@ -193,7 +194,7 @@ fn confirm(ctx: &Ctx, r: &Opened, user_id: &str) -> Result<Outcome, crate::store
         let ctx = bl::WriteCtx::new(c, cal, &province, now);
         let req = charge_req(&p, &user);
         let charged = match bl::resolve(&ctx, &req)? {
-            Err(code) => Err(code),
+            Err(e) => Err(errors::code(e)),
             // A session user of another province is charged by `confirm_roaming`.
             Ok(t) if t.user.is_none() => Err(REGION_NOT_ALLOWED),
             Ok(t) => {
@@ -201,7 +202,7 @@ fn confirm(ctx: &Ctx, r: &Opened, user_id: &str) -> Result<Outcome, crate::store
                     Err(code)
                 } else {
                     let txid = unused_txid(c, &p.spid)?;
-                    bl::charge(&ctx, &t, p.fee, 1, &txid)?.map(|_| txid)
+                    bl::charge(&ctx, &t, p.fee, 1, &txid)?.map(|_| txid).map_err(errors::code)
                 }
             }
         };
@@ -234,7 +235,7 @@ fn confirm_roaming(ctx: &Ctx, r: &Opened, user_id: &str) -> Result<Outcome, crat
     let checked = app.store.read(|c| {
         let ctx = bl::Ctx::new(c, cal, &province, now);
         Ok(match bl::resolve(&ctx, &req)? {
-            Err(code) => Err(code),
+            Err(e) => Err(errors::code(e)),
             Ok(t) => fee_rules(&t, p.fee).map_or(Ok(t), Err),
         })
     })?;

@@ -8,6 +8,7 @@ use super::{open_store, print_table, CliResult, Failed};
 use crate::config::Config;
 use crate::crypto::PasswordHasher;
 use crate::domain::passport::{self as pp, NewUser, User};
+use crate::domain::Error;
 use crate::runtime::logging::audit;
 use crate::store::DbError;
 use clap::Subcommand;
@@ -151,7 +152,7 @@ pub fn run(cfg: &Config, cmd: UserCmd) -> CliResult {
             let store = open_store(cfg)?;
             let u = target(&store, &who)?;
             if u.is_cancelled() {
-                return Err(Failed(not_changeable(&u.vnet_user_id, pp::NotChangeable::Cancelled)));
+                return Err(Failed(not_changeable(&u.vnet_user_id, Error::Cancelled)));
             }
             let pw = super::tools::read_line()?;
             if pp::weak_password(&pw, &u.account) {
@@ -197,10 +198,11 @@ pub fn run(cfg: &Config, cmd: UserCmd) -> CliResult {
     Ok(())
 }
 
-fn not_changeable(id: &str, e: pp::NotChangeable) -> String {
+fn not_changeable(id: &str, e: Error) -> String {
     match e {
-        pp::NotChangeable::Unknown => format!("no user {id}"),
-        pp::NotChangeable::Cancelled => format!("user {id} is cancelled (status 03 is final)"),
+        Error::UnknownUser => format!("no user {id}"),
+        Error::Cancelled => format!("user {id} is cancelled (status 03 is final)"),
+        other => format!("user {id}: {other}"),
     }
 }
 

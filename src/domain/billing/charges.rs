@@ -5,20 +5,20 @@ use super::*;
 pub use crate::store::charges::{txid_taken, NewCharge};
 
 /// Check the user's credit for `fee` in `bill_month` and debit it (spec 11 "Credit"): postpaid,
-/// the month's total plus the fee at most CreditLimit (-21003); prepaid, balance minus the fee at
-/// least 0 (-21014).
-pub fn debit(conn: &Write, user_id: &str, fee: i64, bill_month: &str) -> DbResult<Result<(), i32>> {
+/// the month's total plus the fee at most CreditLimit (`OverCreditLimit`); prepaid, balance minus
+/// the fee at least 0 (`BalanceShort`).
+pub fn debit(conn: &Write, user_id: &str, fee: i64, bill_month: &str) -> DbResult<Result<(), Error>> {
     let (user_type, limit, balance) = users::credit(conn, user_id)?;
     let spent = charge_db::month_spend(conn, user_id, bill_month)?;
     if user_type == "2" {
         if balance - fee < 0 {
-            return Ok(Err(BALANCE_SHORT));
+            return Ok(Err(Error::BalanceShort));
         }
         if fee != 0 {
             users::debit_balance(conn, user_id, fee)?;
         }
     } else if spent + fee > limit {
-        return Ok(Err(OVER_LIMIT));
+        return Ok(Err(Error::OverCreditLimit));
     }
     charge_db::add_spend(conn, user_id, bill_month, fee)?;
     Ok(Ok(()))
@@ -80,10 +80,10 @@ pub(super) fn monthly_charge(ctx: &Ctx, t: &Target, user: &User, o: &OrderRow, t
     }
 }
 
-/// Debit and record a charge; Err is the credit code.
-pub(super) fn charge_user(ctx: &WriteCtx, c: &NewCharge) -> DbResult<Result<(), i32>> {
-    if let Err(code) = debit(ctx.tx, &c.vnet_user_id, c.fee, &c.bill_month)? {
-        return Ok(Err(code));
+/// Debit and record a charge; Err is the credit refusal.
+pub(super) fn charge_user(ctx: &WriteCtx, c: &NewCharge) -> DbResult<Result<(), Error>> {
+    if let Err(e) = debit(ctx.tx, &c.vnet_user_id, c.fee, &c.bill_month)? {
+        return Ok(Err(e));
     }
     record_charge(ctx, c)?;
     Ok(Ok(()))
@@ -116,26 +116,26 @@ pub(super) fn item_charge(ctx: &Ctx, t: &Target, operation: &'static str, txid: 
 }
 
 /// Charge (4.1): pay per use. The caller checked FeeType, Fee and the TransactionID.
-pub fn charge(ctx: &WriteCtx, t: &Target, fee: i64, batch_count: i64, txid: &str) -> DbResult<Result<i64, i32>> {
+pub fn charge(ctx: &WriteCtx, t: &Target, fee: i64, batch_count: i64, txid: &str) -> DbResult<Result<i64, Error>> {
     let c = item_charge(ctx, t, "Charge", txid, fee, batch_count, ctx.cal.month(ctx.now));
     Ok(charge_user(ctx, &c)?.map(|()| ctx.now))
 }
 
 /// OfflineCharge (4.1, 11) after the SP qualification, FeeType and Fee checks: order history
-/// (-20514, -20007), one monthly payment per BillMonth (-20009), credit.
-pub fn offline_charge(ctx: &WriteCtx, t: &Target, fee: i64, bill_month: Ym, txid: &str) -> DbResult<Result<(), i32>> {
+/// (`NeverOrdered`, `OfflinePeriodOver`), one monthly payment per BillMonth (`PeriodPaid`), credit.
+pub fn offline_charge(ctx: &WriteCtx, t: &Target, fee: i64, bill_month: Ym, txid: &str) -> DbResult<Result<(), Error>> {
     let user = t.user.as_ref().expect("local user");
     let item = t.item.as_ref().expect("item");
     let last_end = order_db::last_usable_until(ctx.tx, &user.vnet_user_id, &item.id)?;
     let Some(last_end) = last_end else {
-        return Ok(Err(NEVER_ORDERED));
+        return Ok(Err(Error::NeverOrdered));
     };
     if bill_month > ctx.cal.month(last_end).plus(2) {
-        return Ok(Err(OFFLINE_EXPIRED));
+        return Ok(Err(Error::OfflinePeriodOver));
     }
     let paid = charge_db::monthly_paid(ctx.tx, &user.vnet_user_id, &item.id, &bill_month.to_string())?;
     if paid {
-        return Ok(Err(OFFLINE_ONCE_PER_PERIOD));
+        return Ok(Err(Error::PeriodPaid));
     }
     let c = item_charge(ctx, t, "OfflineCharge", txid, fee, 1, bill_month);
     charge_user(ctx, &c)

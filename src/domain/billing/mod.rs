@@ -4,7 +4,7 @@
 
 use super::calendar::{Cal, Ym};
 use super::passport::{self as pp, User};
-use crate::spec::codes::*;
+use super::Error;
 use crate::spec::outbound;
 use crate::store::outbox;
 use crate::store::catalog as cat;
@@ -200,21 +200,21 @@ impl Target {
 }
 
 /// The checks every ordering operation shares, in the order of spec 11: service and item, product,
-/// user, region. Err is the Result code to answer.
-pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, i32>> {
+/// user, region. Err is the refusal.
+pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, Error>> {
     let exists_only = req.kind == Kind::Cancel;
     let svc = match svc(ctx, &req.service_id)? {
         Some(s) if s.spid == req.spid => s,
-        _ => return Ok(Err(SERVICE_UNKNOWN)),
+        _ => return Ok(Err(Error::UnknownService)),
     };
     if !svc.active && !exists_only {
-        return Ok(Err(SERVICE_ABNORMAL));
+        return Ok(Err(Error::ServiceSuspended));
     }
     let item = match &req.item_id {
         None => None,
         Some(id) => match cat::item(ctx.tx, id)? {
             Some(i) if i.service_id == svc.id && (i.active || exists_only) => Some(i),
-            _ => return Ok(Err(SERVICE_ITEM_ABNORMAL)),
+            _ => return Ok(Err(Error::ItemUnavailable)),
         },
     };
     let product = match &req.product_id {
@@ -222,11 +222,11 @@ pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, i32>> {
         Some(id) => match cat::product(ctx.tx, id)? {
             Some(p) if p.active || exists_only => {
                 if !p.items.iter().any(|i| i.service_id == svc.id) {
-                    return Ok(Err(PRODUCT_LACKS_SERVICE));
+                    return Ok(Err(Error::ProductLacksService));
                 }
                 Some(p)
             }
-            _ => return Ok(Err(PRODUCT_UNKNOWN)),
+            _ => return Ok(Err(Error::UnknownProduct)),
         },
     };
     let user = match pp::by_id(ctx.tx, &req.user_id)? {
@@ -240,19 +240,20 @@ pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, i32>> {
                     (None, None) => cat::service_roams_out(ctx.tx, &svc.id)?,
                 };
             if !approved && req.kind != Kind::Cancel {
-                return Ok(Err(REGION_NOT_ALLOWED));
+                return Ok(Err(Error::RegionNotAllowed));
             }
             return Ok(Ok(Target { svc, item, product, user: None }));
         }
-        None => return Ok(Err(ACCOUNT_UNKNOWN)),
+        None => return Ok(Err(Error::UnknownUser)),
     };
-    let status_code = match req.kind {
-        Kind::Order | Kind::ReOrder => STATUS_NO_ORDER,
-        _ => USER_ABNORMAL,
+    let status_refusal = match req.kind {
+        Kind::Order | Kind::ReOrder => Error::StatusForbidsOrder,
+        Kind::Cancel => Error::Cancelled,
+        _ => Error::NotNormal,
     };
     let status_ok = if req.kind == Kind::Cancel { !user.is_cancelled() } else { user.status == pp::STATUS_NORMAL };
     if !status_ok {
-        return Ok(Err(status_code));
+        return Ok(Err(status_refusal));
     }
     // Region (spec 4 "use rules"): a local user may use another province's or the centre's
     // service only if it was approved for this province. A user can always cancel.
@@ -263,7 +264,7 @@ pub fn resolve(ctx: &Ctx, req: &Req) -> DbResult<Result<Target, i32>> {
             (None, None) => cat::service_roams_in(ctx.tx, &svc.id)?,
         };
         if !approved {
-            return Ok(Err(REGION_NOT_ALLOWED));
+            return Ok(Err(Error::RegionNotAllowed));
         }
     }
     Ok(Ok(Target { svc, item, product, user: Some(user) }))

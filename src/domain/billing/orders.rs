@@ -62,8 +62,8 @@ pub fn order_event(ctx: &WriteCtx, o: &OrderRow, item_name: &str, action: &str, 
 }
 
 /// ServiceAuth (4.1): FeeType of the item and, for a monthly item, the EndTime of the order in
-/// effect (of the item or a package holding it; -21006 without one).
-pub fn service_auth(ctx: &Ctx, t: &Target) -> DbResult<Result<(String, Option<i64>), i32>> {
+/// effect (of the item or a package holding it; `NotOrdered` without one).
+pub fn service_auth(ctx: &Ctx, t: &Target) -> DbResult<Result<(String, Option<i64>), Error>> {
     let (Some(item), Some(user)) = (&t.item, &t.user) else {
         return Ok(Ok((t.item.as_ref().map(|i| i.fee_type.clone()).unwrap_or_default(), None)));
     };
@@ -73,17 +73,17 @@ pub fn service_auth(ctx: &Ctx, t: &Target) -> DbResult<Result<(String, Option<i6
     let end = order_db::end_in_effect(ctx.tx, &user.vnet_user_id, &item.id, ctx.now)?;
     Ok(match end {
         Some(e) => Ok((item.fee_type.clone(), Some(e))),
-        None => Err(NOT_ORDERED),
+        None => Err(Error::NotOrdered),
     })
 }
 
 /// Order (4.1). `t` passed `resolve`; the caller checked the exactly-one rule and the TransactionID.
-pub fn order(ctx: &WriteCtx, t: &Target, channel: Channel, contract_id: &str, if_extend: bool, txid: &str) -> DbResult<Result<OrderRow, i32>> {
+pub fn order(ctx: &WriteCtx, t: &Target, channel: Channel, contract_id: &str, if_extend: bool, txid: &str) -> DbResult<Result<OrderRow, Error>> {
     let user = t.user.as_ref().expect("local user");
     if let Some(mut o) = latest_order(ctx.tx, &user.vnet_user_id, t.item_id(), t.product_id())? {
         // An active order past its period that the rollover will renew counts as in effect.
         if o.status == "active" && (o.in_effect(ctx.now) || o.if_extend) {
-            return Ok(Err(DUPLICATE_ORDER));
+            return Ok(Err(Error::AlreadyOrdered));
         }
         if o.in_effect(ctx.now) {
             // Cancelled with StopType 1 and still in effect: un-cancel, no new charge (spec 11).
@@ -110,8 +110,8 @@ pub fn order(ctx: &WriteCtx, t: &Target, channel: Channel, contract_id: &str, if
         usable_until: end,
         channel: channel.as_str().into(),
     };
-    if let Err(code) = charge_user(ctx, &monthly_charge(ctx, t, user, &o, txid, "Order", ctx.now))? {
-        return Ok(Err(code));
+    if let Err(e) = charge_user(ctx, &monthly_charge(ctx, t, user, &o, txid, "Order", ctx.now))? {
+        return Ok(Err(e));
     }
     save_order(ctx.tx, &o, ctx.now)?;
     order_event(ctx, &o, t.name(), action::ORDERED, channel)?;
@@ -119,16 +119,16 @@ pub fn order(ctx: &WriteCtx, t: &Target, channel: Channel, contract_id: &str, if
 }
 
 /// CancelOrder (4.1, 11): the latest order of the item/product; StopType 2 ends it now.
-pub fn cancel(ctx: &WriteCtx, t: &Target, channel: Channel, immediately: bool) -> DbResult<Result<OrderRow, i32>> {
+pub fn cancel(ctx: &WriteCtx, t: &Target, channel: Channel, immediately: bool) -> DbResult<Result<OrderRow, Error>> {
     let user = t.user.as_ref().expect("local user");
     let Some(mut o) = latest_order(ctx.tx, &user.vnet_user_id, t.item_id(), t.product_id())? else {
-        return Ok(Err(NOT_ORDERED));
+        return Ok(Err(Error::NotOrdered));
     };
     if o.status == "cancelled" {
-        return Ok(Err(DUPLICATE_CANCEL));
+        return Ok(Err(Error::AlreadyCancelled));
     }
     if !o.in_effect(ctx.now) {
-        return Ok(Err(NOT_ORDERED));
+        return Ok(Err(Error::NotOrdered));
     }
     o.status = "cancelled".into();
     o.if_extend = false;
@@ -144,27 +144,27 @@ pub fn cancel(ctx: &WriteCtx, t: &Target, channel: Channel, immediately: bool) -
 
 /// ReOrder (4.1, 11): reactivate an order that expired less than 30 days ago, with a new period
 /// and a charge, under the same OrderID.
-pub fn reorder(ctx: &WriteCtx, t: &Target, channel: Channel, txid: &str) -> DbResult<Result<OrderRow, i32>> {
+pub fn reorder(ctx: &WriteCtx, t: &Target, channel: Channel, txid: &str) -> DbResult<Result<OrderRow, Error>> {
     let user = t.user.as_ref().expect("local user");
     let Some(mut o) = latest_order(ctx.tx, &user.vnet_user_id, t.item_id(), t.product_id())? else {
-        return Ok(Err(NOT_ORDERED));
+        return Ok(Err(Error::NotOrdered));
     };
     match o.status.as_str() {
-        "cancelled" => return Ok(Err(CANCELLED_NO_RENEW)),
-        "active" if o.in_effect(ctx.now) => return Ok(Err(DUPLICATE_ORDER)),
+        "cancelled" => return Ok(Err(Error::CancelledCannotRenew)),
+        "active" if o.in_effect(ctx.now) => return Ok(Err(Error::AlreadyOrdered)),
         // Active but past its period: the rollover has not reached it yet; treat as expired.
         _ => {}
     }
     if ctx.now - o.end_at >= REORDER_WINDOW_S {
-        return Ok(Err(NOT_ORDERED));
+        return Ok(Err(Error::NotOrdered));
     }
     let end = ctx.cal.month_end(ctx.cal.month(ctx.now));
     o.status = "active".into();
     o.start_at = ctx.now;
     o.end_at = end;
     o.usable_until = end;
-    if let Err(code) = charge_user(ctx, &monthly_charge(ctx, t, user, &o, txid, "ReOrder", ctx.now))? {
-        return Ok(Err(code));
+    if let Err(e) = charge_user(ctx, &monthly_charge(ctx, t, user, &o, txid, "ReOrder", ctx.now))? {
+        return Ok(Err(e));
     }
     save_order(ctx.tx, &o, ctx.now)?;
     order_event(ctx, &o, t.name(), action::RENEWED, channel)?;

@@ -57,8 +57,8 @@ impl World {
         user: &str,
         item: Option<&str>,
         product: Option<&str>,
-        f: impl FnOnce(&WriteCtx, Target) -> DbResult<Result<T, i32>> + Send + 'static,
-    ) -> Result<T, i32> {
+        f: impl FnOnce(&WriteCtx, Target) -> DbResult<Result<T, Error>> + Send + 'static,
+    ) -> Result<T, Error> {
         let req = Req {
             kind,
             channel: Channel::Sp,
@@ -79,11 +79,11 @@ impl World {
             })
             .unwrap()
     }
-    fn order(&self, user: &str, item: Option<&str>, product: Option<&str>, extend: bool, txid: &str) -> Result<OrderRow, i32> {
+    fn order(&self, user: &str, item: Option<&str>, product: Option<&str>, extend: bool, txid: &str) -> Result<OrderRow, Error> {
         let txid = txid.to_string();
         self.with(Kind::Order, user, item, product, move |ctx, t| order(ctx, &t, Channel::Sp, "", extend, &txid))
     }
-    fn charge(&self, user: &str, fee: i64, txid: &str) -> Result<i64, i32> {
+    fn charge(&self, user: &str, fee: i64, txid: &str) -> Result<i64, Error> {
         let txid = txid.to_string();
         self.with(Kind::Charge, user, Some(PER_USE), None, move |ctx, t| charge(ctx, &t, fee, 1, &txid))
     }
@@ -115,13 +115,13 @@ fn credit_is_never_overdrawn() {
     let post = w.user("1", 500, 0);
     assert!(w.charge(&post, 200, "a1").is_ok());
     assert!(w.charge(&post, 200, "a2").is_ok());
-    assert_eq!(w.charge(&post, 200, "a3"), Err(OVER_LIMIT));
+    assert_eq!(w.charge(&post, 200, "a3"), Err(Error::OverCreditLimit));
     // A new bill month starts from zero.
     w.set("2026-12-01 00:00:05");
     assert!(w.charge(&post, 200, "a4").is_ok());
     let pre = w.user("2", 0, 300);
     assert!(w.charge(&pre, 200, "b1").is_ok());
-    assert_eq!(w.charge(&pre, 200, "b2"), Err(BALANCE_SHORT));
+    assert_eq!(w.charge(&pre, 200, "b2"), Err(Error::BalanceShort));
     assert_eq!(w.count(&format!("SELECT balance FROM user WHERE vnet_user_id = '{pre}'")), 100);
     assert_eq!(w.count("SELECT count(*) FROM charge"), 4);
     assert_eq!(w.count("SELECT count(*) FROM outbox WHERE order_key = 'stream:CHARGE'"), 4);
@@ -135,13 +135,13 @@ fn order_cancel_uncancel_and_reorder() {
     let o = w.order(&u, Some(MONTHLY), None, true, "o1").unwrap();
     assert_eq!(o.order_id.len(), 20);
     assert_eq!(w.cal.ts(o.end_at), "2026-11-30 23:59:59");
-    assert_eq!(w.order(&u, Some(MONTHLY), None, true, "o2"), Err(DUPLICATE_ORDER));
+    assert_eq!(w.order(&u, Some(MONTHLY), None, true, "o2"), Err(Error::AlreadyOrdered));
     // Cancel with StopType 1: still usable until the period end; a second cancel is -21011.
     let c = w.with(Kind::Cancel, &u, Some(MONTHLY), None, |ctx, t| cancel(ctx, &t, Channel::Sp, false)).unwrap();
     assert_eq!(c.end_at, o.end_at);
     assert!(w.order_row(&o.order_id).in_effect(w.clock.unix()));
-    assert_eq!(w.with(Kind::Cancel, &u, Some(MONTHLY), None, |ctx, t| cancel(ctx, &t, Channel::Sp, false)), Err(DUPLICATE_CANCEL));
-    assert_eq!(w.with(Kind::ReOrder, &u, Some(MONTHLY), None, |ctx, t| reorder(ctx, &t, Channel::Sp, "r1")), Err(CANCELLED_NO_RENEW));
+    assert_eq!(w.with(Kind::Cancel, &u, Some(MONTHLY), None, |ctx, t| cancel(ctx, &t, Channel::Sp, false)), Err(Error::AlreadyCancelled));
+    assert_eq!(w.with(Kind::ReOrder, &u, Some(MONTHLY), None, |ctx, t| reorder(ctx, &t, Channel::Sp, "r1")), Err(Error::CancelledCannotRenew));
     // Ordering again un-cancels: same OrderID, no second charge.
     let again = w.order(&u, Some(MONTHLY), None, false, "o3").unwrap();
     assert_eq!(again.order_id, o.order_id);
@@ -162,7 +162,7 @@ fn order_cancel_uncancel_and_reorder() {
     w.set("2027-01-30 23:59:59");
     assert!(w.with(Kind::ReOrder, &u, Some(MONTHLY), None, |_, _| Ok(Ok(()))).is_ok());
     w.set("2027-01-31 00:00:00");
-    assert_eq!(w.with(Kind::ReOrder, &u, Some(MONTHLY), None, |ctx, t| reorder(ctx, &t, Channel::Sp, "r3")).map(|_| ()), Err(NOT_ORDERED));
+    assert_eq!(w.with(Kind::ReOrder, &u, Some(MONTHLY), None, |ctx, t| reorder(ctx, &t, Channel::Sp, "r3")).map(|_| ()), Err(Error::NotOrdered));
 }
 
 #[test]
@@ -210,14 +210,14 @@ fn offline_charge_rules() {
         let txid = txid.to_string();
         w.with(Kind::Offline, &u, Some(MONTHLY), None, move |ctx, t| offline_charge(ctx, &t, 1000, month, &txid))
     };
-    assert_eq!(offline(&w, Ym(2026, 11), "f1"), Err(NEVER_ORDERED));
+    assert_eq!(offline(&w, Ym(2026, 11), "f1"), Err(Error::NeverOrdered));
     let o = w.order(&u, Some(MONTHLY), None, false, "o1").unwrap();
     // November is paid by the order itself.
-    assert_eq!(offline(&w, Ym(2026, 11), "f2"), Err(OFFLINE_ONCE_PER_PERIOD));
+    assert_eq!(offline(&w, Ym(2026, 11), "f2"), Err(Error::PeriodPaid));
     assert!(offline(&w, Ym(2026, 12), "f3").is_ok());
-    assert_eq!(offline(&w, Ym(2026, 12), "f4"), Err(OFFLINE_ONCE_PER_PERIOD));
+    assert_eq!(offline(&w, Ym(2026, 12), "f4"), Err(Error::PeriodPaid));
     assert!(offline(&w, Ym(2027, 1), "f5").is_ok(), "ended in 11: up to 2027-01");
-    assert_eq!(offline(&w, Ym(2027, 2), "f6"), Err(OFFLINE_EXPIRED));
+    assert_eq!(offline(&w, Ym(2027, 2), "f6"), Err(Error::OfflinePeriodOver));
     let _ = o;
 }
 
@@ -259,7 +259,7 @@ fn day_close_writes_settle_for_roaming_charges_only() {
             })
             .unwrap()
     };
-    assert_eq!(national(&w, "n1"), Err(REGION_NOT_ALLOWED), "not approved for this province");
+    assert_eq!(national(&w, "n1"), Err(Error::RegionNotAllowed), "not approved for this province");
     w.store.write(|c| Ok(c.test_conn().execute("UPDATE item SET roam_in = 1 WHERE service_item_id = '0000000900000101'", [])?)).unwrap();
     national(&w, "n2").unwrap();
     national(&w, "n3").unwrap();
