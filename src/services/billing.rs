@@ -266,8 +266,8 @@ pub fn check_offline_charge(r: &OfflineCharge::Request, clock: &Clock) -> Option
     (!ok).then_some(BAD_BILL_MONTH)
 }
 
-/// OfflineCharge is not a roaming consumption operation (6.9): a user of another province is
-/// unknown here (-20504).
+/// OfflineCharge is not a roaming consumption operation (6.9): a user of another province meets
+/// the use rules (-21001 unless the service may roam out), then is unknown here (-20504).
 pub fn offline_charge(app: &App, call: &Call, r: OfflineCharge::Request) -> Resp {
     let fee: i64 = r.Fee.parse().unwrap_or(-1);
     let Some(month) = Ym::parse(&r.BillMonth) else {
