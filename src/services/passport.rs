@@ -151,22 +151,17 @@ pub fn auth_result(app: &App, u: User) -> UserAuth::Response {
 /// centre is configured.
 pub fn roam_auth_v2(app: &App, channel: &str, r: &RoamLogin) -> Result<crate::soap::client::Answer, Resp> {
     let txid = format!("RA{}", crate::crypto::random_bytes(12).iter().map(|b| format!("{b:02x}")).collect::<String>());
-    let op = &crate::spec::outbound::ROAM_AUTH_V2;
-    let fields = crate::spec::outbound::fill(op.payload(), |f| {
-        Some(match f {
-            "SPID" => r.spid,
-            "ServiceID" => r.service_id,
-            "AccountType" => r.account_type,
-            "Account" => r.account,
-            "Password" => r.password,
-            "UserIP" => r.user_ip,
-            "RoamType" => "1",
-            "TransactionID" => &txid,
-            _ => return None,
-        }
-        .to_string())
-    });
-    let a = centre::call(app, op, fields)?;
+    let login = crate::spec::outbound::RoamAuthV2::Payload {
+        SPID: r.spid.to_string(),
+        ServiceID: r.service_id.to_string(),
+        AccountType: r.account_type.to_string(),
+        Account: r.account.to_string(),
+        Password: r.password.to_string(),
+        UserIP: r.user_ip.to_string(),
+        RoamType: "1".to_string(),
+        TransactionID: txid,
+    };
+    let a = centre::call(app, &crate::spec::outbound::ROAM_AUTH_V2, login.values())?;
     let outcome = if a.result == OK { "ok" } else { "refused" };
     audit("login_roaming", &[("channel", channel), ("result", &a.result.to_string()), ("user", a.get("VNetUserID"))]);
     count_login(app, &format!("roaming_{outcome}"));

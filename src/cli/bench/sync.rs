@@ -115,25 +115,24 @@ fn preload(cfg: &Config, n: usize) -> CliResult {
         store.write(move |c| {
             for i in done..done + chunk {
                 let seq = crate::store::next_counter(c, "seq:CHARGE")?;
-                // Fields the bench does not set travel empty (as a charge without roaming does).
-                let record = outbound::ordered_or_empty(
-                    outbound::CHARGE_RECORD.fields,
-                    vec![
-                        ("RecordSeq", seq.to_string()),
-                        ("TransactionID", format!("bench-sync-{i}")),
-                        ("VNetUserID", format!("35{:010}", i % 1000 + 1)),
-                        ("UserProvinceID", "35".to_string()),
-                        ("SPID", SP_ID.to_string()),
-                        ("ServiceID", SERVICE_ID.to_string()),
-                        ("ServiceItemID", PER_USE_ITEM.to_string()),
-                        ("ServiceItemName", "bench per use".to_string()),
-                        ("FeeType", "1".to_string()),
-                        ("Fee", "1".to_string()),
-                        ("BatchCount", "1".to_string()),
-                        ("ChargeTime", ts.clone()),
-                        ("LedgerDate", day.clone()),
-                    ],
-                );
+                // RoamType travels empty, as for a charge without roaming.
+                let record = outbound::ChargeRecord {
+                    RecordSeq: seq.to_string(),
+                    TransactionID: format!("bench-sync-{i}"),
+                    VNetUserID: format!("35{:010}", i % 1000 + 1),
+                    UserProvinceID: "35".to_string(),
+                    SPID: SP_ID.to_string(),
+                    ServiceID: SERVICE_ID.to_string(),
+                    ServiceItemID: PER_USE_ITEM.to_string(),
+                    ServiceItemName: "bench per use".to_string(),
+                    FeeType: "1".to_string(),
+                    Fee: "1".to_string(),
+                    BatchCount: "1".to_string(),
+                    ChargeTime: ts.clone(),
+                    LedgerDate: day.clone(),
+                    RoamType: String::new(),
+                }
+                .values();
                 crate::store::outbox::enqueue_record(c, &outbound::CHARGE_RECORD, &record, now)?;
             }
             Ok(())
