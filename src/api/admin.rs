@@ -60,7 +60,7 @@ pub fn count_refused(app: &App, listener: &'static str, status: u16) {
 /// right after start shows the whole set (rates and alerts need the zero before the first event).
 pub fn declare_series(app: &App) {
     let m = &app.metrics;
-    for op in crate::api::table::OPS {
+    for op in crate::api::table::OPS.iter() {
         m.declare_request(op.service.name(), op.name);
     }
     m.declare_request(crate::api::legacy::SERVICE, "getUserProduct");

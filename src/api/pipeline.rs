@@ -131,7 +131,7 @@ pub fn process(app: &App, op: &'static Op, values: HashMap<&'static str, String>
         // A malformed caller id is an unknown caller, even when a peer has that id (spec 11):
         // an SPID sent as SrcDeviceNo must not reach the kind check.
         let id_field = &op.request[0];
-        let id = call.get(id_field.name);
+        let id = call.raw(id_field.name);
         let peer = match app.peers.get(id) {
             Some(p) if p.active && valid(id_field, id) => p,
             _ => return (Resp::code(codes::CALLER_UNKNOWN), None),
@@ -139,8 +139,8 @@ pub fn process(app: &App, op: &'static Op, values: HashMap<&'static str, String>
         if peer.kind != op.service.caller_kind() || !peer.may_call(op.name) {
             return (Resp::code(codes::NOT_AUTHORIZED), Some(peer));
         }
-        let signed: Vec<&str> = op.request.iter().filter(|f| f.name != "Authenticator").map(|f| call.get(f.name)).collect();
-        let given = call.get("Authenticator");
+        let signed: Vec<&str> = op.request.iter().filter(|f| f.name != "Authenticator").map(|f| call.raw(f.name)).collect();
+        let given = call.raw("Authenticator");
         let grace = app.cfg.security.key_grace_h * 3600;
         verify_key = peer
             .verify_keys(now, grace)
@@ -150,7 +150,7 @@ pub fn process(app: &App, op: &'static Op, values: HashMap<&'static str, String>
         if verify_key.is_none() {
             return (Resp::code(codes::BAD_AUTHENTICATOR), Some(peer));
         }
-        let ts_ok = app.clock.parse_ts(call.get("TimeStamp")).is_some_and(|ts| (ts - now).abs() <= app.cfg.security.clock_tolerance_s);
+        let ts_ok = app.clock.parse_ts(call.raw("TimeStamp")).is_some_and(|ts| (ts - now).abs() <= app.cfg.security.clock_tolerance_s);
         if !ts_ok {
             return (Resp::code(codes::BAD_TIMESTAMP), Some(peer));
         }
@@ -162,7 +162,7 @@ pub fn process(app: &App, op: &'static Op, values: HashMap<&'static str, String>
         if op.authenticated && (f.name == op.request[0].name || f.name == "TimeStamp" || f.name == "Authenticator") {
             continue;
         }
-        let v = call.get(f.name);
+        let v = call.raw(f.name);
         let bad = if v.is_empty() { f.required } else { !valid(f, v) };
         if bad {
             return (Resp::code(codes::param_code(f.name)), caller);
@@ -175,7 +175,10 @@ pub fn process(app: &App, op: &'static Op, values: HashMap<&'static str, String>
         }
     }
     for f in op.request.iter().filter(|f| f.ty == Ty::Enc) {
-        let Some(v) = call.opt(f.name) else { continue };
+        let v = call.raw(f.name);
+        if v.is_empty() {
+            continue;
+        }
         let Some(key) = verify_key.as_ref() else { continue };
         match crypto::decrypt_enc_field(key, v) {
             Ok(p) => {
@@ -198,6 +201,6 @@ pub fn process(app: &App, op: &'static Op, values: HashMap<&'static str, String>
 }
 
 fn lookup_idempotent(app: &App, call: &Call) -> crate::store::DbResult<Option<Resp>> {
-    let (caller, op, txid, fp) = (call.caller_id(), call.op.name, call.get("TransactionID"), call.fingerprint.as_str());
+    let (caller, op, txid, fp) = (call.caller_id(), call.op.name, call.raw("TransactionID"), call.fingerprint.as_str());
     app.store.read(|c| stored_response(c, caller, op, txid, fp))
 }

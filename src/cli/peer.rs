@@ -163,7 +163,7 @@ pub enum PeerCmd {
 fn check_ops(kind: &str, ops: &[String]) -> Result<(), Failed> {
     use crate::spec::Service;
     let service = Service::ALL.into_iter().find(|s| s.caller_kind() == kind);
-    let declared: Vec<&str> = service.map(|s| crate::api::table::of(s).map(|o| o.name).collect()).unwrap_or_default();
+    let declared: Vec<&str> = service.map(|s| crate::spec::incoming::of(s).map(|o| o.message.name).collect()).unwrap_or_default();
     if ops.is_empty() || ops.iter().any(|o| o.trim().is_empty()) {
         return Err(Failed("--ops: an empty operation name (use --all-ops for every operation)".into()));
     }

@@ -21,15 +21,16 @@ pub fn sync_once(app: &App, client: &Client) -> Result<f64, String> {
     let url = centre.url.clone().filter(|u| !u.is_empty()).ok_or("the centre peer has no URL")?;
     let key = centre.current_key(app.clock.unix()).ok_or("the centre peer has no key in effect")?.key.clone();
     let sent = now_f(app);
-    let op = &crate::spec::outbound::CLOCK_SYNC;
-    let payload = crate::spec::outbound::fill(op.payload(), |f| (f == "LocalTime").then(|| app.clock.now_ts()));
+    use crate::spec::outbound::{ClockSync, CLOCK_SYNC as op};
+    let payload = ClockSync::Payload { LocalTime: app.clock.now_ts() }.values();
     let fields = client::centre_fields(&app.cfg.node.device_no, &app.cfg.node.province_id, payload);
-    let answer = client.send(&url, op, &key, fields, app.clock.now_ts(), None).map_err(|e| e.to_string())?;
+    let answer = client.send(&url, &op, &key, fields, app.clock.now_ts(), None).map_err(|e| e.to_string())?;
     let received = now_f(app);
     if answer.result != 0 {
         return Err(format!("Result {} {}", answer.result, answer.desc));
     }
-    let server = app.clock.parse_ts(answer.get("ServerTime")).ok_or("ServerTime is not yyyy-MM-dd HH:mm:ss")?;
+    let ClockSync::Response { ServerTime } = ClockSync::Response::read(&|n| answer.get(n).to_string());
+    let server = app.clock.parse_ts(&ServerTime).ok_or("ServerTime is not yyyy-MM-dd HH:mm:ss")?;
     Ok(server as f64 - (sent + received) / 2.0)
 }
 

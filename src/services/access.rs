@@ -6,6 +6,7 @@ use crate::domain::access::{self, Event, Outcome};
 use crate::domain::passport::{Holder, User, STATUS_NORMAL};
 use crate::spec::codes::*;
 use crate::services::{Call, Resp};
+use crate::spec::incoming::{CrossAuth, IPAuth, OnlineNotify};
 use crate::runtime::logging::audit;
 use crate::services::passport::{authenticate, check_service, unknown_account, AuthFail};
 use std::net::IpAddr;
@@ -16,22 +17,22 @@ fn stale_s(app: &App) -> i64 {
 }
 
 /// ProvinceForAAA OnlineNotify: start (1), stop (2), interim (3).
-pub fn online_notify(app: &App, call: &Call) -> Resp {
-    let (Ok(ip), Some(at)) = (call.get("UserIP").parse::<IpAddr>(), app.clock.parse_ts(call.get("EventTime"))) else {
+pub fn online_notify(app: &App, call: &Call, req: OnlineNotify::Request) -> Resp {
+    let (Ok(ip), Some(at)) = (req.UserIP.parse::<IpAddr>(), app.clock.parse_ts(&req.EventTime)) else {
         // The syntax stage has checked both; this is unreachable for a well-formed call.
         return Resp::code(BAD_PARAMETER);
     };
     let now = app.clock.unix();
     let e = Event {
         aaa: call.caller_id().to_string(),
-        session_id: call.get("SessionID").to_string(),
+        session_id: req.SessionID,
         ip,
-        account: call.get("Account").to_string(),
-        nas_ip: call.get("NASIP").to_string(),
-        nas_port: call.get("NASPort").to_string(),
+        account: req.Account,
+        nas_ip: req.NASIP.unwrap_or_default(),
+        nas_port: req.NASPort.unwrap_or_default(),
         at: at.min(now),
     };
-    let action = call.get("ActionType").to_string();
+    let action = req.ActionType;
     let ev = e.clone();
     let r = app.store.write(move |c| match action.as_str() {
         "1" => access::start(c, &ev, now),
@@ -85,35 +86,38 @@ fn online_user(app: &App, ip: IpAddr) -> Online {
 }
 
 /// ProvinceForSP IPAuth: the broadband user online at UserIP; with a ServiceID, the use rules.
-pub fn ip_auth(app: &App, call: &Call) -> Resp {
-    let Ok(ip) = call.get("UserIP").parse::<IpAddr>() else { return Resp::code(BAD_PARAMETER) };
+pub fn ip_auth(app: &App, call: &Call, req: IPAuth::Request) -> Resp {
+    let Ok(ip) = req.UserIP.parse::<IpAddr>() else { return Resp::code(BAD_PARAMETER) };
     let u = match online_user(app, ip) {
         Online::User(u) => u,
         Online::Refused(r) => return r,
     };
-    if let Some(r) = check_service(app, call, true) {
+    if let Some(r) = check_service(app, call, req.ServiceID.as_deref(), true) {
         return r;
     }
     audit("ip_auth", &[("sp", call.caller_id()), ("user", &u.vnet_user_id)]);
-    Resp::ok()
-        .with("AccountType", &u.account_type)
-        .with("Account", &u.account)
-        .with("VNetUserID", &u.vnet_user_id)
-        .with("ProvinceID", &app.cfg.node.province_id)
-        .with("CityCode", &u.city_code)
-        .with("UserType", &u.user_type)
+    IPAuth::Response {
+        AccountType: u.account_type,
+        Account: u.account,
+        VNetUserID: u.vnet_user_id,
+        ProvinceID: app.cfg.node.province_id.clone(),
+        CityCode: u.city_code,
+        UserType: u.user_type,
+    }
+    .into()
 }
 
 /// ProvinceFor168 CrossAuth: the auth rules, local users only (an account held by no local user
 /// is -20504; it is never sent to the centre).
-pub fn cross_auth(app: &App, call: &Call) -> Resp {
-    let password = call.plain.get("Password").map(String::as_str).unwrap_or("");
-    match authenticate(app, "168", call.get("AccountType"), call.get("Account"), password) {
-        Ok(u) => Resp::ok()
-            .with("VNetUserID", &u.vnet_user_id)
-            .with("CityCode", &u.city_code)
-            .with("BindingAccessNo", &u.binding_access_no)
-            .with("Status", &u.status),
+pub fn cross_auth(app: &App, _call: &Call, req: CrossAuth::Request) -> Resp {
+    match authenticate(app, "168", &req.AccountType, &req.Account, &req.Password) {
+        Ok(u) => CrossAuth::Response {
+            VNetUserID: u.vnet_user_id,
+            CityCode: u.city_code,
+            BindingAccessNo: u.binding_access_no,
+            Status: u.status,
+        }
+        .into(),
         Err(AuthFail::Refused(r)) => r,
         Err(AuthFail::NotLocal) => unknown_account(app, "168"),
     }

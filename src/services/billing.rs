@@ -10,6 +10,11 @@ use crate::services::write_idempotent;
 use crate::services::{Call, Resp};
 use crate::spec::Service;
 use crate::services::{centre, errors};
+use crate::spec::incoming::{
+    BillQuery, CancelOrder, Charge, ChargeQuery, OfflineCharge, Order, OrderQuery, ReOrder, ReconDetail, Reconcile, Reply, ServiceAuth,
+    UserOrderQuery,
+};
+use crate::spec::outbound::{self, OutOp};
 use crate::store::DbResult;
 
 fn channel(call: &Call) -> Channel {
@@ -17,30 +22,14 @@ fn channel(call: &Call) -> Channel {
         Service::ProvinceForSP => Channel::Sp,
         Service::ProvinceForBSS => Channel::Bss,
         Service::ProvinceForVNet => Channel::Centre,
-        // No billing operation is declared for these services (ops/table.rs).
+        // No billing operation is declared for these services (spec::incoming).
         Service::ProvinceForAAA | Service::ProvinceFor168 => unreachable!("billing call on {}", call.op.service.name()),
     }
 }
 
-/// The SP whose service a call names: the caller for ProvinceForSP (an SP names only its own
-/// services), the SPID field otherwise.
-fn spid(call: &Call) -> String {
-    match call.op.service {
-        Service::ProvinceForSP => call.caller_id().to_string(),
-        _ => call.get("SPID").to_string(),
-    }
-}
-
-fn request(call: &Call, kind: Kind) -> Req {
-    Req {
-        kind,
-        channel: channel(call),
-        spid: spid(call),
-        service_id: call.get("ServiceID").to_string(),
-        item_id: call.opt("ServiceItemID").map(str::to_string),
-        product_id: call.opt("ProductID").map(str::to_string),
-        user_id: call.get("VNetUserID").to_string(),
-    }
+/// What a billing request names: the SP, service, item, package and user.
+fn target(call: &Call, kind: Kind, spid: String, service_id: String, item_id: Option<String>, product_id: Option<String>, user_id: String) -> Req {
+    Req { kind, channel: channel(call), spid, service_id, item_id, product_id, user_id }
 }
 
 /// A ProvinceForSP call naming a user of another province: roaming consumption (6.9).
@@ -67,17 +56,30 @@ fn own_catalogue_rules(kind: Kind, t: &Target, fee: i64, batch: i64) -> Option<i
     }
 }
 
+/// What a roaming consumption call bills besides its target: Charge's Fee and BatchCount, and
+/// the TransactionID (empty for ServiceAuth).
+struct Billed {
+    fee: i64,
+    batch: i64,
+    txid: String,
+}
+
+impl Billed {
+    fn txid(txid: &str) -> Billed {
+        Billed { fee: 0, batch: 1, txid: txid.to_string() }
+    }
+}
+
 /// Roaming consumption (6.9): a local SP's service used by another province's user. The local
 /// service must be approved for roaming out (-21001); then the centre's operation of the same name
-/// answers, and on success a Charge, Order or ReOrder leaves a roaming usage row (RoamType 1) for
-/// reconciliation and the day's SETTLE. No local user is charged.
-fn roaming_consumption(app: &App, call: &Call, req: Req) -> Resp {
+/// (`op`, whose fields are the request's after SrcDeviceNo and ProvinceID) answers as `R`, and on
+/// success a Charge, Order or ReOrder leaves a roaming usage row (RoamType 1) for reconciliation and
+/// the day's SETTLE. No local user is charged.
+fn roaming_consumption<R: Reply>(app: &App, call: &Call, req: Req, op: &'static OutOp, billed: Billed) -> Resp {
     let kind = req.kind;
     let (cal, now) = (Cal::new(app.clock.tz()), app.clock.unix());
     let province = app.cfg.node.province_id.as_str();
-    let fee: i64 = call.get("Fee").parse().unwrap_or(0);
-    let batch = batch_count(call);
-    let txid = call.get("TransactionID").to_string();
+    let Billed { fee, batch, txid } = billed;
     let checked = app.store.read(|conn| {
         let ctx = Ctx::new(conn, cal, province, now);
         Ok(match bl::resolve(&ctx, &req)? {
@@ -95,20 +97,16 @@ fn roaming_consumption(app: &App, call: &Call, req: Req) -> Resp {
         Ok(Err(code)) => return write_idempotent(app, call, move |_| Ok(Resp::code(code))),
         Err(e) => return Resp::db(&e),
     };
-    // The centre's operation of the same name: the same fields after SrcDeviceNo and ProvinceID.
-    let Some(op) = crate::spec::outbound::find(call.op.name) else {
-        debug_assert!(false, "{} has no outgoing declaration", call.op.name);
-        return Resp::code(SYSTEM_ERROR);
-    };
+    // Declaration-driven forwarding: every field the centre's operation declares, by name.
     let fields = crate::spec::outbound::fill(op.payload(), |f| {
         debug_assert!(call.op.request.iter().any(|r| r.name == f), "{}: {f} is not a field of the request", op.name);
-        Some(call.get(f).to_string())
+        Some(call.raw(f).to_string())
     });
     let answer = match centre::call(app, op, fields) {
         Ok(a) => a,
         Err(r) => return r,
     };
-    let resp = centre::relay_answer(call, &answer);
+    let resp = centre::relay::<R>(&answer, |_| {});
     if kind == Kind::ServiceAuth {
         return resp;
     }
@@ -134,15 +132,12 @@ fn roaming_consumption(app: &App, call: &Call, req: Req) -> Resp {
     })
 }
 
-/// Run an idempotent ordering operation in the writer: resolve the request, then `f`.
-fn ordering<F>(app: &App, call: &Call, kind: Kind, f: F) -> Resp
+/// Run an idempotent ordering operation of a local user in the writer: resolve the request,
+/// then `f`.
+fn ordering<F>(app: &App, call: &Call, req: Req, f: F) -> Resp
 where
     F: FnOnce(&WriteCtx, Target) -> DbResult<Resp> + Send + 'static,
 {
-    let req = request(call, kind);
-    if is_roaming(app, &req) {
-        return roaming_consumption(app, call, req);
-    }
     let (cal, province, now) = (Cal::new(app.clock.tz()), app.cfg.node.province_id.clone(), app.clock.unix());
     write_idempotent(app, call, move |conn| {
         let ctx = WriteCtx::new(conn, cal, &province, now);
@@ -156,13 +151,13 @@ where
 }
 
 fn order_times(cal: Cal, o: &bl::OrderRow) -> Resp {
-    Resp::ok().with("OrderID", &o.order_id).with("StartTime", cal.ts(o.start_at)).with("EndTime", cal.ts(o.end_at))
+    Order::Response { OrderID: o.order_id.clone(), StartTime: cal.ts(o.start_at), EndTime: cal.ts(o.end_at) }.into()
 }
 
-pub fn service_auth(app: &App, call: &Call) -> Resp {
-    let req = request(call, Kind::ServiceAuth);
+pub fn service_auth(app: &App, call: &Call, r: ServiceAuth::Request) -> Resp {
+    let req = target(call, Kind::ServiceAuth, r.SPID, r.ServiceID, r.ServiceItemID, None, r.VNetUserID);
     if is_roaming(app, &req) {
-        return roaming_consumption(app, call, req);
+        return roaming_consumption::<ServiceAuth::Response>(app, call, req, &outbound::SERVICE_AUTH, Billed::txid(""));
     }
     let (cal, now) = (Cal::new(app.clock.tz()), app.clock.unix());
     let province = app.cfg.node.province_id.as_str();
@@ -172,7 +167,9 @@ pub fn service_auth(app: &App, call: &Call) -> Resp {
             Err(e) => Resp::from(e),
             Ok(t) if t.user.is_none() => Resp::code(ACCOUNT_UNKNOWN),
             Ok(t) => match bl::service_auth(&ctx, &t)? {
-                Ok((fee_type, end)) => Resp::ok().with("FeeType", fee_type).with("EndTime", end.map(|e| cal.ts(e)).unwrap_or_default()),
+                Ok((fee_type, end)) => {
+                    ServiceAuth::Response { FeeType: fee_type, EndTime: end.map(|e| cal.ts(e)).unwrap_or_default() }.into()
+                }
                 Err(e) => Resp::from(e),
             },
         })
@@ -180,10 +177,14 @@ pub fn service_auth(app: &App, call: &Call) -> Resp {
     r.unwrap_or_else(|e| Resp::db(&e))
 }
 
-pub fn order(app: &App, call: &Call) -> Resp {
-    let (channel, contract, if_extend, txid) =
-        (channel(call), call.get("ContractID").to_string(), call.get("IfExtend") == "1", call.get("TransactionID").to_string());
-    ordering(app, call, Kind::Order, move |ctx, t| {
+pub fn order(app: &App, call: &Call, r: Order::Request) -> Resp {
+    let req = target(call, Kind::Order, r.SPID, r.ServiceID, r.ServiceItemID, r.ProductID, r.VNetUserID);
+    let txid = r.TransactionID;
+    if is_roaming(app, &req) {
+        return roaming_consumption::<Order::Response>(app, call, req, &outbound::ORDER, Billed::txid(&txid));
+    }
+    let (channel, contract, if_extend) = (req.channel, r.ContractID.unwrap_or_default(), r.IfExtend == "1");
+    ordering(app, call, req, move |ctx, t| {
         if let Some(code) = own_catalogue_rules(Kind::Order, &t, 0, 1) {
             return Ok(Resp::code(code));
         }
@@ -197,22 +198,31 @@ pub fn order(app: &App, call: &Call) -> Resp {
     })
 }
 
-pub fn cancel_order(app: &App, call: &Call) -> Resp {
-    let (channel, immediately) = (channel(call), call.get("StopType") == "2");
-    ordering(app, call, Kind::Cancel, move |ctx, t| {
+pub fn cancel_order(app: &App, call: &Call, r: CancelOrder::Request) -> Resp {
+    let req = target(call, Kind::Cancel, r.SPID, r.ServiceID, r.ServiceItemID, r.ProductID, r.VNetUserID);
+    if is_roaming(app, &req) {
+        return roaming_consumption::<CancelOrder::Response>(app, call, req, &outbound::CANCEL_ORDER, Billed::txid(&r.TransactionID));
+    }
+    let (channel, immediately) = (req.channel, r.StopType.as_deref() == Some("2"));
+    ordering(app, call, req, move |ctx, t| {
         if let Some(code) = own_catalogue_rules(Kind::Cancel, &t, 0, 1) {
             return Ok(Resp::code(code));
         }
         Ok(match bl::cancel(ctx, &t, channel, immediately)? {
-            Ok(o) => Resp::ok().with("OrderID", &o.order_id).with("EndTime", ctx.cal.ts(o.end_at)),
+            Ok(o) => CancelOrder::Response { OrderID: o.order_id, EndTime: ctx.cal.ts(o.end_at) }.into(),
             Err(e) => Resp::from(e),
         })
     })
 }
 
-pub fn reorder(app: &App, call: &Call) -> Resp {
-    let (channel, txid) = (channel(call), call.get("TransactionID").to_string());
-    ordering(app, call, Kind::ReOrder, move |ctx, t| {
+pub fn reorder(app: &App, call: &Call, r: ReOrder::Request) -> Resp {
+    let req = target(call, Kind::ReOrder, r.SPID, r.ServiceID, r.ServiceItemID, r.ProductID, r.VNetUserID);
+    let txid = r.TransactionID;
+    if is_roaming(app, &req) {
+        return roaming_consumption::<ReOrder::Response>(app, call, req, &outbound::RE_ORDER, Billed::txid(&txid));
+    }
+    let channel = req.channel;
+    ordering(app, call, req, move |ctx, t| {
         if let Some(code) = own_catalogue_rules(Kind::ReOrder, &t, 0, 1) {
             return Ok(Resp::code(code));
         }
@@ -226,17 +236,16 @@ pub fn reorder(app: &App, call: &Call) -> Resp {
     })
 }
 
-/// BatchCount, 1 when absent (its range 1…1000 is checked with the syntax, in field order).
-fn batch_count(call: &Call) -> i64 {
-    call.opt("BatchCount").and_then(|v| v.parse().ok()).unwrap_or(1)
-}
-
-/// Validation stage 2 of Charge: BatchCount 1…1000.
-pub fn charge(app: &App, call: &Call) -> Resp {
-    let fee: i64 = call.get("Fee").parse().unwrap_or(-1);
-    let batch = batch_count(call);
-    let txid = call.get("TransactionID").to_string();
-    ordering(app, call, Kind::Charge, move |ctx, t| {
+pub fn charge(app: &App, call: &Call, r: Charge::Request) -> Resp {
+    let req = target(call, Kind::Charge, r.SPID, r.ServiceID, Some(r.ServiceItemID), None, r.VNetUserID);
+    let fee: i64 = r.Fee.parse().unwrap_or(-1);
+    // BatchCount is 1 when absent (its range 1…1000 is checked with the syntax, in field order).
+    let batch: i64 = r.BatchCount.and_then(|v| v.parse().ok()).unwrap_or(1);
+    let txid = r.TransactionID;
+    if is_roaming(app, &req) {
+        return roaming_consumption::<Charge::Response>(app, call, req, &outbound::CHARGE, Billed { fee, batch, txid });
+    }
+    ordering(app, call, req, move |ctx, t| {
         if let Some(code) = own_catalogue_rules(Kind::Charge, &t, fee, batch) {
             return Ok(Resp::code(code));
         }
@@ -244,26 +253,29 @@ pub fn charge(app: &App, call: &Call) -> Resp {
             return Ok(Resp::code(BAD_TRANSACTION_ID));
         }
         Ok(match bl::charge(ctx, &t, fee, batch, &txid)? {
-            Ok(at) => Resp::ok().with("TransactionID", &txid).with("ChargeTime", ctx.cal.ts(at)),
+            Ok(at) => Charge::Response { ChargeTime: ctx.cal.ts(at), TransactionID: txid }.into(),
             Err(e) => Resp::from(e),
         })
     })
 }
 
 /// Validation stage 2 of OfflineCharge: BillMonth is the current or the previous month.
-pub fn check_offline_charge(call: &Call, clock: &Clock) -> Option<i32> {
+pub fn check_offline_charge(r: &OfflineCharge::Request, clock: &Clock) -> Option<i32> {
     let this = Cal::new(clock.tz()).month(clock.unix());
-    let ok = Ym::parse(call.get("BillMonth")).is_some_and(|m| m == this || m == this.prev());
+    let ok = Ym::parse(&r.BillMonth).is_some_and(|m| m == this || m == this.prev());
     (!ok).then_some(BAD_BILL_MONTH)
 }
 
-pub fn offline_charge(app: &App, call: &Call) -> Resp {
-    let fee: i64 = call.get("Fee").parse().unwrap_or(-1);
-    let Some(month) = Ym::parse(call.get("BillMonth")) else {
+/// OfflineCharge is not a roaming consumption operation (6.9): a user of another province meets
+/// the use rules (-21001 unless the service may roam out), then is unknown here (-20504).
+pub fn offline_charge(app: &App, call: &Call, r: OfflineCharge::Request) -> Resp {
+    let fee: i64 = r.Fee.parse().unwrap_or(-1);
+    let Some(month) = Ym::parse(&r.BillMonth) else {
         return Resp::code(BAD_BILL_MONTH);
     };
-    let txid = call.get("TransactionID").to_string();
-    ordering(app, call, Kind::Offline, move |ctx, t| {
+    let req = target(call, Kind::Offline, call.caller_id().to_string(), r.ServiceID, Some(r.ServiceItemID), None, r.VNetUserID);
+    let txid = r.TransactionID;
+    ordering(app, call, req, move |ctx, t| {
         let item = t.item.as_ref().expect("ServiceItemID is required");
         if !t.svc.offline_payment {
             return Ok(Resp::code(OFFLINE_NOT_QUALIFIED));
@@ -284,70 +296,74 @@ pub fn offline_charge(app: &App, call: &Call) -> Resp {
     })
 }
 
-pub fn charge_query(app: &App, call: &Call) -> Resp {
-    let (sp, txid) = (spid(call), call.get("TransactionID"));
+pub fn charge_query(app: &App, _call: &Call, r: ChargeQuery::Request) -> Resp {
     let cal = Cal::new(app.clock.tz());
-    match app.store.read(|c| bl::find_charge(c, &sp, txid)) {
-        Ok(Some((user, service, item, fee, at))) => Resp::ok()
-            .with("VNetUserID", user)
-            .with("ServiceID", service)
-            .with("ServiceItemID", item)
-            .with("Fee", fee.to_string())
-            .with("ChargeTime", cal.ts(at)),
+    match app.store.read(|c| bl::find_charge(c, &r.SPID, &r.TransactionID)) {
+        Ok(Some((user, service, item, fee, at))) => ChargeQuery::Response {
+            VNetUserID: user,
+            ServiceID: service,
+            ServiceItemID: item,
+            Fee: fee.to_string(),
+            ChargeTime: cal.ts(at),
+        }
+        .into(),
         Ok(None) => Resp::code(NO_SUCH_CHARGE),
         Err(e) => Resp::db(&e),
     }
 }
 
-pub fn order_query(app: &App, call: &Call) -> Resp {
-    let sp = match call.op.service {
-        Service::ProvinceForSP => Some(call.caller_id().to_string()),
-        _ => call.opt("SPID").map(str::to_string),
-    };
+/// A user's orders, newest first, optionally of one SP or service.
+fn orders(app: &App, user: &str, sp: Option<&str>, service: Option<&str>) -> Resp {
     let cal = Cal::new(app.clock.tz());
-    match app.store.read(|c| bl::user_orders(c, call.get("VNetUserID"), sp.as_deref(), call.opt("ServiceID"))) {
-        Ok(orders) => {
-            let items = orders
-                .iter()
-                .map(|o| {
-                    vec![
-                        ("OrderID".to_string(), o.order_id.clone()),
-                        ("ServiceID".into(), o.service_id.clone()),
-                        ("ServiceItemID".into(), o.service_item_id.clone()),
-                        ("ProductID".into(), o.product_id.clone()),
-                        ("Status".into(), o.status.clone()),
-                        ("StartTime".into(), cal.ts(o.start_at)),
-                        ("EndTime".into(), cal.ts(o.end_at)),
-                        ("IfExtend".into(), if o.if_extend { "1" } else { "0" }.to_string()),
-                    ]
+    match app.store.read(|c| bl::user_orders(c, user, sp, service)) {
+        Ok(orders) => OrderQuery::Response {
+            Orders: orders
+                .into_iter()
+                .map(|o| OrderQuery::Order {
+                    StartTime: cal.ts(o.start_at),
+                    EndTime: cal.ts(o.end_at),
+                    IfExtend: if o.if_extend { "1" } else { "0" }.to_string(),
+                    OrderID: o.order_id,
+                    ServiceID: o.service_id,
+                    ServiceItemID: o.service_item_id,
+                    ProductID: o.product_id,
+                    Status: o.status,
                 })
-                .collect();
-            Resp::ok().with_list("Orders", items)
+                .collect(),
         }
+        .into(),
         Err(e) => Resp::db(&e),
     }
 }
 
-pub fn bill_query(app: &App, call: &Call) -> Resp {
-    match app.store.read(|c| bl::bill(c, call.get("VNetUserID"), call.get("BillMonth"))) {
-        Ok(lines) => {
-            let total: i64 = lines.iter().map(|l| l.fee).sum();
-            let items = lines
+/// ProvinceForSP OrderQuery: the user's orders of the calling SP's services.
+pub fn order_query(app: &App, call: &Call, r: OrderQuery::Request) -> Resp {
+    orders(app, &r.VNetUserID, Some(call.caller_id()), r.ServiceID.as_deref())
+}
+
+/// ProvinceForBSS OrderQuery: any SP's.
+pub fn user_order_query(app: &App, _call: &Call, r: UserOrderQuery::Request) -> Resp {
+    orders(app, &r.VNetUserID, r.SPID.as_deref(), r.ServiceID.as_deref())
+}
+
+pub fn bill_query(app: &App, _call: &Call, r: BillQuery::Request) -> Resp {
+    match app.store.read(|c| bl::bill(c, &r.VNetUserID, &r.BillMonth)) {
+        Ok(lines) => BillQuery::Response {
+            TotalFee: lines.iter().map(|l| l.fee).sum::<i64>().to_string(),
+            Items: lines
                 .into_iter()
-                .map(|l| {
-                    vec![
-                        ("SPID".to_string(), l.spid),
-                        ("ServiceID".into(), l.service_id),
-                        ("ServiceItemID".into(), l.service_item_id),
-                        ("ServiceItemName".into(), l.service_item_name),
-                        ("FeeType".into(), l.fee_type),
-                        ("Count".into(), l.count.to_string()),
-                        ("Fee".into(), l.fee.to_string()),
-                    ]
+                .map(|l| BillQuery::Item {
+                    SPID: l.spid,
+                    ServiceID: l.service_id,
+                    ServiceItemID: l.service_item_id,
+                    ServiceItemName: l.service_item_name,
+                    FeeType: l.fee_type,
+                    Count: l.count.to_string(),
+                    Fee: l.fee.to_string(),
                 })
-                .collect();
-            Resp::ok().with("TotalFee", total.to_string()).with_list("Items", items)
+                .collect(),
         }
+        .into(),
         Err(e) => Resp::db(&e),
     }
 }
@@ -369,28 +385,28 @@ fn ledger_date_open(app: &App, conn: &crate::store::Read, date8: &str) -> DbResu
 }
 
 /// Validation stage 2 of ReconDetail: pages count from 1.
-pub fn check_recon_detail(call: &Call, _clock: &Clock) -> Option<i32> {
-    (call.get("SequenceID").parse::<i64>().unwrap_or(0) < 1).then_some(param_code("SequenceID"))
+pub fn check_recon_detail(r: &ReconDetail::Request, _clock: &Clock) -> Option<i32> {
+    (r.SequenceID.parse::<i64>().unwrap_or(0) < 1).then_some(param_code("SequenceID"))
 }
 
-pub fn reconcile(app: &App, call: &Call) -> Resp {
-    let (sp, date) = (call.caller_id(), call.get("LedgerDate"));
-    let (count, fee): (i64, i64) = (call.get("TotalCount").parse().unwrap_or(-1), call.get("TotalFee").parse().unwrap_or(-1));
+pub fn reconcile(app: &App, call: &Call, r: Reconcile::Request) -> Resp {
+    let (sp, date) = (call.caller_id(), r.LedgerDate.as_str());
+    let (count, fee): (i64, i64) = (r.TotalCount.parse().unwrap_or(-1), r.TotalFee.parse().unwrap_or(-1));
     let r = app.store.read(|c| {
         if let Some(code) = ledger_date_open(app, c, date)? {
             return Ok(Resp::code(code));
         }
         let (local_count, local_fee) = bl::day_totals(c, sp, date)?;
         let balanced = local_count == count && (local_fee - fee).abs() <= app.cfg.billing.recon_tolerance_fen;
-        let resp = if balanced { Resp::err(RECON_BALANCED, "") } else { Resp::code(RECON_UNBALANCED) };
-        Ok(resp.with("LocalCount", local_count.to_string()).with("LocalFee", local_fee.to_string()))
+        let totals = Reconcile::Response { LocalCount: local_count.to_string(), LocalFee: local_fee.to_string() };
+        Ok(if balanced { Resp::from(totals).with_result(RECON_BALANCED, "") } else { Resp::coded(RECON_UNBALANCED, totals) })
     });
     r.unwrap_or_else(|e| Resp::db(&e))
 }
 
-pub fn recon_detail(app: &App, call: &Call) -> Resp {
-    let (sp, date) = (call.caller_id(), call.get("LedgerDate"));
-    let page: i64 = call.get("SequenceID").parse().unwrap_or(1);
+pub fn recon_detail(app: &App, call: &Call, r: ReconDetail::Request) -> Resp {
+    let (sp, date) = (call.caller_id(), r.LedgerDate.as_str());
+    let page: i64 = r.SequenceID.parse().unwrap_or(1);
     let size = app.cfg.billing.recon_page_size;
     let cal = Cal::new(app.clock.tz());
     let r = app.store.read(|c| {
@@ -403,23 +419,23 @@ pub fn recon_detail(app: &App, call: &Call) -> Resp {
         let is_final = offset.saturating_add(lines.len() as i64) >= total;
         let records = lines
             .into_iter()
-            .map(|(txid, user, service, item, fee_type, fee, at)| {
-                vec![
-                    ("TransactionID".to_string(), txid),
-                    ("VNetUserID".into(), user),
-                    ("ServiceID".into(), service),
-                    ("ServiceItemID".into(), item),
-                    ("FeeType".into(), fee_type),
-                    ("Fee".into(), fee.to_string()),
-                    ("ChargeTime".into(), cal.ts(at)),
-                ]
+            .map(|(txid, user, service, item, fee_type, fee, at)| ReconDetail::Record {
+                TransactionID: txid,
+                VNetUserID: user,
+                ServiceID: service,
+                ServiceItemID: item,
+                FeeType: fee_type,
+                Fee: fee.to_string(),
+                ChargeTime: cal.ts(at),
             })
             .collect();
-        Ok(Resp::ok()
-            .with("SequenceID", page.to_string())
-            .with("IsFinal", if is_final { "1" } else { "0" })
-            .with("TotalCount", total.to_string())
-            .with_list("Records", records))
+        Ok(ReconDetail::Response {
+            SequenceID: page.to_string(),
+            IsFinal: if is_final { "1" } else { "0" }.to_string(),
+            TotalCount: total.to_string(),
+            Records: records,
+        }
+        .into())
     });
     r.unwrap_or_else(|e| Resp::db(&e))
 }

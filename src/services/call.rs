@@ -1,19 +1,25 @@
-//! The handler interface: what an operation is (`Op`, declared in `crate::api::table`), the
-//! validated request a handler receives (`Call`) and the business outcome it returns (`Resp`);
-//! and the idempotent write every state-changing handler goes through.
+//! The handler interface: what an operation is (`Op`: a message of `crate::spec::incoming` on a
+//! service, bound to its handler in `crate::api::table`), the validated request (`Call`, from
+//! which a handler's typed request is read) and the business outcome it returns (`Resp`, built
+//! from the message's typed response); and the idempotent write every state-changing handler goes
+//! through.
 
 use crate::app::App;
 use crate::crypto;
 use crate::soap::Value;
 use crate::spec::codes;
-use crate::spec::{Field, ListSpec, Service};
+use crate::spec::incoming::{Reply, Request};
+use crate::spec::{Field, ListSpec, Service, Ty};
 use crate::store::idempotency;
 use std::collections::HashMap;
 
-/// How an operation is handled.
+/// How an operation is handled: reads the typed request from the call, calls the typed handler.
 pub type Handler = fn(&App, &Call) -> Resp;
+/// Checks beyond single-field syntax that need only the request and the clock (validation
+/// stage 2): Some(code) refuses the request.
+pub type Check = fn(&Call, &crate::clock::Clock) -> Option<i32>;
 
-/// The declaration of one operation of one service.
+/// One operation of one service: its declaration (`crate::spec::incoming`) and its handler.
 pub struct Op {
     pub service: Service,
     pub name: &'static str,
@@ -28,9 +34,7 @@ pub struct Op {
     /// Idempotent by TransactionID (spec 2.7).
     pub idempotent: bool,
     pub handler: Handler,
-    /// Checks beyond single-field syntax that need only the request and the clock (validation
-    /// stage 2): Some(code) refuses the request.
-    pub check: Option<fn(&Call, &crate::clock::Clock) -> Option<i32>>,
+    pub check: Option<Check>,
     pub doc: &'static str,
 }
 
@@ -57,17 +61,18 @@ pub struct Call {
 }
 
 impl Call {
-    /// The field's value, "" when absent.
-    pub fn get(&self, name: &str) -> &str {
+    /// The handler's typed request: every field by its declared name, `enc` fields decrypted.
+    pub fn request<R: Request>(&self) -> R {
+        R::read(&|name| {
+            let enc = self.op.field(name).is_some_and(|f| f.ty == Ty::Enc);
+            if enc { self.plain.get(name) } else { self.values.get(name) }.cloned()
+        })
+    }
+    /// A field's raw value as transmitted, "" when absent: for the envelope checks and for
+    /// declaration-driven code (forwarding the fields an outgoing message declares). Handlers
+    /// read their typed request instead.
+    pub fn raw(&self, name: &str) -> &str {
         self.values.get(name).map(String::as_str).unwrap_or("")
-    }
-    /// The field's value, None when absent or empty.
-    pub fn opt(&self, name: &str) -> Option<&str> {
-        Some(self.get(name)).filter(|v| !v.is_empty())
-    }
-    /// The decrypted value of an `enc` field.
-    pub fn plain(&self, name: &str) -> Option<&str> {
-        self.plain.get(name).map(String::as_str)
     }
     pub fn caller_id(&self) -> &str {
         self.caller.as_ref().map(|p| p.id.as_str()).unwrap_or("")
@@ -94,13 +99,15 @@ impl Resp {
     pub fn err(result: i32, desc: impl Into<String>) -> Resp {
         Resp { result, desc: desc.into(), values: HashMap::new() }
     }
-    pub fn with(mut self, name: &str, value: impl Into<String>) -> Resp {
-        self.values.insert(name.to_string(), Value::Text(value.into()));
-        self
+    /// A failure with the code's standard description that still carries response fields
+    /// (RoamServiceNotify's Status, Reconcile's local totals).
+    pub fn coded(result: i32, body: impl Reply) -> Resp {
+        Resp { result, desc: codes::describe(result).to_string(), ..Resp::from(body) }
     }
-    pub fn with_list(mut self, name: &str, items: Vec<Vec<(String, String)>>) -> Resp {
-        self.values.insert(name.to_string(), Value::List(items));
-        self
+    /// The same answer with another Result and description (Reconcile answers -22001 with its
+    /// response fields).
+    pub fn with_result(self, result: i32, desc: impl Into<String>) -> Resp {
+        Resp { result, desc: desc.into(), ..self }
     }
     /// A database failure, logged here once with its cause; the peer sees only the code.
     pub fn db(e: &crate::store::DbError) -> Resp {
@@ -110,6 +117,14 @@ impl Resp {
     /// Stored as the idempotent answer? Not for parameter or system errors (spec 11).
     pub fn storable(&self) -> bool {
         !((-21999..=-21500).contains(&self.result) || self.result == codes::SYSTEM_ERROR || self.result == codes::DISK_ERROR)
+    }
+}
+
+/// Success with a message's typed response.
+impl<R: Reply> From<R> for Resp {
+    fn from(r: R) -> Resp {
+        let values = r.into_values().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        Resp { result: 0, desc: String::new(), values }
     }
 }
 
@@ -146,7 +161,7 @@ pub fn write_idempotent<F>(app: &App, call: &Call, f: F) -> Resp
 where
     F: FnOnce(&crate::store::Write) -> crate::store::DbResult<Resp> + Send + 'static,
 {
-    let (caller, op, txid, fp) = (call.caller_id().to_string(), call.op.name, call.get("TransactionID").to_string(), call.fingerprint.clone());
+    let (caller, op, txid, fp) = (call.caller_id().to_string(), call.op.name, call.raw("TransactionID").to_string(), call.fingerprint.clone());
     let now = app.clock.unix();
     let r = app.store.write_with(move |c| {
         if let Some(stored) = stored_response(c, &caller, op, &txid, &fp)? {

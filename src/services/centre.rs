@@ -4,7 +4,8 @@
 
 use crate::app::App;
 use crate::spec::codes::SYSTEM_ERROR;
-use crate::services::{Call, Resp};
+use crate::services::Resp;
+use crate::spec::incoming::Reply;
 use crate::soap::client::{self, Answer};
 use crate::spec::outbound::OutOp;
 
@@ -53,11 +54,12 @@ pub fn call(app: &App, op: &'static OutOp, payload: Vec<(&'static str, String)>)
     }
 }
 
-/// The centre's answer as this operation's response: Result, ErrDescription and the listed fields.
-pub fn relay_answer(call: &Call, a: &Answer) -> Resp {
-    let mut r = Resp { result: a.result, desc: a.desc.chars().take(256).collect(), values: Default::default() };
-    for name in call.op.response {
-        r = r.with(name, a.get(name));
+/// The centre's answer as the typed response `R`: its Result and ErrDescription, and R's fields
+/// from the answer; `adjust` completes a success (a field the centre does not send).
+pub fn relay<R: Reply>(a: &Answer, adjust: impl FnOnce(&mut R)) -> Resp {
+    let mut body = R::read_text(&|name| a.get(name).to_string());
+    if a.result == crate::spec::codes::OK {
+        adjust(&mut body);
     }
-    r
+    Resp::from(body).with_result(a.result, a.desc.chars().take(256).collect::<String>())
 }

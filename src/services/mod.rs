@@ -8,4 +8,4 @@ pub mod passport;
 pub mod province_for_vnet;
 pub mod sso;
 
-pub use call::{fingerprint, stored_response, write_idempotent, Call, Handler, Op, Resp};
+pub use call::{fingerprint, stored_response, write_idempotent, Call, Check, Handler, Op, Resp};

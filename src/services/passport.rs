@@ -6,6 +6,10 @@ use crate::domain::passport::{self as pp, Holder, NewUser, User};
 use crate::spec::codes::*;
 use crate::services::write_idempotent;
 use crate::services::{Call, Resp};
+use crate::spec::incoming::{
+    GetTime, GetUserinfo, MPhoneRegistry, PUserStatusNotify, PasswordReset, PhoneNumAuth, UserAuth, UserInfoQueryV3, UserModify,
+    UserOpen, UserStatusChange,
+};
 use crate::runtime::logging::audit;
 use crate::services::centre;
 use crate::store::DbError;
@@ -14,18 +18,19 @@ fn own_province(app: &App) -> &str {
     &app.cfg.node.province_id
 }
 
-fn profile(app: &App, u: &User) -> Resp {
-    Resp::ok()
-        .with("VNetUserID", &u.vnet_user_id)
-        .with("AccountType", &u.account_type)
-        .with("Account", &u.account)
-        .with("Alias", &u.alias)
-        .with("ProvinceID", own_province(app))
-        .with("CityCode", &u.city_code)
-        .with("UserType", &u.user_type)
-        .with("Status", &u.status)
-        .with("NumFlag", u.num_flag())
-        .with("ContractID", &u.contract_id)
+fn profile(app: &App, u: User) -> GetUserinfo::Response {
+    GetUserinfo::Response {
+        NumFlag: u.num_flag().to_string(),
+        VNetUserID: u.vnet_user_id,
+        AccountType: u.account_type,
+        Account: u.account,
+        Alias: u.alias,
+        ProvinceID: own_province(app).to_string(),
+        CityCode: u.city_code,
+        UserType: u.user_type,
+        Status: u.status,
+        ContractID: u.contract_id,
+    }
 }
 
 fn count_login(app: &App, result: &str) {
@@ -114,8 +119,8 @@ pub fn authenticate(app: &App, channel: &str, account_type: &str, account: &str,
 /// is the calling SP's own (-20004), it is active (-20005), and the region rule (-21001): a local
 /// user may use another province's or the centre's service only if approved for this province; a
 /// user of another province may use a local service only if it is approved for roaming out.
-pub(crate) fn check_service(app: &App, call: &Call, local_user: bool) -> Option<Resp> {
-    let id = call.opt("ServiceID")?;
+pub(crate) fn check_service(app: &App, call: &Call, service_id: Option<&str>, local_user: bool) -> Option<Resp> {
+    let id = service_id.filter(|s| !s.is_empty())?;
     let info = match app.store.read(|c| crate::domain::catalog::service(c, id)) {
         Ok(i) => i,
         Err(e) => return Some(Resp::db(&e)),
@@ -130,13 +135,15 @@ pub(crate) fn check_service(app: &App, call: &Call, local_user: bool) -> Option<
     }
 }
 
-fn auth_resp(app: &App, u: &User) -> Resp {
-    Resp::ok()
-        .with("VNetUserID", &u.vnet_user_id)
-        .with("ProvinceID", own_province(app))
-        .with("CityCode", &u.city_code)
-        .with("UserType", &u.user_type)
-        .with("Status", &u.status)
+/// The answer to a successful authentication (UserAuth, RoamAuthV2).
+pub fn auth_result(app: &App, u: User) -> UserAuth::Response {
+    UserAuth::Response {
+        VNetUserID: u.vnet_user_id,
+        ProvinceID: own_province(app).to_string(),
+        CityCode: u.city_code,
+        UserType: u.user_type,
+        Status: u.status,
+    }
 }
 
 /// RoamAuthV2 (6.1) for an account no local user holds: the centre's answer, audited and
@@ -144,29 +151,24 @@ fn auth_resp(app: &App, u: &User) -> Resp {
 /// centre is configured.
 pub fn roam_auth_v2(app: &App, channel: &str, r: &RoamLogin) -> Result<crate::soap::client::Answer, Resp> {
     let txid = format!("RA{}", crate::crypto::random_bytes(12).iter().map(|b| format!("{b:02x}")).collect::<String>());
-    let op = &crate::spec::outbound::ROAM_AUTH_V2;
-    let fields = crate::spec::outbound::fill(op.payload(), |f| {
-        Some(match f {
-            "SPID" => r.spid,
-            "ServiceID" => r.service_id,
-            "AccountType" => r.account_type,
-            "Account" => r.account,
-            "Password" => r.password,
-            "UserIP" => r.user_ip,
-            "RoamType" => "1",
-            "TransactionID" => &txid,
-            _ => return None,
-        }
-        .to_string())
-    });
-    let a = centre::call(app, op, fields)?;
+    let login = crate::spec::outbound::RoamAuthV2::Payload {
+        SPID: r.spid.to_string(),
+        ServiceID: r.service_id.to_string(),
+        AccountType: r.account_type.to_string(),
+        Account: r.account.to_string(),
+        Password: r.password.to_string(),
+        UserIP: r.user_ip.to_string(),
+        RoamType: "1".to_string(),
+        TransactionID: txid,
+    };
+    let a = centre::call(app, &crate::spec::outbound::ROAM_AUTH_V2, login.values())?;
     let outcome = if a.result == OK { "ok" } else { "refused" };
     audit("login_roaming", &[("channel", channel), ("result", &a.result.to_string()), ("user", a.get("VNetUserID"))]);
     count_login(app, &format!("roaming_{outcome}"));
     Ok(a)
 }
 
-/// A login to send to the centre.
+/// A login: checked here, or sent to the centre for an account no local user holds.
 pub struct RoamLogin<'a> {
     pub spid: &'a str,
     pub service_id: &'a str,
@@ -176,81 +178,109 @@ pub struct RoamLogin<'a> {
     pub user_ip: &'a str,
 }
 
-/// An account no local user holds goes to the centre with RoamAuthV2 (spec 4.1, 6.1, 11) when a
-/// centre peer with a URL exists; the centre's answer is returned unchanged.
-fn roam_auth(app: &App, call: &Call, channel: &str, account_type: &str, account: &str, password: &str) -> Resp {
-    if !centre::configured(app) {
-        return unknown_account(app, channel);
-    }
-    if let Some(r) = check_service(app, call, false) {
-        return r;
-    }
-    let login = RoamLogin {
-        spid: call.caller_id(),
-        service_id: call.get("ServiceID"),
-        account_type,
-        account,
-        password,
-        user_ip: call.get("UserIP"),
-    };
-    match roam_auth_v2(app, channel, &login) {
-        Ok(a) => {
-            let mut r = centre::relay_answer(call, &a);
-            if r.result == OK && call.op.response.contains(&"NumFlag") {
-                r = r.with("NumFlag", pp::num_flag(account_type));
-            }
-            r
-        }
-        Err(r) => r,
-    }
+/// How an SP's login ended.
+enum Login {
+    /// A local user passed the auth rules and the use rules.
+    Local(User),
+    /// The centre answered for an account no local user holds.
+    Roaming(crate::soap::client::Answer),
+    Refused(Resp),
 }
 
-fn login(app: &App, call: &Call, account_type: &str, account: &str, numflag: bool) -> Resp {
+/// An SP's login (UserAuth, PhoneNumAuth): the auth rules here; an account no local user holds
+/// goes to the centre with RoamAuthV2 (spec 4.1, 6.1, 11) when a centre peer with a URL exists.
+fn login(app: &App, call: &Call, l: &RoamLogin) -> Login {
     let channel = format!("sp:{}", call.caller_id());
-    let password = call.plain("Password").unwrap_or("");
-    match authenticate(app, &channel, account_type, account, password) {
-        Ok(u) => check_service(app, call, true).unwrap_or_else(|| {
-            let r = auth_resp(app, &u);
-            if numflag { r.with("NumFlag", u.num_flag()) } else { r }
-        }),
-        Err(AuthFail::Refused(r)) => r,
-        Err(AuthFail::NotLocal) => roam_auth(app, call, &channel, account_type, account, password),
+    let service_id = Some(l.service_id);
+    match authenticate(app, &channel, l.account_type, l.account, l.password) {
+        Ok(u) => match check_service(app, call, service_id, true) {
+            Some(r) => Login::Refused(r),
+            None => Login::Local(u),
+        },
+        Err(AuthFail::Refused(r)) => Login::Refused(r),
+        Err(AuthFail::NotLocal) if !centre::configured(app) => Login::Refused(unknown_account(app, &channel)),
+        Err(AuthFail::NotLocal) => match check_service(app, call, service_id, false) {
+            Some(r) => Login::Refused(r),
+            None => match roam_auth_v2(app, &channel, l) {
+                Ok(a) => Login::Roaming(a),
+                Err(r) => Login::Refused(r),
+            },
+        },
     }
 }
 
-pub fn user_auth(app: &App, call: &Call) -> Resp {
-    login(app, call, call.get("AccountType"), call.get("Account"), false)
+pub fn user_auth(app: &App, call: &Call, req: UserAuth::Request) -> Resp {
+    let l = RoamLogin {
+        spid: call.caller_id(),
+        service_id: req.ServiceID.as_deref().unwrap_or(""),
+        account_type: &req.AccountType,
+        account: &req.Account,
+        password: &req.Password,
+        user_ip: req.UserIP.as_deref().unwrap_or(""),
+    };
+    match login(app, call, &l) {
+        Login::Local(u) => auth_result(app, u).into(),
+        Login::Roaming(a) => centre::relay::<UserAuth::Response>(&a, |_| {}),
+        Login::Refused(r) => r,
+    }
 }
 
-pub fn phone_num_auth(app: &App, call: &Call) -> Resp {
-    login(app, call, "09", call.get("PhoneNum"), true)
+pub fn phone_num_auth(app: &App, call: &Call, req: PhoneNumAuth::Request) -> Resp {
+    let l = RoamLogin {
+        spid: call.caller_id(),
+        service_id: req.ServiceID.as_deref().unwrap_or(""),
+        account_type: "09",
+        account: &req.PhoneNum,
+        password: &req.Password,
+        user_ip: "",
+    };
+    match login(app, call, &l) {
+        Login::Local(u) => {
+            let num_flag = u.num_flag().to_string();
+            let a = auth_result(app, u);
+            PhoneNumAuth::Response {
+                VNetUserID: a.VNetUserID,
+                ProvinceID: a.ProvinceID,
+                CityCode: a.CityCode,
+                UserType: a.UserType,
+                Status: a.Status,
+                NumFlag: num_flag,
+            }
+            .into()
+        }
+        // The centre's RoamAuthV2 answer has no NumFlag: an 09 account is a mobile number.
+        Login::Roaming(a) => centre::relay::<PhoneNumAuth::Response>(&a, |r| r.NumFlag = pp::num_flag("09").to_string()),
+        Login::Refused(r) => r,
+    }
 }
 
-pub fn get_userinfo(app: &App, call: &Call) -> Resp {
-    match app.store.read(|c| pp::by_id(c, call.get("VNetUserID"))) {
-        Ok(Some(u)) => profile(app, &u),
+pub fn get_userinfo(app: &App, _call: &Call, req: GetUserinfo::Request) -> Resp {
+    match app.store.read(|c| pp::by_id(c, &req.VNetUserID)) {
+        Ok(Some(u)) => profile(app, u).into(),
         Ok(None) => Resp::code(NO_MATCH),
         Err(e) => Resp::db(&e),
     }
 }
 
-pub fn user_info_query(app: &App, call: &Call) -> Resp {
-    match app.store.read(|c| pp::holder(c, call.get("AccountType"), call.get("Account"))) {
-        Ok(Holder::Live(u)) | Ok(Holder::Cancelled(u)) => Resp::ok()
-            .with("VNetUserID", &u.vnet_user_id)
-            .with("ProvinceID", own_province(app))
-            .with("CityCode", &u.city_code)
-            .with("Status", &u.status)
-            .with("UserType", &u.user_type)
-            .with("ContractID", &u.contract_id)
-            .with("NumFlag", u.num_flag()),
+pub fn user_info_query(app: &App, _call: &Call, req: UserInfoQueryV3::Request) -> Resp {
+    match app.store.read(|c| pp::holder(c, &req.AccountType, &req.Account)) {
+        Ok(Holder::Live(u)) | Ok(Holder::Cancelled(u)) => UserInfoQueryV3::Response {
+            NumFlag: u.num_flag().to_string(),
+            VNetUserID: u.vnet_user_id,
+            ProvinceID: own_province(app).to_string(),
+            CityCode: u.city_code,
+            Status: u.status,
+            UserType: u.user_type,
+            ContractID: u.contract_id,
+        }
+        .into(),
         Ok(Holder::None) => Resp::code(NO_MATCH),
         Err(e) => Resp::db(&e),
     }
 }
 
-pub fn get_time(app: &App, _call: &Call) -> Resp {
-    Resp::ok().with("ServerTime", app.clock.now_ts())
+pub fn get_time(app: &App, _call: &Call, _req: GetTime::Request) -> Resp {
+    GetTime::Response { ServerTime: app.clock.now_ts() }.into()
 }
 
 /// Hash a password on the bounded pool.
@@ -259,18 +289,18 @@ fn hash(app: &App, password: &str) -> Result<String, Resp> {
 }
 
 /// AccountType 09 accounts are mobile numbers (validation stage 2).
-pub fn check_user_open(call: &Call, _clock: &crate::clock::Clock) -> Option<i32> {
-    (call.get("AccountType") == "09" && !pp::is_mobile(call.get("Account"))).then_some(param_code("Account"))
+pub fn check_user_open(req: &UserOpen::Request, _clock: &crate::clock::Clock) -> Option<i32> {
+    (req.AccountType == "09" && !pp::is_mobile(&req.Account)).then_some(param_code("Account"))
 }
 
-pub fn user_open(app: &App, call: &Call) -> Resp {
-    let (at, account) = (call.get("AccountType").to_string(), call.get("Account").to_string());
+pub fn user_open(app: &App, call: &Call, req: UserOpen::Request) -> Resp {
+    let (at, account) = (req.AccountType, req.Account);
     match app.store.read(|c| pp::account_taken(c, &at, &account)) {
         Ok(true) => return write_idempotent(app, call, |_| Ok(Resp::code(ACCOUNT_EXISTS))),
         Ok(false) => {}
         Err(e) => return Resp::db(&e),
     }
-    let phc = match call.plain("Password") {
+    let phc = match req.Password.as_deref() {
         Some(p) if pp::weak_password(p, &account) => {
             return write_idempotent(app, call, |_| Ok(Resp::code(PASSWORD_TOO_SIMPLE)));
         }
@@ -284,27 +314,29 @@ pub fn user_open(app: &App, call: &Call) -> Resp {
         account_type: at,
         account,
         password_phc: phc,
-        city_code: call.get("CityCode").to_string(),
-        user_type: call.get("UserType").to_string(),
-        credit_limit: call.opt("CreditLimit").and_then(|v| v.parse().ok()).unwrap_or(app.cfg.billing.default_credit_limit_fen),
-        balance: call.opt("Balance").and_then(|v| v.parse().ok()).unwrap_or(0),
-        alias: call.get("Alias").to_string(),
-        binding_access_no: call.get("BindingAccessNo").to_string(),
+        city_code: req.CityCode,
+        user_type: req.UserType,
+        credit_limit: req.CreditLimit.and_then(|v| v.parse().ok()).unwrap_or(app.cfg.billing.default_credit_limit_fen),
+        balance: req.Balance.and_then(|v| v.parse().ok()).unwrap_or(0),
+        alias: req.Alias.unwrap_or_default(),
+        binding_access_no: req.BindingAccessNo.unwrap_or_default(),
     };
     let (province, clock, now) = (app.cfg.node.province_id.clone(), app.clock.clone(), app.clock.unix());
     let caller = call.caller_id().to_string();
+    let opened = std::sync::Arc::new(std::sync::OnceLock::new());
+    let created = opened.clone();
     let resp = write_idempotent(app, call, move |c| {
         if pp::account_taken(c, &new.account_type, &new.account)? {
             return Ok(Resp::code(ACCOUNT_EXISTS));
         }
         let u = pp::create(c, &province, &new, now)?;
         pp::queue_info_notify(c, &clock, &u, "1", now)?;
-        Ok(Resp::ok().with("VNetUserID", &u.vnet_user_id))
+        let _ = created.set(u.vnet_user_id.clone());
+        Ok(UserOpen::Response { VNetUserID: u.vnet_user_id }.into())
     });
-    if resp.result == OK {
-        if let Some(crate::soap::Value::Text(id)) = resp.values.get("VNetUserID") {
-            audit("user_open", &[("by", &caller), ("user", id)]);
-        }
+    // Audited once the user is committed (not for the stored answer to a repeat).
+    if let (OK, Some(id)) = (resp.result, opened.get()) {
+        audit("user_open", &[("by", &caller), ("user", id)]);
     }
     resp
 }
@@ -318,12 +350,11 @@ fn refusal(e: crate::domain::Error) -> Resp {
     Resp::from(e)
 }
 
-pub fn user_modify(app: &App, call: &Call) -> Resp {
-    let id = call.get("VNetUserID").to_string();
-    let field = |n: &str| call.opt(n).map(str::to_string);
-    let (city, utype, alias, binding) = (field("CityCode"), field("UserType"), field("Alias"), field("BindingAccessNo"));
-    let credit: Option<i64> = call.opt("CreditLimit").and_then(|v| v.parse().ok());
-    let balance: Option<i64> = call.opt("Balance").and_then(|v| v.parse().ok());
+pub fn user_modify(app: &App, call: &Call, req: UserModify::Request) -> Resp {
+    let id = req.VNetUserID;
+    let (city, utype, alias, binding) = (req.CityCode, req.UserType, req.Alias, req.BindingAccessNo);
+    let credit: Option<i64> = req.CreditLimit.and_then(|v| v.parse().ok());
+    let balance: Option<i64> = req.Balance.and_then(|v| v.parse().ok());
     let (clock, now) = (app.clock.clone(), app.clock.unix());
     write_idempotent(app, call, move |c| {
         let mut u = match changeable(c, &id)? {
@@ -345,9 +376,8 @@ pub fn user_modify(app: &App, call: &Call) -> Resp {
     })
 }
 
-pub fn user_status_change(app: &App, call: &Call) -> Resp {
-    let id = call.get("VNetUserID").to_string();
-    let status = call.get("Status").to_string();
+pub fn user_status_change(app: &App, call: &Call, req: UserStatusChange::Request) -> Resp {
+    let (id, status) = (req.VNetUserID, req.Status);
     let (clock, now) = (app.clock.clone(), app.clock.unix());
     let province = app.cfg.node.province_id.clone();
     let resp = write_idempotent(app, call, {
@@ -358,20 +388,20 @@ pub fn user_status_change(app: &App, call: &Call) -> Resp {
         })
     });
     if resp.result == OK {
-        let reason = call.get("Reason");
-        audit("status_change", &[("by", call.caller_id()), ("user", &id), ("status", &status), ("reason", reason)]);
+        let reason = req.Reason.unwrap_or_default();
+        audit("status_change", &[("by", call.caller_id()), ("user", &id), ("status", &status), ("reason", &reason)]);
     }
     resp
 }
 
-pub fn password_reset(app: &App, call: &Call) -> Resp {
-    let id = call.get("VNetUserID").to_string();
+pub fn password_reset(app: &App, call: &Call, req: PasswordReset::Request) -> Resp {
+    let id = req.VNetUserID;
     let user = match app.store.read(|c| changeable(c, &id)) {
         Ok(Ok(u)) => u,
         Ok(Err(r)) => return write_idempotent(app, call, move |_| Ok(r)),
         Err(e) => return Resp::db(&e),
     };
-    let password = call.plain("NewPassword").unwrap_or("");
+    let password = req.NewPassword.as_str();
     if pp::weak_password(password, &user.account) {
         return write_idempotent(app, call, |_| Ok(Resp::code(PASSWORD_TOO_SIMPLE)));
     }
@@ -385,7 +415,7 @@ pub fn password_reset(app: &App, call: &Call) -> Resp {
     let to_centre = app.peers.centre().and_then(|centre| {
         centre.current_key(now).map(|k| (k.key.encrypt_b64(password.as_bytes()), k.version))
     });
-    let txid = call.get("TransactionID").to_string();
+    let txid = req.TransactionID;
     let resp = write_idempotent(app, call, {
         let id = id.clone();
         move |c| {
@@ -402,8 +432,9 @@ pub fn password_reset(app: &App, call: &Call) -> Resp {
     resp
 }
 
-pub fn mphone_registry(app: &App, call: &Call) -> Resp {
-    let phone = call.get("PhoneNum").to_string();
+pub fn mphone_registry(app: &App, call: &Call, req: MPhoneRegistry::Request) -> Resp {
+    let phone = req.PhoneNum;
+    let registered = |id: String| Resp::from(MPhoneRegistry::Response { UserID: id });
     let existing = |h: Holder| match h {
         Holder::Live(u) => Some(u.vnet_user_id),
         _ => None,
@@ -411,12 +442,12 @@ pub fn mphone_registry(app: &App, call: &Call) -> Resp {
     match app.store.read(|c| pp::holder(c, "09", &phone)) {
         Ok(h) => {
             if let Some(id) = existing(h) {
-                return Resp::ok().with("UserID", id);
+                return registered(id);
             }
         }
         Err(e) => return Resp::db(&e),
     }
-    let phc = match call.plain("Password") {
+    let phc = match req.Password.as_deref() {
         Some(p) if pp::weak_password(p, &phone) => return Resp::code(PASSWORD_TOO_SIMPLE),
         Some(p) => match hash(app, p) {
             Ok(h) => Some(h),
@@ -428,7 +459,7 @@ pub fn mphone_registry(app: &App, call: &Call) -> Resp {
         account_type: "09".into(),
         account: phone.clone(),
         password_phc: phc,
-        city_code: call.opt("CityCode").unwrap_or(&app.cfg.node.default_city_code).to_string(),
+        city_code: req.CityCode.unwrap_or_else(|| app.cfg.node.default_city_code.clone()),
         user_type: "1".into(),
         credit_limit: app.cfg.billing.default_credit_limit_fen,
         balance: 0,
@@ -449,16 +480,15 @@ pub fn mphone_registry(app: &App, call: &Call) -> Resp {
             if created {
                 audit("user_open", &[("by", call.caller_id()), ("user", &id), ("via", "MPhoneRegistry")]);
             }
-            Resp::ok().with("UserID", id)
+            registered(id)
         }
         Err(e) => Resp::db(&e),
     }
 }
 
-pub fn p_user_status_notify(app: &App, call: &Call) -> Resp {
-    let id = call.get("VNetUserID").to_string();
-    let status = call.get("Status").to_string();
-    let Some(at) = app.clock.parse_ts(call.get("StatusTime")) else {
+pub fn p_user_status_notify(app: &App, call: &Call, req: PUserStatusNotify::Request) -> Resp {
+    let (id, status) = (req.VNetUserID, req.Status);
+    let Some(at) = app.clock.parse_ts(&req.StatusTime) else {
         return Resp::code(param_code("StatusTime"));
     };
     let now = app.clock.unix();

@@ -5,25 +5,26 @@ use crate::domain::{peers, roaming};
 use crate::services::passport;
 use crate::spec::codes::*;
 use crate::services::{Call, Resp};
+use crate::spec::incoming::{KeyUpdate, RoamAuthV2, RoamServiceNotify};
 use crate::runtime::logging::audit;
 
 /// KeyUpdate: store a new key version for the centre peer (spec 4.3, 11).
-pub fn key_update(app: &App, call: &Call) -> Resp {
-    let key = call.plain("UpdateKeyValue").unwrap_or("");
+pub fn key_update(app: &App, call: &Call, req: KeyUpdate::Request) -> Resp {
+    let key = req.UpdateKeyValue;
     if key.len() != 48 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Resp::err(BAD_PARAMETER, "UpdateKeyValue must be 48 hex digits");
     }
     let now = app.clock.unix();
-    let effect_at = match call.opt("EffectTimeStamp") {
+    let effect_at = match &req.EffectTimeStamp {
         None => now,
         Some(ts) => match app.clock.parse_ts(ts) {
             Some(t) => t,
             None => return Resp::code(BAD_PARAMETER),
         },
     };
-    let emergency = call.get("KeyRefreshType") == "2";
+    let emergency = req.KeyRefreshType == "2";
     let peer = call.caller_id().to_string();
-    let (key, iv) = (key.to_string(), call.opt("DESInitialValue").map(str::to_string));
+    let iv = req.DESInitialValue;
     let r = app.store.write({
         let peer = peer.clone();
         move |c| peers::add_key(c, &peer, &key, iv.as_deref(), effect_at, emergency, now)
@@ -34,7 +35,7 @@ pub fn key_update(app: &App, call: &Call) -> Resp {
             let version = version.map(|v| v.to_string()).unwrap_or_else(|| "unchanged".into());
             audit(
                 "key_update",
-                &[("peer", &peer), ("version", &version), ("type", call.get("KeyRefreshType")), ("effect", &app.clock.format_ts(effect_at))],
+                &[("peer", &peer), ("version", &version), ("type", &req.KeyRefreshType), ("effect", &app.clock.format_ts(effect_at))],
             );
             Resp::ok()
         }
@@ -44,47 +45,42 @@ pub fn key_update(app: &App, call: &Call) -> Resp {
 
 /// RoamAuthV2 (4.3): the centre asks this home province to authenticate its user for a roaming
 /// use. Auth rules; a ServiceID must be approved for this province (-21001). Not stored (11).
-pub fn roam_auth_v2(app: &App, call: &Call) -> Resp {
+pub fn roam_auth_v2(app: &App, call: &Call, req: RoamAuthV2::Request) -> Resp {
     let channel = format!("centre:{}", call.caller_id());
-    let password = call.plain("Password").unwrap_or("");
-    let user = match passport::authenticate(app, &channel, call.get("AccountType"), call.get("Account"), password) {
+    let user = match passport::authenticate(app, &channel, &req.AccountType, &req.Account, &req.Password) {
         Ok(u) => u,
         Err(passport::AuthFail::Refused(r)) => return r,
         Err(passport::AuthFail::NotLocal) => return passport::unknown_account(app, &channel),
     };
-    if let Some(id) = call.opt("ServiceID") {
+    if let Some(id) = &req.ServiceID {
         match app.store.read(|c| crate::domain::catalog::service(c, id)) {
             Ok(Some(s)) if s.local || s.roams_in => {}
             Ok(_) => return Resp::code(REGION_NOT_ALLOWED),
             Err(e) => return Resp::db(&e),
         }
     }
-    Resp::ok()
-        .with("VNetUserID", &user.vnet_user_id)
-        .with("ProvinceID", &app.cfg.node.province_id)
-        .with("CityCode", &user.city_code)
-        .with("UserType", &user.user_type)
-        .with("Status", &user.status)
+    passport::auth_result(app, user).into()
 }
 
 /// RoamServiceNotify (4.3): approve (1), revoke (2) or verify (3) the roaming of an item: roam-in
 /// for another province's or the centre's item, roam-out for a local one. Status 1/2/0.
-pub fn roam_service_notify(app: &App, call: &Call) -> Resp {
+pub fn roam_service_notify(app: &App, call: &Call, req: RoamServiceNotify::Request) -> Resp {
     let own = app.cfg.node.province_id.clone();
-    let action = call.get("ActionType");
+    let action = req.ActionType;
     let notice = roaming::Notice {
         approve: action == "1",
-        spid: call.get("SPID").to_string(),
-        sp_province: call.get("SPProvinceID").to_string(),
-        service_id: call.get("ServiceID").to_string(),
-        item_id: call.get("ServiceItemID").to_string(),
-        item_name: call.get("ServiceItemName").to_string(),
-        fee_type: call.get("FeeType").to_string(),
-        price: call.get("Price").parse().unwrap_or(0),
+        spid: req.SPID,
+        sp_province: req.SPProvinceID,
+        service_id: req.ServiceID,
+        item_id: req.ServiceItemID,
+        item_name: req.ServiceItemName,
+        fee_type: req.FeeType,
+        price: req.Price.parse().unwrap_or(0),
     };
+    let status = |s: &str| RoamServiceNotify::Response { Status: s.to_string() };
     if action == "3" {
         return match app.store.read(|c| roaming::status(c, &own, &notice.sp_province, &notice.item_id)) {
-            Ok(s) => Resp::ok().with("Status", s),
+            Ok(s) => status(s).into(),
             Err(e) => Resp::db(&e),
         };
     }
@@ -94,15 +90,15 @@ pub fn roam_service_notify(app: &App, call: &Call) -> Resp {
         move |c| roaming::apply(c, &own, &notice, now)
     });
     match r {
-        Ok(Some(status)) => {
+        Ok(Some(s)) => {
             let direction = if notice.sp_province == own { "out" } else { "in" };
             audit(
                 "roaming_change",
-                &[("by", call.caller_id()), ("direction", direction), ("item", &notice.item_id), ("status", status)],
+                &[("by", call.caller_id()), ("direction", direction), ("item", &notice.item_id), ("status", s)],
             );
-            Resp::ok().with("Status", status)
+            status(s).into()
         }
-        Ok(None) => Resp::code(SERVICE_ITEM_ABNORMAL).with("Status", roaming::UNKNOWN),
+        Ok(None) => Resp::coded(SERVICE_ITEM_ABNORMAL, status(roaming::UNKNOWN)),
         Err(e) => Resp::db(&e),
     }
 }

@@ -6,6 +6,7 @@ use crate::domain::passport::{self as pp, num_flag};
 use crate::domain::sso;
 use crate::spec::codes::*;
 use crate::services::{Call, Resp};
+use crate::spec::incoming::{PaymentQuery, TicketValidate, UserLogout};
 use crate::runtime::logging::audit;
 
 /// Session timeouts from the configuration.
@@ -15,8 +16,8 @@ pub fn limits(app: &App) -> sso::Limits {
 
 /// TicketValidate: any attempt consumes the ticket; a ticket not issued to this SP, expired,
 /// already used or whose session ended answers -20501.
-pub fn ticket_validate(app: &App, call: &Call) -> Resp {
-    let (ticket, spid, now, lim) = (call.get("Ticket").to_string(), call.caller_id().to_string(), app.clock.unix(), limits(app));
+pub fn ticket_validate(app: &App, call: &Call, req: TicketValidate::Request) -> Resp {
+    let (ticket, spid, now, lim) = (req.Ticket, call.caller_id().to_string(), app.clock.unix(), limits(app));
     let r = app.store.write(move |c| {
         let Some(su) = sso::redeem_ticket(c, &ticket, &spid, now, lim)? else { return Ok(None) };
         // For a local user the user table is authoritative (status, alias may have changed).
@@ -32,27 +33,31 @@ pub fn ticket_validate(app: &App, call: &Call) -> Resp {
             app.metrics.inc_counter("vnetd_tickets_total", "TicketValidate outcomes", &[("result", "ok")], 1);
             match local {
                 Some(u) if u.status != pp::STATUS_NORMAL => Resp::code(AUTH_FAILED),
-                Some(u) => Resp::ok()
-                    .with("VNetUserID", &u.vnet_user_id)
-                    .with("AccountType", &u.account_type)
-                    .with("Account", &u.account)
-                    .with("ProvinceID", &app.cfg.node.province_id)
-                    .with("CityCode", &u.city_code)
-                    .with("UserType", &u.user_type)
-                    .with("NumFlag", u.num_flag())
-                    .with("Alias", &u.alias)
-                    .with("Status", &u.status),
+                Some(u) => TicketValidate::Response {
+                    NumFlag: u.num_flag().to_string(),
+                    VNetUserID: u.vnet_user_id,
+                    AccountType: u.account_type,
+                    Account: u.account,
+                    ProvinceID: app.cfg.node.province_id.clone(),
+                    CityCode: u.city_code,
+                    UserType: u.user_type,
+                    Alias: u.alias,
+                    Status: u.status,
+                }
+                .into(),
                 None if su.local => Resp::code(AUTH_FAILED),
-                None => Resp::ok()
-                    .with("VNetUserID", &su.vnet_user_id)
-                    .with("AccountType", &su.account_type)
-                    .with("Account", &su.account)
-                    .with("ProvinceID", &su.province_id)
-                    .with("CityCode", &su.city_code)
-                    .with("UserType", &su.user_type)
-                    .with("NumFlag", num_flag(&su.account_type))
-                    .with("Alias", "")
-                    .with("Status", &su.status),
+                None => TicketValidate::Response {
+                    NumFlag: num_flag(&su.account_type).to_string(),
+                    VNetUserID: su.vnet_user_id,
+                    AccountType: su.account_type,
+                    Account: su.account,
+                    ProvinceID: su.province_id,
+                    CityCode: su.city_code,
+                    UserType: su.user_type,
+                    Alias: String::new(),
+                    Status: su.status,
+                }
+                .into(),
             }
         }
         Err(e) => Resp::db(&e),
@@ -61,8 +66,8 @@ pub fn ticket_validate(app: &App, call: &Call) -> Resp {
 
 /// UserLogout: ends every SSO session of the user and revokes unused tickets. A user neither
 /// local nor with a session here is unknown (-20504).
-pub fn user_logout(app: &App, call: &Call) -> Resp {
-    let id = call.get("VNetUserID").to_string();
+pub fn user_logout(app: &App, call: &Call, req: UserLogout::Request) -> Resp {
+    let id = req.VNetUserID;
     let r = app.store.write({
         let id = id.clone();
         move |c| {
@@ -83,14 +88,16 @@ pub fn user_logout(app: &App, call: &Call) -> Resp {
 }
 
 /// PaymentQuery: the state of a browser payment by this SP's OrderID; unknown -21004.
-pub fn payment_query(app: &App, call: &Call) -> Resp {
-    match app.store.read(|c| sso::payment(c, call.caller_id(), call.get("OrderID"))) {
+pub fn payment_query(app: &App, call: &Call, req: PaymentQuery::Request) -> Resp {
+    match app.store.read(|c| sso::payment(c, call.caller_id(), &req.OrderID)) {
         Ok(None) => Resp::code(NO_SUCH_CHARGE),
-        Ok(Some(p)) => Resp::ok()
-            .with("PaymentStatus", &p.status)
-            .with("TransactionID", &p.transaction_id)
-            .with("Fee", p.fee.to_string())
-            .with("PayTime", p.pay_at.map(|t| app.clock.format_ts(t)).unwrap_or_default()),
+        Ok(Some(p)) => PaymentQuery::Response {
+            PaymentStatus: p.status,
+            TransactionID: p.transaction_id,
+            Fee: p.fee.to_string(),
+            PayTime: p.pay_at.map(|t| app.clock.format_ts(t)).unwrap_or_default(),
+        }
+        .into(),
         Err(e) => Resp::db(&e),
     }
 }

@@ -21,13 +21,7 @@ pub fn escape(out: &mut String, s: &str) {
     }
 }
 
-/// A value in a response: text, or a list of items (each an ordered list of fields).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum Value {
-    Text(String),
-    List(Vec<Vec<(String, String)>>),
-}
+pub use crate::spec::Value;
 
 /// Build a response document. `fields` are in the declared order; `list_item` gives the item
 /// element name of each list field.

@@ -1,9 +1,10 @@
 //! The contract's declarations that every layer may read (spec sections 2.3, 3, 4, 6): the result
-//! codes, the services and their paths, the field types and their syntax, the outgoing operations
-//! and the BatchSync record layouts (`outbound`). Nothing here knows about
+//! codes, the services and their paths, the field types and their syntax, the incoming messages
+//! (`incoming`), the outgoing operations and the BatchSync record layouts (`outbound`). Nothing here knows about
 //! HTTP, the database or the handlers.
 
 pub mod codes;
+pub mod incoming;
 pub mod outbound;
 
 /// The SOAP services the node serves.
@@ -97,6 +98,14 @@ pub const fn req(name: &'static str, ty: Ty) -> Field {
 }
 pub const fn opt(name: &'static str, ty: Ty) -> Field {
     Field { name, ty, required: false }
+}
+
+/// A value in a response: text, or a list of items (each an ordered list of fields).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    Text(String),
+    List(Vec<Vec<(String, String)>>),
 }
 
 /// A list element in a response: container name, item name, item fields.

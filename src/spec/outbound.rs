@@ -3,9 +3,11 @@
 //! outbox producers, the relay, centre-sim and the bench all read these rows; the contract test
 //! (`tests/it/contract.rs`) compares them with `../shared/spec/INTERFACES.md`.
 //!
-//! Field lists are in Authenticator order and, like the incoming table (`api/table.rs`), end with
-//! `TimeStamp` and `Authenticator`. Centre operations start with `SrcDeviceNo` and `ProvinceID`,
-//! which the sender adds ([`OutOp::head`]); what a producer supplies is [`OutOp::payload`].
+//! Field lists are in Authenticator order and, like the incoming messages (`spec::incoming`), end
+//! with `TimeStamp` and `Authenticator`. Centre operations start with `SrcDeviceNo` and
+//! `ProvinceID`, which the sender adds ([`OutOp::head`]); what a producer supplies is
+//! [`OutOp::payload`], built from the operation's typed `Payload` (`outbound::Charge::Payload`,
+//! …); records from their typed layout (`ChargeRecord`, …).
 
 /// Where an outgoing operation goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,156 +92,185 @@ impl OutOp {
     }
 }
 
-const fn centre(
-    name: &'static str,
-    section: &'static str,
-    delivery: Delivery,
-    request: &'static [&'static str],
-    enc: &'static [&'static str],
-    response: &'static [&'static str],
-) -> OutOp {
-    OutOp { name, section, dest: Dest::Centre, delivery, request, enc, response, trailer: None }
+/// The number of fields of the full request (see `out_request`).
+const fn out_len(dest: Dest, payload: &[&str]) -> usize {
+    payload.len() + 2 + if matches!(dest, Dest::Centre) { CENTRE_HEAD.len() } else { 0 }
 }
 
-use Delivery::{Queued, Sync};
+/// The full request in Authenticator order: the head, the payload, TimeStamp, Authenticator.
+const fn out_request<const N: usize>(dest: Dest, payload: &[&'static str]) -> [&'static str; N] {
+    let mut out = ["TimeStamp"; N];
+    let mut n = 0;
+    if matches!(dest, Dest::Centre) {
+        while n < CENTRE_HEAD.len() {
+            out[n] = CENTRE_HEAD[n];
+            n += 1;
+        }
+    }
+    let mut i = 0;
+    while i < payload.len() {
+        out[n] = payload[i];
+        n += 1;
+        i += 1;
+    }
+    out[n] = "TimeStamp";
+    out[n + 1] = "Authenticator";
+    out
+}
 
-const NONE: &[&str] = &[];
+/// Declares the outgoing operations: for each a const `OutOp` and a module named after the
+/// operation with its typed `Payload` (what a producer supplies, fields named as on the wire, so a
+/// misspelt or forgotten field does not compile) and `Response`.
+macro_rules! outgoing {
+    ($(
+        $(#[doc = $doc:literal])*
+        $konst:ident = $m:ident {
+            section: $section:literal, dest: $dest:ident, delivery: $delivery:ident,
+            payload: [$($f:ident),* $(,)?],
+            enc: [$($e:ident),* $(,)?],
+            response: [$($r:ident),* $(,)?]
+            $(, trailer: $tname:ident of $titem:ident)? $(,)?
+        }
+    )*) => {
+        $(
+            $(#[doc = $doc])*
+            pub const $konst: OutOp = OutOp {
+                name: stringify!($m),
+                section: $section,
+                dest: Dest::$dest,
+                delivery: Delivery::$delivery,
+                request: {
+                    const N: usize = out_len(Dest::$dest, $m::Payload::FIELDS);
+                    const REQUEST: [&str; N] = out_request::<N>(Dest::$dest, $m::Payload::FIELDS);
+                    &REQUEST
+                },
+                enc: &[$(stringify!($e)),*],
+                response: $m::Response::FIELDS,
+                trailer: outgoing!(@trailer $($tname $titem)?),
+            };
 
-pub const ROAM_AUTH_V2: OutOp = centre(
-    "RoamAuthV2",
-    "6.1",
-    Sync,
-    &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "AccountType", "Account", "Password", "UserIP", "RoamType", "TransactionID", "TimeStamp", "Authenticator"],
-    &["Password"],
-    &["VNetUserID", "ProvinceID", "CityCode", "UserType", "Status"],
-);
-pub const P_USER_INFO_NOTIFY: OutOp = centre(
-    "PUserInfoNotify",
-    "6.2",
-    Queued,
-    &[
-        "SrcDeviceNo", "ProvinceID", "ActionType", "VNetUserID", "AccountType", "Account", "Alias", "CityCode", "UserType", "Status", "NumFlag",
-        "BindingAccessNo", "ChangeTime", "TimeStamp", "Authenticator",
-    ],
-    NONE,
-    &["ContractID"],
-);
-pub const P_USER_PASSWORD_NOTIFY: OutOp = centre(
-    "PUserPasswordNotify",
-    "6.3",
-    Queued,
-    &["SrcDeviceNo", "ProvinceID", "VNetUserID", "Password", "ChangeTime", "TimeStamp", "Authenticator"],
-    &["Password"],
-    NONE,
-);
-pub const PASSWORD_RESET: OutOp = centre(
-    "PasswordReset",
-    "6.4",
-    Queued,
-    &["SrcDeviceNo", "ProvinceID", "VNetUserID", "NewPassword", "TransactionID", "TimeStamp", "Authenticator"],
-    &["NewPassword"],
-    NONE,
-);
-pub const BATCH_SYNC: OutOp = OutOp {
-    trailer: Some(Trailer { name: "Records", item: "Record" }),
-    ..centre(
-        "BatchSync",
-        "6.5",
-        Queued,
-        &["SrcDeviceNo", "ProvinceID", "Stream", "SequenceID", "TotalCount", "IsFinal", "RecordsDigest", "TimeStamp", "Authenticator"],
-        NONE,
-        &["LastSequenceID"],
-    )
-};
-pub const ROAM_SERVICE_REVOKE: OutOp = centre(
-    "RoamServiceRevoke",
-    "6.6",
-    Queued,
-    &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "Reason", "TimeStamp", "Authenticator"],
-    NONE,
-    NONE,
-);
-pub const CLOCK_SYNC: OutOp =
-    centre("ClockSync", "6.7", Sync, &["SrcDeviceNo", "ProvinceID", "LocalTime", "TimeStamp", "Authenticator"], NONE, &["ServerTime"]);
-pub const ORDER_NOTIFY: OutOp = OutOp {
-    name: "OrderNotify",
-    section: "6.8",
-    dest: Dest::Sp,
-    delivery: Queued,
-    request: &[
-        "SPID", "ProvinceID", "OrderID", "ActionType", "VNetUserID", "ServiceID", "ServiceItemID", "ProductID", "StartTime", "EndTime", "Channel",
-        "TimeStamp", "Authenticator",
-    ],
-    enc: NONE,
-    response: NONE,
-    trailer: None,
-};
+            $(#[doc = $doc])*
+            #[allow(non_snake_case)]
+            pub mod $m {
+                /// What the producer supplies: the request without the head, TimeStamp and
+                /// Authenticator (`enc` fields in plaintext; the sender encrypts them).
+                #[derive(Debug, Clone, Default, PartialEq)]
+                pub struct Payload { $(pub $f: String),* }
 
-// 6.9 roaming consumption: the ProvinceForSP operation's fields (4.1) preceded by SrcDeviceNo and
-// ProvinceID. The contract test checks each against the incoming declaration.
-pub const SERVICE_AUTH: OutOp = centre(
-    "ServiceAuth",
-    "6.9",
-    Sync,
-    &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "VNetUserID", "TimeStamp", "Authenticator"],
-    NONE,
-    &["FeeType", "EndTime"],
-);
-pub const ORDER: OutOp = centre(
-    "Order",
-    "6.9",
-    Sync,
-    &[
-        "SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "ProductID", "VNetUserID", "ContractID", "IfExtend", "TransactionID",
-        "TimeStamp", "Authenticator",
-    ],
-    NONE,
-    &["OrderID", "StartTime", "EndTime"],
-);
-pub const CANCEL_ORDER: OutOp = centre(
-    "CancelOrder",
-    "6.9",
-    Sync,
-    &[
-        "SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "ProductID", "VNetUserID", "StopType", "TransactionID", "TimeStamp",
-        "Authenticator",
-    ],
-    NONE,
-    &["OrderID", "EndTime"],
-);
-pub const RE_ORDER: OutOp = centre(
-    "ReOrder",
-    "6.9",
-    Sync,
-    &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "ProductID", "VNetUserID", "TransactionID", "TimeStamp", "Authenticator"],
-    NONE,
-    &["OrderID", "StartTime", "EndTime"],
-);
-pub const CHARGE: OutOp = centre(
-    "Charge",
-    "6.9",
-    Sync,
-    &["SrcDeviceNo", "ProvinceID", "SPID", "ServiceID", "ServiceItemID", "VNetUserID", "Fee", "BatchCount", "TransactionID", "TimeStamp", "Authenticator"],
-    NONE,
-    &["TransactionID", "ChargeTime"],
-);
+                impl Payload {
+                    pub const FIELDS: &'static [&'static str] = &[$(stringify!($f)),*];
 
-/// Every outgoing operation, in spec order.
-pub static OUT_OPS: &[&OutOp] = &[
-    &ROAM_AUTH_V2,
-    &P_USER_INFO_NOTIFY,
-    &P_USER_PASSWORD_NOTIFY,
-    &PASSWORD_RESET,
-    &BATCH_SYNC,
-    &ROAM_SERVICE_REVOKE,
-    &CLOCK_SYNC,
-    &ORDER_NOTIFY,
-    &SERVICE_AUTH,
-    &ORDER,
-    &CANCEL_ORDER,
-    &RE_ORDER,
-    &CHARGE,
-];
+                    /// The fields in declared order.
+                    pub fn values(self) -> Vec<(&'static str, String)> {
+                        vec![$((stringify!($f), self.$f)),*]
+                    }
+                }
+
+                /// The answer's fields after Result and ErrDescription.
+                #[derive(Debug, Clone, Default, PartialEq)]
+                pub struct Response { $(pub $r: String),* }
+
+                impl Response {
+                    pub const FIELDS: &'static [&'static str] = &[$(stringify!($r)),*];
+
+                    #[allow(unused_variables)]
+                    pub fn read(get: &dyn Fn(&'static str) -> String) -> Self {
+                        Response { $($r: get(stringify!($r))),* }
+                    }
+                }
+            }
+        )*
+
+        /// Every outgoing operation, in spec order.
+        pub static OUT_OPS: &[&OutOp] = &[$(&$konst),*];
+    };
+    (@trailer) => { None };
+    (@trailer $name:ident $item:ident) => { Some(Trailer { name: stringify!($name), item: stringify!($item) }) };
+}
+
+outgoing! {
+    ROAM_AUTH_V2 = RoamAuthV2 {
+        section: "6.1", dest: Centre, delivery: Sync,
+        payload: [SPID, ServiceID, AccountType, Account, Password, UserIP, RoamType, TransactionID],
+        enc: [Password],
+        response: [VNetUserID, ProvinceID, CityCode, UserType, Status],
+    }
+    P_USER_INFO_NOTIFY = PUserInfoNotify {
+        section: "6.2", dest: Centre, delivery: Queued,
+        payload: [ActionType, VNetUserID, AccountType, Account, Alias, CityCode, UserType, Status, NumFlag, BindingAccessNo, ChangeTime],
+        enc: [],
+        response: [ContractID],
+    }
+    P_USER_PASSWORD_NOTIFY = PUserPasswordNotify {
+        section: "6.3", dest: Centre, delivery: Queued,
+        payload: [VNetUserID, Password, ChangeTime],
+        enc: [Password],
+        response: [],
+    }
+    PASSWORD_RESET = PasswordReset {
+        section: "6.4", dest: Centre, delivery: Queued,
+        payload: [VNetUserID, NewPassword, TransactionID],
+        enc: [NewPassword],
+        response: [],
+    }
+    BATCH_SYNC = BatchSync {
+        section: "6.5", dest: Centre, delivery: Queued,
+        payload: [Stream, SequenceID, TotalCount, IsFinal, RecordsDigest],
+        enc: [],
+        response: [LastSequenceID],
+        trailer: Records of Record,
+    }
+    ROAM_SERVICE_REVOKE = RoamServiceRevoke {
+        section: "6.6", dest: Centre, delivery: Queued,
+        payload: [SPID, ServiceID, ServiceItemID, Reason],
+        enc: [],
+        response: [],
+    }
+    CLOCK_SYNC = ClockSync {
+        section: "6.7", dest: Centre, delivery: Sync,
+        payload: [LocalTime],
+        enc: [],
+        response: [ServerTime],
+    }
+    ORDER_NOTIFY = OrderNotify {
+        section: "6.8", dest: Sp, delivery: Queued,
+        payload: [SPID, ProvinceID, OrderID, ActionType, VNetUserID, ServiceID, ServiceItemID, ProductID, StartTime, EndTime, Channel],
+        enc: [],
+        response: [],
+    }
+    // 6.9 roaming consumption: the ProvinceForSP operation's fields (4.1) preceded by SrcDeviceNo and
+    // ProvinceID. The contract test checks each against the incoming declaration.
+    SERVICE_AUTH = ServiceAuth {
+        section: "6.9", dest: Centre, delivery: Sync,
+        payload: [SPID, ServiceID, ServiceItemID, VNetUserID],
+        enc: [],
+        response: [FeeType, EndTime],
+    }
+    ORDER = Order {
+        section: "6.9", dest: Centre, delivery: Sync,
+        payload: [SPID, ServiceID, ServiceItemID, ProductID, VNetUserID, ContractID, IfExtend, TransactionID],
+        enc: [],
+        response: [OrderID, StartTime, EndTime],
+    }
+    CANCEL_ORDER = CancelOrder {
+        section: "6.9", dest: Centre, delivery: Sync,
+        payload: [SPID, ServiceID, ServiceItemID, ProductID, VNetUserID, StopType, TransactionID],
+        enc: [],
+        response: [OrderID, EndTime],
+    }
+    RE_ORDER = ReOrder {
+        section: "6.9", dest: Centre, delivery: Sync,
+        payload: [SPID, ServiceID, ServiceItemID, ProductID, VNetUserID, TransactionID],
+        enc: [],
+        response: [OrderID, StartTime, EndTime],
+    }
+    CHARGE = Charge {
+        section: "6.9", dest: Centre, delivery: Sync,
+        payload: [SPID, ServiceID, ServiceItemID, VNetUserID, Fee, BatchCount, TransactionID],
+        enc: [],
+        response: [TransactionID, ChargeTime],
+    }
+}
 
 /// The outgoing operation `name` (names are unique across destinations).
 pub fn find(name: &str) -> Option<&'static OutOp> {
@@ -253,27 +284,49 @@ pub struct Stream {
     pub fields: &'static [&'static str],
 }
 
-pub const ORDER_RECORD: Stream = Stream {
-    name: "ORDER",
-    fields: &[
-        "RecordSeq", "OrderID", "ActionType", "VNetUserID", "SPID", "ServiceID", "ServiceItemID", "ServiceItemName", "ProductID", "ContractID",
-        "StartTime", "EndTime", "Channel", "EventTime",
-    ],
-};
-pub const CHARGE_RECORD: Stream = Stream {
-    name: "CHARGE",
-    fields: &[
-        "RecordSeq", "TransactionID", "VNetUserID", "UserProvinceID", "SPID", "ServiceID", "ServiceItemID", "ServiceItemName", "FeeType", "Fee",
-        "BatchCount", "ChargeTime", "LedgerDate", "RoamType",
-    ],
-};
-pub const SETTLE_RECORD: Stream = Stream {
-    name: "SETTLE",
-    fields: &["RecordSeq", "LedgerDate", "SPID", "SPProvinceID", "ServiceID", "ServiceItemID", "ServiceItemName", "RoamType", "TotalCount", "TotalFee"],
-};
+/// Declares the record layouts: for each a const `Stream` and a typed record (fields named as on
+/// the wire, in RecordsDigest order).
+macro_rules! records {
+    ($($(#[doc = $doc:literal])* $konst:ident = $ty:ident $name:literal [$($f:ident),* $(,)?])*) => {
+        $(
+            $(#[doc = $doc])*
+            #[allow(non_snake_case)]
+            #[derive(Debug, Clone, Default, PartialEq)]
+            pub struct $ty { $(pub $f: String),* }
 
-/// The BatchSync streams, in the order the relay serves them.
-pub static STREAMS: &[&Stream] = &[&ORDER_RECORD, &CHARGE_RECORD, &SETTLE_RECORD];
+            impl $ty {
+                pub const FIELDS: &'static [&'static str] = &[$(stringify!($f)),*];
+
+                /// The fields in declared order.
+                pub fn values(self) -> Vec<(&'static str, String)> {
+                    vec![$((stringify!($f), self.$f)),*]
+                }
+            }
+
+            pub const $konst: Stream = Stream { name: $name, fields: $ty::FIELDS };
+        )*
+
+        /// The BatchSync streams, in the order the relay serves them.
+        pub static STREAMS: &[&Stream] = &[$(&$konst),*];
+    };
+}
+
+records! {
+    /// A subscription event (6.5 ORDER).
+    ORDER_RECORD = OrderRecord "ORDER" [
+        RecordSeq, OrderID, ActionType, VNetUserID, SPID, ServiceID, ServiceItemID, ServiceItemName, ProductID, ContractID, StartTime,
+        EndTime, Channel, EventTime,
+    ]
+    /// A charge (6.5 CHARGE).
+    CHARGE_RECORD = ChargeRecord "CHARGE" [
+        RecordSeq, TransactionID, VNetUserID, UserProvinceID, SPID, ServiceID, ServiceItemID, ServiceItemName, FeeType, Fee, BatchCount,
+        ChargeTime, LedgerDate, RoamType,
+    ]
+    /// A day's settlement line (6.5 SETTLE).
+    SETTLE_RECORD = SettleRecord "SETTLE" [
+        RecordSeq, LedgerDate, SPID, SPProvinceID, ServiceID, ServiceItemID, ServiceItemName, RoamType, TotalCount, TotalFee,
+    ]
+}
 
 /// The stream `name`.
 pub fn stream(name: &str) -> Option<&'static Stream> {

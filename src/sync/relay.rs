@@ -510,23 +510,21 @@ fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Don
     let first = batch[0].1;
     let last = batch[batch.len() - 1].1;
     let op = &outbound::BATCH_SYNC;
-    let head = outbound::fill(op.payload(), |f| {
-        Some(match f {
-            "Stream" => stream.to_string(),
-            "SequenceID" => first.to_string(),
-            "TotalCount" => batch.len().to_string(),
-            "IsFinal" => if more { "0" } else { "1" }.to_string(),
-            "RecordsDigest" => crate::crypto::records_digest(&values),
-            _ => return None,
-        })
-    });
+    let head = outbound::BatchSync::Payload {
+        Stream: stream.to_string(),
+        SequenceID: first.to_string(),
+        TotalCount: batch.len().to_string(),
+        IsFinal: if more { "0" } else { "1" }.to_string(),
+        RecordsDigest: crate::crypto::records_digest(&values),
+    }
+    .values();
     let fields = client::centre_fields(&app.cfg.node.device_no, &app.cfg.node.province_id, head);
     let answer = client.send(&url, op, &tdes, fields, app.clock.now_ts(), Some(records));
     match &answer {
         Err(e @ (CallError::Transport(_) | CallError::Status(_))) => app.reach.failed(&app.metrics, crate::store::outbox::CENTRE, &url, e),
         _ => app.reach.answered(&app.metrics, crate::store::outbox::CENTRE, &url),
     }
-    let last_seq = |a: &Answer| a.get("LastSequenceID").trim().parse::<i64>().ok();
+    let last_seq = |a: &Answer| outbound::BatchSync::Response::read(&|n| a.get(n).to_string()).LastSequenceID.trim().parse::<i64>().ok();
     let head_id = batch[0].0;
     let head_attempts = batch[0].3;
     let ids: Vec<i64> = batch.iter().map(|r| r.0).collect();

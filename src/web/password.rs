@@ -83,9 +83,9 @@ pub fn submit(ctx: Ctx) -> WebResponse {
         // Other sessions of the user end; the one the change was made in stays.
         store_sso::end_user(c, &id, Some(&keep))?;
         if let Some((enc, version)) = to_centre {
-            let op = &crate::spec::outbound::P_USER_PASSWORD_NOTIFY;
-            let payload = crate::spec::outbound::ordered(op.payload(), vec![("VNetUserID", id.clone()), ("Password", enc), ("ChangeTime", change_time)]);
-            outbox::enqueue_op(c, op, outbox::CENTRE, &outbox::user_key(&id), &payload, Some(version), now)?;
+            use crate::spec::outbound::{PUserPasswordNotify, P_USER_PASSWORD_NOTIFY as op};
+            let payload = PUserPasswordNotify::Payload { VNetUserID: id.clone(), Password: enc, ChangeTime: change_time }.values();
+            outbox::enqueue_op(c, &op, outbox::CENTRE, &outbox::user_key(&id), &payload, Some(version), now)?;
         }
         Ok(())
     });

@@ -268,20 +268,16 @@ fn confirm_roaming(ctx: &Ctx, r: &Opened, user_id: &str) -> Result<Outcome, crat
             Claim::Busy => return Ok(Outcome { result: SYSTEM_ERROR, txid: String::new() }),
         }
     };
-    let op = &crate::spec::outbound::CHARGE;
-    let fields = crate::spec::outbound::ordered(
-        op.payload(),
-        vec![
-            ("SPID", p.spid.clone()),
-            ("ServiceID", p.service_id.clone()),
-            ("ServiceItemID", p.item_id.clone()),
-            ("VNetUserID", user.clone()),
-            ("Fee", p.fee.to_string()),
-            ("BatchCount", "1".to_string()),
-            ("TransactionID", txid.clone()),
-        ],
-    );
-    let result = match crate::services::centre::call(app, op, fields) {
+    let charge = crate::spec::outbound::Charge::Payload {
+        SPID: p.spid.clone(),
+        ServiceID: p.service_id.clone(),
+        ServiceItemID: p.item_id.clone(),
+        VNetUserID: user.clone(),
+        Fee: p.fee.to_string(),
+        BatchCount: "1".to_string(),
+        TransactionID: txid.clone(),
+    };
+    let result = match crate::services::centre::call(app, &crate::spec::outbound::CHARGE, charge.values()) {
         Ok(a) => a.result,
         Err(r) => r.result,
     };

@@ -1159,6 +1159,9 @@ fn offline_charge_rules() {
     assert_code(&offline(&d, &never, PERUSE, "200", "1", &prev, "OF-11"), -21501, "fee type before the order history");
     assert_code(&offline(&d, &never, MONTHLY, "1000", "1", &prev, "OF-12"), -20514, "never ordered");
     assert_code(&offline(&d, UNKNOWN_USER, MONTHLY, "1000", "1", &prev, "OF-13"), -20504, "unknown user");
+    // OfflineCharge is not among the roaming consumption operations of 6.9: no centre is asked;
+    // another province's user meets the use rules (this service is not approved for roaming out).
+    assert_code(&offline(&d, "440000000001", MONTHLY, "1000", "1", &prev, "OF-13b"), -21001, "another province's user");
     assert_code(&offline(&d, &u, SP2_MONTHLY, "600", "1", &prev, "OF-14"), -20004, "another SP's service");
     // A package holding the item counts as an order of it, and pays its month.
     let v = postpaid(&d, "off-pkg", 50000);

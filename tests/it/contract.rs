@@ -1,4 +1,4 @@
-//! The contract test: the declarations in the code (`vnetd::api::table::OPS` for the served
+//! The contract test: the declarations in the code (`vnetd::spec::incoming::INCOMING` for the served
 //! operations, `vnetd::spec::outbound` for the outgoing ones and the BatchSync record layouts)
 //! against the field lists written in `../shared/spec/INTERFACES.md` (sections 4 and 6).
 //!
@@ -22,7 +22,7 @@
 //! (unmarked fields are required), `enc` fields of outgoing requests, and the record layouts.
 
 use std::collections::BTreeMap;
-use vnetd::api::table::OPS;
+use vnetd::spec::incoming::INCOMING;
 use vnetd::spec::outbound::{self, Delivery, Dest};
 use vnetd::spec::Ty;
 
@@ -251,14 +251,15 @@ fn served_operations_match_the_spec() {
     let text = spec_text();
     let mut spec = served(&text);
     let mut problems = Vec::new();
-    for op in OPS {
-        let key = (op.service.name(), op.name.to_string());
+    for d in INCOMING {
+        let op = d.message;
+        let key = (d.service.name(), op.name.to_string());
         let Some((req, resp)) = spec.remove(&key) else {
             problems.push(format!("{} {}: declared in the code, not in spec section 4", key.0, key.1));
             continue;
         };
         let what = format!("{} {}", key.0, key.1);
-        let code: Vec<(String, bool)> = op.request.iter().map(|x| (x.name.to_string(), !x.required)).collect();
+        let code: Vec<(String, bool)> = d.request.iter().map(|x| (x.name.to_string(), !x.required)).collect();
         let written: Vec<(String, bool)> = req.iter().map(|x| (x.name.clone(), x.optional)).collect();
         // GetTime's SPID: "answered for any SPID" — the code accepts it absent or of any form.
         let written = if what == "ProvinceForSP GetTime" { vec![("SPID".to_string(), true)] } else { written };
@@ -266,7 +267,7 @@ fn served_operations_match_the_spec() {
             problems.push(format!("{what} request:\n  code {code:?}\n  spec {written:?}"));
         }
         for x in &req {
-            let declared = op.request.iter().find(|c| c.name == x.name);
+            let declared = d.request.iter().find(|c| c.name == x.name);
             if x.enc != declared.is_some_and(|c| ty_is_enc(c.ty)) {
                 problems.push(format!("{what}: {} is `enc` in one of the spec ({}) and the code", x.name, x.enc));
             }

@@ -353,7 +353,7 @@ fn wsdl_of_each_service_lists_its_operations() {
         assert!(doc.contains(&format!("targetNamespace=\"http://vnet.cn/province/v3/{name}\"")), "{name}");
         assert!(doc.contains(&format!("location=\"http://{}{}\"", d.addr(), Daemon::path(name))), "{name}: {doc}");
         assert_response_elements_required(name, &doc);
-        let mut ops: Vec<&str> = vnetd::api::table::of(service).map(|o| o.name).collect();
+        let mut ops: Vec<&str> = vnetd::spec::incoming::of(service).map(|o| o.message.name).collect();
         ops.extend(SPEC_OPS.iter().find(|(s, _)| *s == name).unwrap().1);
         for op in ops {
             assert!(doc.contains(&format!("<wsdl:operation name=\"{op}\">")), "{name}: WSDL lacks {op}");

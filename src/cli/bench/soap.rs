@@ -29,34 +29,45 @@ impl SoapReq {
         let txid = format!("bench-{}-{n}", self.op.to_ascii_lowercase());
         let users = self.users.len().max(1);
         let user = |i: usize| self.users.get(i % users).map_or("", String::as_str);
-        let mut fields: Vec<(&str, &str)> = match self.op {
-            "UserAuth" => vec![("SPID", SP_ID), ("ServiceID", ""), ("AccountType", "01"), ("Account", ACCOUNT), ("Password", &self.password_enc), ("UserIP", "")],
-            "Charge" => vec![
-                ("SPID", SP_ID),
-                ("ServiceID", SERVICE_ID),
-                ("ServiceItemID", PER_USE_ITEM),
-                ("VNetUserID", user(n % self.charge_users.max(1))),
-                ("Fee", "1"),
-                ("BatchCount", "1"),
-                ("TransactionID", &txid),
-            ],
+        // The typed requests of `spec::incoming`: field names and order come from the declaration.
+        // The bench puts the ciphertext it made in the `enc` Password field.
+        use crate::spec::incoming::{client_fields, Charge, GetUserinfo, Order, UserAuth};
+        let body = match self.op {
+            "UserAuth" => UserAuth::Request {
+                AccountType: "01".into(),
+                Account: ACCOUNT.into(),
+                Password: self.password_enc.clone(),
+                ..Default::default()
+            }
+            .values(),
+            "Charge" => Charge::Request {
+                SPID: SP_ID.into(),
+                ServiceID: SERVICE_ID.into(),
+                ServiceItemID: PER_USE_ITEM.into(),
+                VNetUserID: user(n % self.charge_users.max(1)).into(),
+                Fee: "1".into(),
+                BatchCount: Some("1".into()),
+                TransactionID: txid,
+            }
+            .values(),
             // Pair n: user n mod U, item n / U (so 4 × U pairs before one repeats).
-            "Order" => vec![
-                ("SPID", SP_ID),
-                ("ServiceID", SERVICE_ID),
-                ("ServiceItemID", MONTHLY_ITEMS[(n / users) % MONTHLY_ITEMS.len()]),
-                ("ProductID", ""),
-                ("VNetUserID", user(n)),
-                ("ContractID", ""),
-                ("IfExtend", "1"),
-                ("TransactionID", &txid),
-            ],
-            _ => vec![("SPID", SP_ID), ("VNetUserID", &self.user_id)],
+            "Order" => Order::Request {
+                SPID: SP_ID.into(),
+                ServiceID: SERVICE_ID.into(),
+                ServiceItemID: Some(MONTHLY_ITEMS[(n / users) % MONTHLY_ITEMS.len()].into()),
+                VNetUserID: user(n).into(),
+                IfExtend: "1".into(),
+                TransactionID: txid,
+                ..Default::default()
+            }
+            .values(),
+            _ => GetUserinfo::Request { VNetUserID: self.user_id.clone() }.values(),
         };
-        fields.push(("TimeStamp", &ts));
-        let values: Vec<&str> = fields.iter().map(|(_, v)| *v).collect();
+        let mut fields = client_fields(crate::spec::Service::ProvinceForSP, SP_ID, body);
+        fields.push(("TimeStamp", ts));
+        let values: Vec<&str> = fields.iter().map(|(_, v)| v.as_str()).collect();
         let auth = crypto::authenticator(&self.key, &values);
-        fields.push(("Authenticator", &auth));
+        fields.push(("Authenticator", auth));
         let mut body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><{}>", self.op);
         for (k, v) in &fields {
             // Charge and Order leave empty optional fields out (they still count as "" in the

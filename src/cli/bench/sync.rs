@@ -116,25 +116,24 @@ fn preload(cfg: &Config, n: usize) -> CliResult {
         store.write(move |c| {
             for i in done..done + chunk {
                 let seq = crate::store::next_counter(c, "seq:CHARGE")?;
-                // Fields the bench does not set travel empty (as a charge without roaming does).
-                let record = outbound::ordered_or_empty(
-                    outbound::CHARGE_RECORD.fields,
-                    vec![
-                        ("RecordSeq", seq.to_string()),
-                        ("TransactionID", format!("bench-sync-{i}")),
-                        ("VNetUserID", format!("35{:010}", i % 1000 + 1)),
-                        ("UserProvinceID", "35".to_string()),
-                        ("SPID", SP_ID.to_string()),
-                        ("ServiceID", SERVICE_ID.to_string()),
-                        ("ServiceItemID", PER_USE_ITEM.to_string()),
-                        ("ServiceItemName", "bench per use".to_string()),
-                        ("FeeType", "1".to_string()),
-                        ("Fee", "1".to_string()),
-                        ("BatchCount", "1".to_string()),
-                        ("ChargeTime", ts.clone()),
-                        ("LedgerDate", day.clone()),
-                    ],
-                );
+                // RoamType travels empty, as for a charge without roaming.
+                let record = outbound::ChargeRecord {
+                    RecordSeq: seq.to_string(),
+                    TransactionID: format!("bench-sync-{i}"),
+                    VNetUserID: format!("35{:010}", i % 1000 + 1),
+                    UserProvinceID: "35".to_string(),
+                    SPID: SP_ID.to_string(),
+                    ServiceID: SERVICE_ID.to_string(),
+                    ServiceItemID: PER_USE_ITEM.to_string(),
+                    ServiceItemName: "bench per use".to_string(),
+                    FeeType: "1".to_string(),
+                    Fee: "1".to_string(),
+                    BatchCount: "1".to_string(),
+                    ChargeTime: ts.clone(),
+                    LedgerDate: day.clone(),
+                    RoamType: String::new(),
+                }
+                .values();
                 crate::store::outbox::enqueue_record(c, &outbound::CHARGE_RECORD, &record, now)?;
             }
             Ok(())
@@ -241,33 +240,27 @@ fn lag_run(a: &SyncArgs, flush_ms: u64) -> Result<(Vec<u32>, usize), Failed> {
     let clock = cfg.clock();
     let url = format!("http://127.0.0.1:{port}/ProvinceForSP/services/ProvinceForSP");
     let ns = crate::spec::Service::ProvinceForSP.namespace();
-    let charge = crate::api::table::find(crate::spec::Service::ProvinceForSP, "Charge").ok_or_else(|| Failed("Charge is not declared".into()))?;
     let every = Duration::from_secs_f64(1.0 / a.lag_rate.max(1) as f64);
     let start = Instant::now();
     let mut next = start;
     let mut i = 0usize;
     while start.elapsed().as_secs_f64() < a.lag_duration_s {
         let txid = format!("lag-{flush_ms}-{i}");
-        let fields: Vec<(String, String)> = charge
-            .request
-            .iter()
-            .filter(|f| f.name != "TimeStamp" && f.name != "Authenticator")
-            .map(|f| {
-                let v = match f.name {
-                    "SPID" => SP_ID.to_string(),
-                    "ServiceID" => SERVICE_ID.to_string(),
-                    "ServiceItemID" => PER_USE_ITEM.to_string(),
-                    "VNetUserID" => users[i % users.len()].clone(),
-                    "Fee" => "1".to_string(),
-                    "BatchCount" => "1".to_string(),
-                    "TransactionID" => txid.clone(),
-                    _ => String::new(),
-                };
-                (f.name.to_string(), v)
-            })
+        let charge = crate::spec::incoming::Charge::Request {
+            SPID: SP_ID.into(),
+            ServiceID: SERVICE_ID.into(),
+            ServiceItemID: PER_USE_ITEM.into(),
+            VNetUserID: users[i % users.len()].clone(),
+            Fee: "1".into(),
+            BatchCount: Some("1".into()),
+            TransactionID: txid.clone(),
+        };
+        let fields: Vec<(String, String)> = crate::spec::incoming::client_fields(crate::spec::Service::ProvinceForSP, SP_ID, charge.values())
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
             .collect();
         let signed = client::sign(&key, fields, clock.now_ts());
-        if let Ok(ans) = client.call(&url, &ns, charge.name, &client::text_fields(&signed)) {
+        if let Ok(ans) = client.call(&url, &ns, "Charge", &client::text_fields(&signed)) {
             if ans.result == 0 {
                 acked.lock().unwrap_or_else(|e| e.into_inner()).insert(txid, Instant::now());
             }
