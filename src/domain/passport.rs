@@ -105,22 +105,20 @@ pub fn record_failure(conn: &Write, id: &str, threshold: u32, lock_s: i64, now: 
 /// The fields of a user that PUserInfoNotify carries (spec 6.2), after the SrcDeviceNo and
 /// ProvinceID the relay adds, in the declared order.
 pub fn info_notify_payload(u: &User, action: &str, change_time: &str) -> Vec<(&'static str, String)> {
-    outbound::fill(outbound::P_USER_INFO_NOTIFY.payload(), |f| {
-        Some(match f {
-            "ActionType" => action.to_string(),
-            "VNetUserID" => u.vnet_user_id.clone(),
-            "AccountType" => u.account_type.clone(),
-            "Account" => u.account.clone(),
-            "Alias" => u.alias.clone(),
-            "CityCode" => u.city_code.clone(),
-            "UserType" => u.user_type.clone(),
-            "Status" => u.status.clone(),
-            "NumFlag" => u.num_flag().to_string(),
-            "BindingAccessNo" => u.binding_access_no.clone(),
-            "ChangeTime" => change_time.to_string(),
-            _ => return None,
-        })
-    })
+    outbound::PUserInfoNotify::Payload {
+        ActionType: action.to_string(),
+        VNetUserID: u.vnet_user_id.clone(),
+        AccountType: u.account_type.clone(),
+        Account: u.account.clone(),
+        Alias: u.alias.clone(),
+        CityCode: u.city_code.clone(),
+        UserType: u.user_type.clone(),
+        Status: u.status.clone(),
+        NumFlag: u.num_flag().to_string(),
+        BindingAccessNo: u.binding_access_no.clone(),
+        ChangeTime: change_time.to_string(),
+    }
+    .values()
 }
 
 /// Load a user for a change by the BSS or an operator: unknown (`UnknownUser`) and cancelled
@@ -192,9 +190,9 @@ pub fn reset_password(conn: &Write, id: &str, phc: &str, to_centre: Option<Reset
     users::reset_password(conn, id, phc, now)?;
     super::sso::end_user(conn, id, None)?;
     if let Some(c) = to_centre {
-        let op = &outbound::PASSWORD_RESET;
-        let payload = outbound::ordered(op.payload(), vec![("VNetUserID", u.vnet_user_id.clone()), ("NewPassword", c.enc_password), ("TransactionID", c.transaction_id)]);
-        outbox::enqueue_op(conn, op, outbox::CENTRE, &outbox::user_key(id), &payload, Some(c.key_version), now)?;
+        let payload =
+            outbound::PasswordReset::Payload { VNetUserID: u.vnet_user_id.clone(), NewPassword: c.enc_password, TransactionID: c.transaction_id };
+        outbox::enqueue_op(conn, &outbound::PASSWORD_RESET, outbox::CENTRE, &outbox::user_key(id), &payload.values(), Some(c.key_version), now)?;
     }
     Ok(Ok(()))
 }

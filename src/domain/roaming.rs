@@ -76,11 +76,14 @@ pub fn revoke_out(conn: &Write, spid: &str, service_id: &str, item_id: &str, rea
         Some(_) => {}
     }
     db::revoke_out_by_cli(conn, item_id, now)?;
-    let op = &crate::spec::outbound::ROAM_SERVICE_REVOKE;
-    let payload = crate::spec::outbound::ordered(
-        op.payload(),
-        vec![("SPID", spid.to_string()), ("ServiceID", service_id.to_string()), ("ServiceItemID", item_id.to_string()), ("Reason", reason.to_string())],
-    );
-    crate::store::outbox::enqueue_op(conn, op, crate::store::outbox::CENTRE, &format!("roam:{spid}"), &payload, None, now)?;
+    use crate::spec::outbound::{RoamServiceRevoke, ROAM_SERVICE_REVOKE};
+    let payload = RoamServiceRevoke::Payload {
+        SPID: spid.to_string(),
+        ServiceID: service_id.to_string(),
+        ServiceItemID: item_id.to_string(),
+        Reason: reason.to_string(),
+    }
+    .values();
+    crate::store::outbox::enqueue_op(conn, &ROAM_SERVICE_REVOKE, crate::store::outbox::CENTRE, &format!("roam:{spid}"), &payload, None, now)?;
     Ok(Ok(()))
 }

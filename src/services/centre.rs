@@ -19,7 +19,7 @@ pub fn configured(app: &App) -> bool {
 }
 
 /// Call `op` (a centre operation of `spec::outbound`) with SrcDeviceNo and ProvinceID followed by
-/// `payload`, `op.payload()`'s fields in declared order ([`crate::spec::outbound::fill`]); the
+/// `payload`, `op.payload()`'s fields in declared order (the typed `Payload`'s `values()`); the
 /// plaintext of its `enc` fields is encrypted here under the centre key.
 pub fn call(app: &App, op: &'static OutOp, payload: Vec<(&'static str, String)>) -> Result<Answer, Resp> {
     let centre = app.peers.centre().ok_or_else(unavailable)?;

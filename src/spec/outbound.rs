@@ -333,9 +333,10 @@ pub fn stream(name: &str) -> Option<&'static Stream> {
     STREAMS.iter().copied().find(|s| s.name == name)
 }
 
-/// The `(name, value)` list of `fields` in declared order, each value from `get`. A declared
-/// field `get` does not know (`None`) is a producer that was not updated with the declaration:
-/// debug builds panic, release builds send it empty.
+/// The `(name, value)` list of `fields` in declared order, each value from `get`: for code that
+/// forwards fields by their declared names (roaming consumption passes the request's fields on).
+/// A declared field `get` does not know (`None`) is a bug: debug builds panic, release builds
+/// send it empty. Producers build the typed `Payload` or record instead.
 pub fn fill(fields: &'static [&'static str], mut get: impl FnMut(&str) -> Option<String>) -> Vec<(&'static str, String)> {
     fields
         .iter()
@@ -345,25 +346,6 @@ pub fn fill(fields: &'static [&'static str], mut get: impl FnMut(&str) -> Option
             (name, v.unwrap_or_default())
         })
         .collect()
-}
-
-/// `pairs` (any order) as the `(name, value)` list of `fields` in declared order. Debug builds
-/// panic when a pair names an undeclared field or a declared field has no pair; release builds
-/// drop the first and send the second empty.
-pub fn ordered(fields: &'static [&'static str], pairs: Vec<(&str, String)>) -> Vec<(&'static str, String)> {
-    for (name, _) in &pairs {
-        debug_assert!(fields.contains(name), "{name} is not a declared field (declared: {fields:?})");
-    }
-    let mut pairs = pairs;
-    fill(fields, |name| pairs.iter().position(|(n, _)| *n == name).map(|i| pairs.swap_remove(i).1))
-}
-
-/// As [`ordered`], but declared fields without a pair are empty (test and benchmark data).
-pub fn ordered_or_empty(fields: &'static [&'static str], pairs: Vec<(&str, String)>) -> Vec<(&'static str, String)> {
-    for (name, _) in &pairs {
-        debug_assert!(fields.contains(name), "{name} is not a declared field (declared: {fields:?})");
-    }
-    fields.iter().map(|&name| (name, pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()).unwrap_or_default())).collect()
 }
 
 #[cfg(test)]
@@ -393,20 +375,15 @@ mod tests {
     }
 
     #[test]
-    fn helpers_order_by_declaration() {
-        let p = ordered(ROAM_SERVICE_REVOKE.payload(), vec![("Reason", "r".into()), ("SPID", "1".into()), ("ServiceItemID", "3".into()), ("ServiceID", "2".into())]);
-        assert_eq!(p, [("SPID", "1".to_string()), ("ServiceID", "2".into()), ("ServiceItemID", "3".into()), ("Reason", "r".into())]);
-        let e = ordered_or_empty(CLOCK_SYNC.payload(), vec![]);
-        assert_eq!(e, [("LocalTime", String::new())]);
+    fn typed_payloads_follow_the_declared_order() {
+        let p = RoamServiceRevoke::Payload { Reason: "r".into(), SPID: "1".into(), ServiceItemID: "3".into(), ServiceID: "2".into() };
+        assert_eq!(p.values(), [("SPID", "1".to_string()), ("ServiceID", "2".into()), ("ServiceItemID", "3".into()), ("Reason", "r".into())]);
+        assert_eq!(ROAM_SERVICE_REVOKE.payload(), RoamServiceRevoke::Payload::FIELDS);
         assert_eq!(BATCH_SYNC.payload(), ["Stream", "SequenceID", "TotalCount", "IsFinal", "RecordsDigest"]);
         assert!(ORDER_NOTIFY.head().is_empty() && ORDER_NOTIFY.payload()[0] == "SPID");
-    }
-
-    #[test]
-    #[cfg(debug_assertions)]
-    #[should_panic(expected = "not a declared field")]
-    fn misspelt_names_fail_in_debug() {
-        ordered(ROAM_SERVICE_REVOKE.payload(), vec![("ServiceId", "2".into())]);
+        assert_eq!(CHARGE_RECORD.fields, ChargeRecord::FIELDS);
+        let r = ClockSync::Response::read(&|n| if n == "ServerTime" { "2026-01-01 00:00:00".into() } else { String::new() });
+        assert_eq!(r.ServerTime, "2026-01-01 00:00:00");
     }
 
     #[test]

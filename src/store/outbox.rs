@@ -55,7 +55,7 @@ pub fn enqueue(
 }
 
 /// Queue the outgoing operation `op` (`spec::outbound`): `payload` holds `op.payload()`'s fields
-/// in declared order ([`outbound::fill`] builds it); debug builds panic when it does not.
+/// in declared order (a typed payload's `values()` builds it); debug builds panic when it does not.
 pub fn enqueue_op(
     tx: &Write,
     op: &OutOp,
@@ -77,7 +77,7 @@ pub fn enqueue_op(
 }
 
 /// Queue one record of a BatchSync stream: `record` holds `stream.fields` in declared order,
-/// RecordSeq first ([`outbound::fill`] builds it); debug builds panic when it does not.
+/// RecordSeq first (a typed record's `values()` builds it); debug builds panic when it does not.
 pub fn enqueue_record(tx: &Write, stream: &Stream, record: &[(&str, String)], now: i64) -> DbResult<i64> {
     debug_assert!(
         record.iter().map(|(n, _)| *n).eq(stream.fields.iter().copied()),

@@ -28,26 +28,23 @@ pub fn debit(conn: &Write, user_id: &str, fee: i64, bill_month: &str) -> DbResul
 pub fn record_charge(ctx: &WriteCtx, c: &NewCharge) -> DbResult<()> {
     insert_charge(ctx.tx, c)?;
     let seq = next_counter(ctx.tx, "seq:CHARGE")?;
-    let record = outbound::fill(outbound::CHARGE_RECORD.fields, |f| {
-        Some(match f {
-            "RecordSeq" => seq.to_string(),
-            "TransactionID" => c.transaction_id.clone(),
-            "VNetUserID" => c.vnet_user_id.clone(),
-            "UserProvinceID" => c.user_province_id.clone(),
-            "SPID" => c.spid.clone(),
-            "ServiceID" => c.service_id.clone(),
-            "ServiceItemID" => c.service_item_id.clone(),
-            "ServiceItemName" => c.service_item_name.clone(),
-            "FeeType" => c.fee_type.clone(),
-            "Fee" => c.fee.to_string(),
-            "BatchCount" => c.batch_count.to_string(),
-            "ChargeTime" => ctx.cal.ts(c.charge_at),
-            "LedgerDate" => c.ledger_date.clone(),
-            "RoamType" => c.roam_type.clone(),
-            _ => return None,
-        })
-    });
-    outbox::enqueue_record(ctx.tx, &outbound::CHARGE_RECORD, &record, ctx.now)?;
+    let record = outbound::ChargeRecord {
+        RecordSeq: seq.to_string(),
+        TransactionID: c.transaction_id.clone(),
+        VNetUserID: c.vnet_user_id.clone(),
+        UserProvinceID: c.user_province_id.clone(),
+        SPID: c.spid.clone(),
+        ServiceID: c.service_id.clone(),
+        ServiceItemID: c.service_item_id.clone(),
+        ServiceItemName: c.service_item_name.clone(),
+        FeeType: c.fee_type.clone(),
+        Fee: c.fee.to_string(),
+        BatchCount: c.batch_count.to_string(),
+        ChargeTime: ctx.cal.ts(c.charge_at),
+        LedgerDate: c.ledger_date.clone(),
+        RoamType: c.roam_type.clone(),
+    };
+    outbox::enqueue_record(ctx.tx, &outbound::CHARGE_RECORD, &record.values(), ctx.now)?;
     Ok(())
 }
 

@@ -30,33 +30,39 @@ pub(super) fn new_order_id(ctx: &WriteCtx) -> DbResult<String> {
 /// OrderNotify (6.8) to the SP when it is a peer with a URL.
 pub fn order_event(ctx: &WriteCtx, o: &OrderRow, item_name: &str, action: &str, channel: Channel) -> DbResult<()> {
     let seq = next_counter(ctx.tx, "seq:ORDER")?;
-    // One value per field name: the ORDER record and OrderNotify take theirs in declared order.
-    let value = |f: &str| -> Option<String> {
-        Some(match f {
-            "RecordSeq" => seq.to_string(),
-            "OrderID" => o.order_id.clone(),
-            "ActionType" => action.to_string(),
-            "VNetUserID" => o.vnet_user_id.clone(),
-            "SPID" => o.spid.clone(),
-            "ProvinceID" => ctx.province.to_string(),
-            "ServiceID" => o.service_id.clone(),
-            "ServiceItemID" => o.service_item_id.clone(),
-            "ServiceItemName" => item_name.to_string(),
-            "ProductID" => o.product_id.clone(),
-            "ContractID" => o.contract_id.clone(),
-            "StartTime" => ctx.cal.ts(o.start_at),
-            "EndTime" => ctx.cal.ts(o.end_at),
-            "Channel" => channel.as_str().to_string(),
-            "EventTime" => ctx.cal.ts(ctx.now),
-            _ => return None,
-        })
+    let (start, end) = (ctx.cal.ts(o.start_at), ctx.cal.ts(o.end_at));
+    let record = outbound::OrderRecord {
+        RecordSeq: seq.to_string(),
+        OrderID: o.order_id.clone(),
+        ActionType: action.to_string(),
+        VNetUserID: o.vnet_user_id.clone(),
+        SPID: o.spid.clone(),
+        ServiceID: o.service_id.clone(),
+        ServiceItemID: o.service_item_id.clone(),
+        ServiceItemName: item_name.to_string(),
+        ProductID: o.product_id.clone(),
+        ContractID: o.contract_id.clone(),
+        StartTime: start.clone(),
+        EndTime: end.clone(),
+        Channel: channel.as_str().to_string(),
+        EventTime: ctx.cal.ts(ctx.now),
     };
-    let record = outbound::fill(outbound::ORDER_RECORD.fields, value);
-    outbox::enqueue_record(ctx.tx, &outbound::ORDER_RECORD, &record, ctx.now)?;
+    outbox::enqueue_record(ctx.tx, &outbound::ORDER_RECORD, &record.values(), ctx.now)?;
     if channel != Channel::Sp && peers::sp_has_url(ctx.tx, &o.spid)? {
-        let op = &outbound::ORDER_NOTIFY;
-        let notify = outbound::fill(op.payload(), value);
-        outbox::enqueue_op(ctx.tx, op, &o.spid, &outbox::sp_key(&o.spid), &notify, None, ctx.now)?;
+        let notify = outbound::OrderNotify::Payload {
+            SPID: o.spid.clone(),
+            ProvinceID: ctx.province.to_string(),
+            OrderID: o.order_id.clone(),
+            ActionType: action.to_string(),
+            VNetUserID: o.vnet_user_id.clone(),
+            ServiceID: o.service_id.clone(),
+            ServiceItemID: o.service_item_id.clone(),
+            ProductID: o.product_id.clone(),
+            StartTime: start,
+            EndTime: end,
+            Channel: channel.as_str().to_string(),
+        };
+        outbox::enqueue_op(ctx.tx, &outbound::ORDER_NOTIFY, &o.spid, &outbox::sp_key(&o.spid), &notify.values(), None, ctx.now)?;
     }
     Ok(())
 }

@@ -74,22 +74,19 @@ pub fn close_day(ctx: &WriteCtx, date8: &str) -> DbResult<usize> {
     let rows = charge_db::settle_totals(ctx.tx, date8, ctx.province)?;
     for r in &rows {
         let seq = next_counter(ctx.tx, "seq:SETTLE")?;
-        let record = outbound::fill(outbound::SETTLE_RECORD.fields, |f| {
-            Some(match f {
-                "RecordSeq" => seq.to_string(),
-                "LedgerDate" => date8.to_string(),
-                "SPID" => r[0].clone(),
-                "SPProvinceID" => r[1].clone(),
-                "ServiceID" => r[2].clone(),
-                "ServiceItemID" => r[3].clone(),
-                "ServiceItemName" => r[4].clone(),
-                "RoamType" => r[5].clone(),
-                "TotalCount" => r[6].clone(),
-                "TotalFee" => r[7].clone(),
-                _ => return None,
-            })
-        });
-        outbox::enqueue_record(ctx.tx, &outbound::SETTLE_RECORD, &record, ctx.now)?;
+        let record = outbound::SettleRecord {
+            RecordSeq: seq.to_string(),
+            LedgerDate: date8.to_string(),
+            SPID: r[0].clone(),
+            SPProvinceID: r[1].clone(),
+            ServiceID: r[2].clone(),
+            ServiceItemID: r[3].clone(),
+            ServiceItemName: r[4].clone(),
+            RoamType: r[5].clone(),
+            TotalCount: r[6].clone(),
+            TotalFee: r[7].clone(),
+        };
+        outbox::enqueue_record(ctx.tx, &outbound::SETTLE_RECORD, &record.values(), ctx.now)?;
     }
     set_job_state(ctx.tx, CLOSED_THROUGH, date8)?;
     Ok(rows.len())
