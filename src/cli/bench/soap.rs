@@ -48,6 +48,7 @@ impl SoapReq {
                 Fee: "1".into(),
                 BatchCount: Some("1".into()),
                 TransactionID: txid,
+                ..Default::default()
             }
             .values(),
             // Pair n: user n mod U, item n / U (so 4 × U pairs before one repeats).

@@ -116,7 +116,7 @@ fn preload(cfg: &Config, n: usize) -> CliResult {
         store.write(move |c| {
             for i in done..done + chunk {
                 let seq = crate::store::next_counter(c, "seq:CHARGE")?;
-                // RoamType travels empty, as for a charge without roaming.
+                // Fields the bench does not set travel empty (RoamType: a charge without roaming).
                 let record = outbound::ChargeRecord {
                     RecordSeq: seq.to_string(),
                     TransactionID: format!("bench-sync-{i}"),
@@ -131,7 +131,7 @@ fn preload(cfg: &Config, n: usize) -> CliResult {
                     BatchCount: "1".to_string(),
                     ChargeTime: ts.clone(),
                     LedgerDate: day.clone(),
-                    RoamType: String::new(),
+                    ..Default::default()
                 }
                 .values();
                 crate::store::outbox::enqueue_record(c, &outbound::CHARGE_RECORD, &record, now)?;
@@ -254,6 +254,7 @@ fn lag_run(a: &SyncArgs, flush_ms: u64) -> Result<(Vec<u32>, usize), Failed> {
             Fee: "1".into(),
             BatchCount: Some("1".into()),
             TransactionID: txid.clone(),
+            ..Default::default()
         };
         let fields: Vec<(String, String)> = crate::spec::incoming::client_fields(crate::spec::Service::ProvinceForSP, SP_ID, charge.values())
             .into_iter()
