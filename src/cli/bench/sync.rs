@@ -246,6 +246,7 @@ fn lag_run(a: &SyncArgs, flush_ms: u64) -> Result<(Vec<u32>, usize), Failed> {
     let mut i = 0usize;
     while start.elapsed().as_secs_f64() < a.lag_duration_s {
         let txid = format!("lag-{flush_ms}-{i}");
+        #[allow(clippy::needless_update)] // a field added to Charge later keeps its default
         let charge = crate::spec::incoming::Charge::Request {
             SPID: SP_ID.into(),
             ServiceID: SERVICE_ID.into(),
