@@ -237,23 +237,20 @@ pub fn reorder(app: &App, call: &Call, r: ReOrder::Request) -> Resp {
 }
 
 pub fn charge(app: &App, call: &Call, r: Charge::Request) -> Resp {
-    let req = target(call, Kind::Charge, r.SPID, r.ServiceID, Some(r.ServiceItemID), None, r.VNetUserID);
-    let fee: i64 = r.Fee.parse().unwrap_or(-1);
-    // BatchCount is 1 when absent (its range 1…1000 is checked with the syntax, in field order).
-    let batch: i64 = r.BatchCount.and_then(|v| v.parse().ok()).unwrap_or(1);
-    let txid = r.TransactionID;
+    let req = target(call, Kind::Charge, r.SPID.clone(), r.ServiceID.clone(), Some(r.ServiceItemID.clone()), None, r.VNetUserID.clone());
+    let (fee, batch) = (r.fee(), r.batch_count());
     if is_roaming(app, &req) {
-        return roaming_consumption::<Charge::Response>(app, call, req, &outbound::CHARGE, Billed { fee, batch, txid });
+        return roaming_consumption::<Charge::Response>(app, call, req, &outbound::CHARGE, Billed { fee, batch, txid: r.TransactionID });
     }
     ordering(app, call, req, move |ctx, t| {
         if let Some(code) = own_catalogue_rules(Kind::Charge, &t, fee, batch) {
             return Ok(Resp::code(code));
         }
-        if bl::txid_taken(ctx.tx, &t.svc.spid, &txid)? {
+        if bl::txid_taken(ctx.tx, &t.svc.spid, &r.TransactionID)? {
             return Ok(Resp::code(BAD_TRANSACTION_ID));
         }
-        Ok(match bl::charge(ctx, &t, fee, batch, &txid)? {
-            Ok(at) => Charge::Response { ChargeTime: ctx.cal.ts(at), TransactionID: txid }.into(),
+        Ok(match bl::charge(ctx, &t, &r)? {
+            Ok(at) => Charge::Response { ChargeTime: ctx.cal.ts(at), TransactionID: r.TransactionID }.into(),
             Err(e) => Resp::from(e),
         })
     })

@@ -487,6 +487,17 @@ messages! {
     }
 }
 
+impl Charge::Request {
+    /// Fee in fen (its syntax is checked before a handler runs; -1 if it does not parse).
+    pub fn fee(&self) -> i64 {
+        self.Fee.parse().unwrap_or(-1)
+    }
+    /// BatchCount, 1 when absent (its range 1…1000 is checked with the syntax, in field order).
+    pub fn batch_count(&self) -> i64 {
+        self.BatchCount.as_deref().and_then(|v| v.parse().ok()).unwrap_or(1)
+    }
+}
+
 /// A client's request to `service`, before TimeStamp and Authenticator: the caller id (unless
 /// the body starts with it) and the body's `values`, in Authenticator order.
 pub fn client_fields(service: Service, caller: &str, body: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {

@@ -5,7 +5,7 @@ use super::{DbResult, Read, Write};
 use rusqlite::{params, OptionalExtension};
 
 /// One charge record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewCharge {
     pub spid: String,
     pub transaction_id: String,

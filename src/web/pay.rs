@@ -202,7 +202,17 @@ fn confirm(ctx: &Ctx, r: &Opened, user_id: &str) -> Result<Outcome, crate::store
                     Err(code)
                 } else {
                     let txid = unused_txid(c, &p.spid)?;
-                    bl::charge(&ctx, &t, p.fee, 1, &txid)?.map(|_| txid).map_err(errors::code)
+                    // A confirmation is a Charge of one use on the SP's behalf.
+                    let charge = crate::spec::incoming::Charge::Request {
+                        SPID: p.spid.clone(),
+                        ServiceID: p.service_id.clone(),
+                        ServiceItemID: p.item_id.clone(),
+                        VNetUserID: user.clone(),
+                        Fee: p.fee.to_string(),
+                        TransactionID: txid.clone(),
+                        ..Default::default()
+                    };
+                    bl::charge(&ctx, &t, &charge)?.map(|_| txid).map_err(errors::code)
                 }
             }
         };

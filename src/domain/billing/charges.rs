@@ -55,6 +55,7 @@ pub fn insert_charge(tx: &Write, c: &NewCharge) -> DbResult<()> {
 }
 
 /// The charge of one month of an order (Order, ReOrder, renewal).
+#[allow(clippy::needless_update)] // deliberate: see the struct update below
 pub(super) fn monthly_charge(ctx: &Ctx, t: &Target, user: &User, o: &OrderRow, txid: &str, operation: &'static str, at: i64) -> NewCharge {
     NewCharge {
         spid: t.svc.spid.clone(),
@@ -74,6 +75,8 @@ pub(super) fn monthly_charge(ctx: &Ctx, t: &Target, user: &User, o: &OrderRow, t
         bill_month: ctx.cal.month(at).to_string(),
         roam_type: roam_type(&t.svc.sp_province, ctx.province).to_string(),
         order_id: o.order_id.clone(),
+        // A field added for one operation keeps its default here.
+        ..Default::default()
     }
 }
 
@@ -100,7 +103,6 @@ pub(super) fn item_charge(ctx: &Ctx, t: &Target, operation: &'static str, txid: 
         service_id: t.svc.id.clone(),
         service_item_id: item.id.clone(),
         service_item_name: item.name.clone(),
-        product_id: String::new(),
         fee_type: item.fee_type.clone(),
         fee,
         batch_count,
@@ -108,13 +110,15 @@ pub(super) fn item_charge(ctx: &Ctx, t: &Target, operation: &'static str, txid: 
         ledger_date: ctx.cal.date8(ctx.now),
         bill_month: bill_month.to_string(),
         roam_type: roam_type(&t.svc.sp_province, ctx.province).to_string(),
-        order_id: String::new(),
+        // No package, no order; a field added for one operation keeps its default here.
+        ..Default::default()
     }
 }
 
-/// Charge (4.1): pay per use. The caller checked FeeType, Fee and the TransactionID.
-pub fn charge(ctx: &WriteCtx, t: &Target, fee: i64, batch_count: i64, txid: &str) -> DbResult<Result<i64, Error>> {
-    let c = item_charge(ctx, t, "Charge", txid, fee, batch_count, ctx.cal.month(ctx.now));
+/// Charge (4.1): pay per use as the request asks (a /pay confirmation is one too). The caller
+/// checked FeeType, Fee and the TransactionID.
+pub fn charge(ctx: &WriteCtx, t: &Target, req: &crate::spec::incoming::Charge::Request) -> DbResult<Result<i64, Error>> {
+    let c = item_charge(ctx, t, "Charge", &req.TransactionID, req.fee(), req.batch_count(), ctx.cal.month(ctx.now));
     Ok(charge_user(ctx, &c)?.map(|()| ctx.now))
 }
 

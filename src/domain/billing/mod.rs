@@ -176,6 +176,7 @@ impl Target {
     /// `user_id`, a user of another province, that the centre accepted: for reconciliation and
     /// the day's SETTLE; no local user is charged. It carries the monthly price once (an Order or
     /// ReOrder); a Charge sets its own `fee` and `batch_count`.
+    #[allow(clippy::needless_update)] // deliberate: see the struct update below
     pub fn roaming_usage(&self, operation: &'static str, user_id: &str, txid: &str, order_id: &str, cal: Cal, now: i64) -> NewCharge {
         NewCharge {
             spid: self.svc.spid.clone(),
@@ -195,6 +196,8 @@ impl Target {
             bill_month: cal.month(now).to_string(),
             roam_type: "1".into(),
             order_id: order_id.chars().take(24).collect(),
+            // A field added for one operation keeps its default here.
+            ..Default::default()
         }
     }
 }

@@ -84,8 +84,8 @@ impl World {
         self.with(Kind::Order, user, item, product, move |ctx, t| order(ctx, &t, Channel::Sp, "", extend, &txid))
     }
     fn charge(&self, user: &str, fee: i64, txid: &str) -> Result<i64, Error> {
-        let txid = txid.to_string();
-        self.with(Kind::Charge, user, Some(PER_USE), None, move |ctx, t| charge(ctx, &t, fee, 1, &txid))
+        let req = charge_request(fee, txid);
+        self.with(Kind::Charge, user, Some(PER_USE), None, move |ctx, t| charge(ctx, &t, &req))
     }
     fn rollover(&self, month: Ym) -> Rolled {
         let (cal, now) = (self.cal, self.clock.unix());
@@ -254,7 +254,7 @@ fn day_close_writes_settle_for_roaming_charges_only() {
                 };
                 match resolve(&ctx, &req)? {
                     Err(code) => Ok(Err(code)),
-                    Ok(t) => charge(&ctx, &t, 50, 1, &txid),
+                    Ok(t) => charge(&ctx, &t, &charge_request(50, &txid)),
                 }
             })
             .unwrap()
@@ -271,4 +271,9 @@ fn day_close_writes_settle_for_roaming_charges_only() {
     assert!(payload.contains("[\"TotalCount\",\"2\"]") && payload.contains("[\"TotalFee\",\"100\"]"), "{payload}");
     assert!(w.store.read(|c| day_closed(c, "20261110")).unwrap());
     assert!(!w.store.read(|c| day_closed(c, "20261111")).unwrap());
+}
+
+/// A Charge of one use (the fields the rules read).
+fn charge_request(fee: i64, txid: &str) -> crate::spec::incoming::Charge::Request {
+    crate::spec::incoming::Charge::Request { Fee: fee.to_string(), TransactionID: txid.to_string(), ..Default::default() }
 }
