@@ -19,6 +19,7 @@ pub mod users;
 pub(crate) mod migrations;
 mod tx;
 mod writer;
+pub use writer::THREAD_NAME as WRITER_THREAD;
 pub use tx::{Read, Write};
 #[cfg(test)]
 pub(crate) use tx::memory_db;

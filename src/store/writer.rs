@@ -37,13 +37,16 @@ pub struct Writer {
     checkpoint_at_end: Arc<AtomicBool>,
 }
 
+/// The writer thread's name (what `ps -L` and the benchmarks see).
+pub const THREAD_NAME: &str = "db-writer";
+
 impl Writer {
     pub fn start(conn: Connection, health: Arc<Health>) -> DbResult<Writer> {
         let (tx, rx) = channel::<Msg>();
         let checkpoint_at_end = Arc::new(AtomicBool::new(false));
         let at_end = checkpoint_at_end.clone();
         let thread = std::thread::Builder::new()
-            .name("db-writer".into())
+            .name(THREAD_NAME.into())
             .spawn(move || {
                 run(&conn, rx, &health);
                 if at_end.load(Ordering::SeqCst) {

@@ -147,6 +147,8 @@ pub(super) struct LoadResult {
     pub(super) cpu_target: f64,
     pub(super) cpu_bench: f64,
     pub(super) cpu_other: f64,
+    /// CPU seconds of the first target's database writer thread during the measured window.
+    pub(super) cpu_writer_s: f64,
 }
 
 impl LoadResult {
@@ -278,7 +280,8 @@ pub(super) fn run_load(addr: SocketAddr, n: usize, l: &LoadArgs, build: Arc<Buil
     go.wait();
     std::thread::sleep(warmup);
     let cpu_targets = || target_pids.iter().map(|&p| cpu_of(p)).sum::<f64>();
-    let cpu0 = (cpu_total(), cpu_self(), cpu_targets());
+    let cpu_writer = || target_pids.first().map_or(0.0, |&p| cpu_of_thread(p, crate::store::WRITER_THREAD));
+    let cpu0 = (cpu_total(), cpu_self(), cpu_targets(), cpu_writer());
     let mut all = Vec::new();
     let (mut errors, mut last, mut first_error) = (0, None::<Instant>, None);
     for h in handles {
@@ -289,7 +292,7 @@ pub(super) fn run_load(addr: SocketAddr, n: usize, l: &LoadArgs, build: Arc<Buil
         first_error = first_error.or(t.first_error);
     }
     let wall = measure_from.elapsed().as_secs_f64().max(1e-9);
-    let (total, me, tgt) = (cpu_total() - cpu0.0, cpu_self() - cpu0.1, cpu_targets() - cpu0.2);
+    let (total, me, tgt, writer) = (cpu_total() - cpu0.0, cpu_self() - cpu0.1, cpu_targets() - cpu0.2, cpu_writer() - cpu0.3);
     all.sort_unstable();
     LoadResult {
         requests: all.len() as u64,
@@ -300,5 +303,6 @@ pub(super) fn run_load(addr: SocketAddr, n: usize, l: &LoadArgs, build: Arc<Buil
         cpu_target: tgt / wall,
         cpu_bench: me / wall,
         cpu_other: ((total - me - tgt) / wall).max(0.0),
+        cpu_writer_s: writer,
     }
 }

@@ -20,7 +20,21 @@ pub(super) fn cpu_total() -> f64 {
 
 /// CPU seconds (user + system) of a process.
 pub(super) fn cpu_of(pid: u32) -> f64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+}
+
+/// CPU seconds (user + system) of the threads of `pid` named `name` (their `comm`).
+pub(super) fn cpu_of_thread(pid: u32, name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name))
+        .map(|t| stat_cpu(&std::fs::read_to_string(t.path().join("stat")).unwrap_or_default()))
+        .sum()
+}
+
+/// utime + stime of a /proc stat line, in seconds.
+fn stat_cpu(text: &str) -> f64 {
     let Some(after) = text.rfind(')').map(|i| &text[i + 1..]) else { return 0.0 };
     let f: Vec<&str> = after.split_whitespace().collect();
     // After the command: field 3 (state) is f[0]; utime is field 14, stime 15.

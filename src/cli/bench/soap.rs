@@ -234,8 +234,8 @@ pub(super) fn soap(a: SoapArgs) -> CliResult {
     }
     println!("daemon RSS before load: {} MiB (VmHWM so far {} MiB); load average {}", mib(rss0), mib(hwm0), loadavg());
     println!();
-    println!("| op | concurrency | requests | errors | req/s | p50 ms | p99 ms | max ms | peak RSS MiB | writes per commit | daemon CPU (cores) | bench CPU (cores) | other CPU (cores) | load avg after |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("| op | concurrency | requests | errors | req/s | p50 ms | p99 ms | max ms | peak RSS MiB | writes per commit | writer CPU µs/req | daemon CPU (cores) | bench CPU (cores) | other CPU (cores) | load avg after |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut any_errors = false;
     for op in &a.ops {
         let op = op_name(op);
@@ -254,10 +254,11 @@ pub(super) fn soap(a: SoapArgs) -> CliResult {
                 _ => "–".into(),
             };
             println!(
-                "| {op} | {n} | {} | {}{} | {per_commit} | {:.2} | {:.2} | {:.2} | {} |",
+                "| {op} | {n} | {} | {}{} | {per_commit} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
                 res.cells(),
                 mib(hwm),
                 if reset { "" } else { " (since start)" },
+                res.cpu_writer_s * 1e6 / res.requests.max(1) as f64,
                 res.cpu_target,
                 res.cpu_bench,
                 res.cpu_other,
