@@ -169,7 +169,9 @@ fn test_hook_hang() {
 
 fn run_batch(conn: &Connection, batch: &mut Vec<Job>, health: &Health) {
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    // The statements of every batch stay prepared (execute_batch would parse them each time).
+    let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut st| st.execute([])).map(|_| ());
+    if let Err(e) = run("BEGIN IMMEDIATE") {
         let err = DbError::Sqlite(e);
         log::error!("cannot begin write transaction: {err}");
         if err.is_failure() {
@@ -182,20 +184,20 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, health: &Health) {
         return;
     }
     for job in batch.drain(..) {
-        if let Err(e) = conn.prepare_cached("SAVEPOINT job").and_then(|mut st| st.execute([])) {
+        if let Err(e) = run("SAVEPOINT job") {
             let err = DbError::Sqlite(e);
             let (_, reply) = job(Err(&err));
             replies.push(reply);
             continue;
         }
         let (ok, reply) = job(Ok(conn));
-        let end = if ok { conn.prepare_cached("RELEASE job").and_then(|mut st| st.execute([])).map(|_| ()) } else { conn.execute_batch("ROLLBACK TO job; RELEASE job") };
+        let end = if ok { run("RELEASE job") } else { conn.execute_batch("ROLLBACK TO job; RELEASE job") };
         if let Err(e) = end {
             log::error!("savepoint end failed: {e}");
         }
         replies.push(reply);
     }
-    let commit = conn.execute_batch("COMMIT").map_err(DbError::Sqlite);
+    let commit = run("COMMIT").map_err(DbError::Sqlite);
     if let Err(e) = &commit {
         log::error!("commit failed, {} writes rolled back: {e}", replies.len());
         if e.is_failure() {
