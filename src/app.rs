@@ -21,6 +21,8 @@ pub struct App {
     pub relay_heartbeat: Arc<AtomicI64>,
     /// Keep-alive client for synchronous centre calls (RoamAuthV2, roaming consumption).
     pub centre_client: crate::soap::client::Client,
+    /// What verifies the servers of `https://` peer URLs (`tls.ca_file`, else the system's roots).
+    pub tls_roots: crate::soap::client::TlsRoots,
     /// A hash of a random password with the configured parameters: a login for an account that
     /// does not exist (or has no password) verifies against it, so it costs the same hash time
     /// as a wrong password (no enumeration by timing).
@@ -54,13 +56,15 @@ impl App {
             .map_err(|e| format!("cannot read the node secret: {e}"))?;
         let dummy_phc = hasher.hash(&crate::domain::sso::new_secret(16));
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let tls_roots = crate::soap::client::TlsRoots::load(&cfg.tls.ca_file)?;
         let peers = PeerCache::new(store.clone()).map_err(|e| format!("cannot read peers: {e}"))?;
         Ok(App {
             hasher: HashPool::new(hasher, threads, threads * HASH_QUEUE_PER_THREAD),
             peers,
             metrics: Arc::new(Metrics::default()),
             relay_heartbeat: Arc::new(AtomicI64::new(0)),
-            centre_client: crate::soap::client::Client::new(std::time::Duration::from_millis(cfg.sync.centre_timeout_ms.max(100))),
+            centre_client: crate::soap::client::Client::new(std::time::Duration::from_millis(cfg.sync.centre_timeout_ms.max(100)), &tls_roots),
+            tls_roots,
             dummy_phc,
             csrf: crate::crypto::csrf::Csrf::new(csrf_key),
             refusal_log: crate::runtime::ratelog::RefusalLog::new(

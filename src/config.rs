@@ -19,6 +19,7 @@ pub struct Config {
     pub access: Access,
     pub sync: Sync,
     pub log: Log,
+    pub tls: Tls,
     /// Where the config came from (None = built-in defaults). Not a TOML key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -190,6 +191,14 @@ impl Default for Log {
     fn default() -> Self {
         Log { target: None, level: "info".into(), refusal_burst: 10, refusal_window_s: 60 }
     }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// CA certificates (PEM) that verify the servers of `https://` peer URLs; empty = the
+    /// system's trusted roots.
+    pub ca_file: String,
 }
 
 /// Which file to read: `--config` beats `VNETD_CONFIG`, which beats the default path when it

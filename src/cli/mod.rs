@@ -129,6 +129,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Cmd::Run => run::run(load_config(path)?),
         Cmd::CheckConfig => {
             let cfg = load_config(path)?;
+            crate::soap::client::TlsRoots::load(&cfg.tls.ca_file)?;
             match &cfg.source {
                 Some(p) => println!("configuration {} is valid", p.display()),
                 None => println!("no configuration file; built-in defaults are valid"),

@@ -49,7 +49,7 @@ fn record(app: &App, offset: f64) {
 /// The clock sync thread: at once, then every `clock_sync_minutes`, until `stop`.
 pub fn spawn(app: Arc<App>, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("clock-sync".into()).spawn(move || {
-        let client = Client::new(Duration::from_millis(app.cfg.sync.centre_timeout_ms.max(100)));
+        let client = Client::new(Duration::from_millis(app.cfg.sync.centre_timeout_ms.max(100)), &app.tls_roots);
         let every = Duration::from_secs(app.cfg.sync.clock_sync_minutes.max(1) * 60);
         let mut next = Instant::now();
         while !stop.load(Ordering::Relaxed) {

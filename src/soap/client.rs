@@ -91,15 +91,44 @@ pub fn centre_fields<N: Into<String>>(device_no: &str, province_id: &str, payloa
     out
 }
 
-/// A blocking SOAP client with keep-alive connections.
+/// The certificates that verify the server of an `https://` URL (rustls): the system's trusted
+/// roots, or the CA certificates of `tls.ca_file`.
+#[derive(Clone)]
+pub struct TlsRoots(ureq::tls::RootCerts);
+
+impl TlsRoots {
+    /// The system's roots when `ca_file` is empty, else every certificate of that PEM file; an
+    /// unreadable file or one without a certificate is an error naming it.
+    pub fn load(ca_file: &str) -> Result<TlsRoots, String> {
+        if ca_file.is_empty() {
+            return Ok(TlsRoots(ureq::tls::RootCerts::PlatformVerifier));
+        }
+        let pem = std::fs::read(ca_file).map_err(|e| format!("tls.ca_file {ca_file}: {e}"))?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| format!("tls.ca_file {ca_file}: {e}"))? {
+                certs.push(c);
+            }
+        }
+        if certs.is_empty() {
+            return Err(format!("tls.ca_file {ca_file}: no PEM certificate in it"));
+        }
+        Ok(TlsRoots(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs))))
+    }
+}
+
+/// A blocking SOAP client with keep-alive connections; `https://` URLs over TLS (rustls),
+/// the server verified against `roots`.
 #[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
 }
 
 impl Client {
-    pub fn new(timeout: Duration) -> Client {
+    pub fn new(timeout: Duration, roots: &TlsRoots) -> Client {
+        let tls = ureq::tls::TlsConfig::builder().provider(ureq::tls::TlsProvider::Rustls).root_certs(roots.0.clone()).build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls)
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .max_idle_connections_per_host(16)

@@ -77,7 +77,7 @@ impl Relay {
         // `centre_timeout_ms` bounds the synchronous calls (6.1, 6.9); queued deliveries (a batch
         // of 500 records to a busy centre) get more time before counting as failed.
         let timeout = Duration::from_millis(app.cfg.sync.centre_timeout_ms).max(RELAY_TIMEOUT);
-        let client = Client::new(timeout);
+        let client = Client::new(timeout, &app.tls_roots);
         let (job_tx, job_rx) = channel::<Job>();
         let (done_tx, done_rx) = channel::<Done>();
         let job_rx = Arc::new(Mutex::new(job_rx));

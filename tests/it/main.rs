@@ -16,6 +16,7 @@ mod centre_sim;
 mod contract;
 mod billing;
 mod sync;
+mod tls;
 mod web;
 mod access;
 mod safety;

@@ -235,7 +235,7 @@ fn lag_run(a: &SyncArgs, flush_ms: u64) -> Result<(Vec<u32>, usize), Failed> {
         })
     };
     // The load: evenly paced Charges on one keep-alive connection (open loop).
-    let client = Client::new(Duration::from_secs(10));
+    let client = Client::new(Duration::from_secs(10), &crate::soap::client::TlsRoots::load("")?);
     let key = TdesKey::from_hex(SP_KEY, IV).map_err(|e| Failed(e.to_string()))?;
     let clock = cfg.clock();
     let url = format!("http://127.0.0.1:{port}/ProvinceForSP/services/ProvinceForSP");
