@@ -54,7 +54,10 @@ impl App {
         let csrf_key = store
             .write(|c| crate::domain::sso::node_secret(c, "csrf", 32))
             .map_err(|e| format!("cannot read the node secret: {e}"))?;
-        let dummy_phc = hasher.hash(&crate::domain::sso::new_secret(16));
+        // On a thread of its own: its Argon2 working memory (`argon2_m_kib`, 19 MiB by default) is
+        // freed when the thread ends instead of staying with the main thread (idle memory).
+        let dummy_phc = std::thread::scope(|s| s.spawn(|| hasher.hash(&crate::domain::sso::new_secret(16))).join())
+            .map_err(|_| "the start-up password hash failed".to_string())?;
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let tls_roots = crate::soap::client::TlsRoots::load(&cfg.tls.ca_file)?;
         let peers = PeerCache::new(store.clone()).map_err(|e| format!("cannot read peers: {e}"))?;
