@@ -60,7 +60,7 @@ pub fn run(cfg: Config) -> CliResult {
     let serving = format!("serving SOAP on {}, admin on {}", app.cfg.server.listen, app.cfg.server.admin_listen);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&serving)]);
     let watchdog = super::watchdog::spawn(app.clone()).map_err(|e| Failed(format!("cannot start the watchdog thread: {e}")))?;
-    let sig = crate::runtime::signals::wait_for_shutdown(|| crate::cli::reload::reload(&app, &listeners.soap, listeners.soap_workers));
+    let sig = crate::runtime::signals::wait_for_shutdown(|| crate::cli::reload::reload(&app, &listeners));
     log::info!("{sig} received; shutting down");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping, sd_notify::NotifyState::Status("stopping: finishing requests, committing, checkpointing")]);
     if let Some(w) = watchdog {
