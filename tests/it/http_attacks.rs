@@ -1,6 +1,8 @@
-//! Raw-TCP attacks on a running vnetd, one per tiny_http defect fixed in vendor/tiny_http
-//! (VNETD-PATCHES.md (a)-(d)) plus the connection cap (e); spec 2.9. After each attack the
-//! daemon process must still be alive and answer a normal GetTime.
+//! Raw-TCP attacks on a running vnetd, one per defect found in the tiny_http front end we used
+//! to have (its (a)-(d): unread bodies, fd exhaustion, slow clients, head limits) plus the
+//! connection cap (e); spec 2.9. They now run against `api::server` (docs/architecture.md
+//! "Front end"). After each attack the daemon process must still be alive and answer a normal
+//! GetTime.
 //!
 //! Every client socket operation has a deadline, so a regression makes a test fail, not hang.
 
@@ -122,7 +124,7 @@ fn lossy(b: &[u8]) -> String {
 
 /// Every HTTP response in `buf`, in order (Content-Length or chunked bodies). Panics on bytes
 /// that are not a response.
-fn responses(buf: &[u8]) -> Vec<Http> {
+pub(crate) fn responses(buf: &[u8]) -> Vec<Http> {
     let mut out = Vec::new();
     let mut rest = buf;
     while !rest.is_empty() {
@@ -164,7 +166,7 @@ fn dechunk(b: &[u8]) -> (Vec<u8>, usize) {
     (data, b.len())
 }
 
-fn statuses(rs: &[Http]) -> Vec<u16> {
+pub(crate) fn statuses(rs: &[Http]) -> Vec<u16> {
     rs.iter().map(|r| r.status).collect()
 }
 

@@ -252,7 +252,7 @@ mod tests {
         assert!(matches!(scan_all(b"GET / HTTP/1.1\r\nHost: a\r\n"), Scanned::Incomplete));
         let long_target = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_LINE));
         assert!(matches!(scan_all(long_target.as_bytes()), Scanned::Refuse(414)));
-        assert!(matches!(scan_all(&long_target.as_bytes()[..MAX_LINE + 100]), Scanned::Refuse(414)));
+        assert!(matches!(scan_all(&long_target.as_bytes()[..MAX_LINE + 5]), Scanned::Refuse(414)));
         let long_header = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_LINE + 10));
         assert!(matches!(scan_all(long_header.as_bytes()), Scanned::Refuse(431)));
         let many = format!("GET / HTTP/1.1\r\n{}", "X: y\r\n".repeat(MAX_HEADERS + 1));
