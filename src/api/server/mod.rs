@@ -126,6 +126,12 @@ impl Server {
     pub fn start(rt: &Runtime, addr: &str, limits: Limits, service: Arc<dyn Service>) -> Result<Server, String> {
         let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let local = listener.local_addr().map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        // std listens with a backlog of 128: a burst of connects (faster than one accept loop
+        // takes them) overflowed it and the kernel dropped SYNs (a 1 s retry for the client).
+        // listen(2) again sets the backlog to SOMAXCONN (capped by net.core.somaxconn).
+        if let Err(e) = nix::sys::socket::listen(&listener, nix::sys::socket::Backlog::MAXCONN) {
+            log::warn!("{}: cannot raise the listen backlog: {e}", limits.name);
+        }
         let listener = Async::new(listener).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let shared = Shared {
             name: limits.name,
