@@ -485,11 +485,12 @@ fn slow_clients_are_cut_off_while_others_are_served() {
     assert_alive_and_serving(&mut d, "slow clients");
 }
 
-/// More slow clients than the 64 minimum SOAP workers (but well under the 512 cap) must not
-/// stall everybody else: a worker blocks while it reads a body (or drains an unread one) until
-/// `read_timeout_s`. With 64 workers, 80 stalled bodies held every worker and a normal GetTime
-/// waited for the read timeout (fixed: one worker per connection, src/http/mod.rs `workers`).
-/// The same for the admin listener (2 workers, 32 connections: /healthz stalled).
+/// More slow clients than the SOAP workers (but well under the 512 cap) must not stall
+/// everybody else. With the thread-per-connection front end a worker blocked while it read a
+/// body (or drained an unread one) until `read_timeout_s`: with 64 workers, 80 stalled bodies
+/// held every worker and a normal GetTime waited for the read timeout. Now bodies are read (and
+/// skipped) by the connection tasks; a worker only runs a handler on a complete body. The same
+/// for the admin listener (2 workers, 32 connections: /healthz stalled).
 #[test]
 fn slow_bodies_on_many_connections_do_not_starve_the_workers() {
     const N: usize = 80;
@@ -554,8 +555,9 @@ fn slow_bodies_on_many_connections_do_not_starve_the_workers() {
 /// One connection pipelining thousands of requests without reading the responses. Upstream
 /// tiny_http parsed them all ahead and handed them to the workers, where each waited for its
 /// turn to write behind the blocked response (up to `write_timeout` each): a normal GetTime
-/// waited about 9 s with read_timeout_s = 3. The vendored tiny_http now hands out at most one
-/// request per connection at a time (VNETD-PATCHES.md (f)): the connection holds one worker.
+/// waited about 9 s with read_timeout_s = 3. Now a connection's requests are read one at a time
+/// and the worker hands each answer to the connection task: the connection holds no worker
+/// (tests/it/front_end.rs checks it with a single worker).
 #[test]
 fn pipelined_requests_with_unread_responses_do_not_stall_others() {
     let d = Daemon::start_with_server("read_timeout_s = 3", "");
