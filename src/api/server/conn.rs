@@ -75,10 +75,8 @@ impl Conn<'_> {
                 if matches!(f, Framing::Length(n) if n > limit) {
                     return Err(413);
                 }
-                if continue_wanted && self.buf.is_empty() {
-                    if self.write_all(b"HTTP/1.1 100 Continue\r\n\r\n", body_deadline).await.is_err() {
-                        return Ok(());
-                    }
+                if continue_wanted && self.buf.is_empty() && self.write_all(b"HTTP/1.1 100 Continue\r\n\r\n", body_deadline).await.is_err() {
+                    return Ok(());
                 }
                 rq.body = match self.read_body(f, Some(limit), body_deadline).await {
                     Ok(b) => b,
