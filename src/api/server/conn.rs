@@ -5,7 +5,8 @@
 use super::head::{Chunked, Framing, Head, Scan, Scanned, Step};
 use super::{Body, Request, Response, Server, Service};
 use smol::future::FutureExt;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::AsyncWriteExt;
+use std::io::Read;
 use smol::{Async, Timer};
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -17,7 +18,12 @@ use std::time::{Duration, Instant};
 /// closed. Also the most read (and dropped) before closing after a refusal.
 const MAX_DRAIN: u64 = 64 * 1024;
 /// Bytes asked from the socket per read.
-const READ_CHUNK: usize = 8 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    /// Each event loop thread reads into this and appends what came to the connection's buffer.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
 
 pub(super) struct Ctx {
     pub server: Server,
@@ -115,13 +121,19 @@ impl Conn<'_> {
         .await
     }
 
-    /// Reads more bytes into `buf`; Ok(0) never happens (end of stream is `Closed`).
+    /// Reads more bytes into `buf` (only as many as came: a connection trickling its head holds
+    /// what it sent, not a read-sized buffer); Ok(0) never happens (end of stream is `Closed`).
     async fn read_more(&mut self, deadline: Instant, timed_out: u16) -> Result<usize, Gone> {
-        let old = self.buf.len();
-        self.buf.resize(old + READ_CHUNK, 0);
-        let (s, buf) = (&self.s, &mut self.buf[old..]);
-        let mut r = s;
-        let read = async { r.read(buf).await };
+        let (s, buf) = (&self.s, &mut self.buf);
+        let read = s.read_with(|io| {
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let mut r = io;
+                let n = r.read(&mut scratch[..])?;
+                buf.extend_from_slice(&scratch[..n]);
+                Ok(n)
+            })
+        });
         let got = read
             .or(async {
                 Timer::at(deadline).await;
@@ -129,18 +141,10 @@ impl Conn<'_> {
             })
             .await;
         match got {
-            Ok(n) if n > 0 => {
-                self.buf.truncate(old + n);
-                Ok(n)
-            }
-            Ok(_) => {
-                self.buf.truncate(old);
-                Err(Gone::Closed)
-            }
-            Err(e) => {
-                self.buf.truncate(old);
-                if e.kind() == ErrorKind::TimedOut { Err(Gone::Refuse(timed_out)) } else { Err(Gone::Closed) }
-            }
+            Ok(n) if n > 0 => Ok(n),
+            Ok(_) => Err(Gone::Closed),
+            Err(e) if e.kind() == ErrorKind::TimedOut => Err(Gone::Refuse(timed_out)),
+            Err(_) => Err(Gone::Closed),
         }
     }
 
