@@ -54,6 +54,10 @@ pub struct Server {
     pub max_body_bytes: u64,
     pub max_connections: u64,
     pub read_timeout_s: u64,
+    /// Worker threads running the SOAP listener's handlers.
+    pub workers: u64,
+    /// Requests waiting for a worker; beyond them a request gets 503 with Retry-After.
+    pub queue: u64,
     pub legacy_allow: Vec<String>,
 }
 impl Default for Server {
@@ -64,6 +68,8 @@ impl Default for Server {
             max_body_bytes: 65536,
             max_connections: 512,
             read_timeout_s: 10,
+            workers: 32,
+            queue: 1024,
             legacy_allow: Vec::new(),
         }
     }
@@ -267,10 +273,15 @@ impl Config {
                 errs.push(format!("server.legacy_allow: {c:?} is not a CIDR"));
             }
         }
-        let positive: [(&str, i64); 15] = [
+        if self.server.workers > 1024 {
+            errs.push("server.workers must be at most 1024".into());
+        }
+        let positive: [(&str, i64); 17] = [
             ("server.max_body_bytes", self.server.max_body_bytes as i64),
             ("server.max_connections", self.server.max_connections as i64),
             ("server.read_timeout_s", self.server.read_timeout_s as i64),
+            ("server.workers", self.server.workers as i64),
+            ("server.queue", self.server.queue as i64),
             ("security.clock_tolerance_s", self.security.clock_tolerance_s),
             ("security.lockout_threshold", self.security.lockout_threshold as i64),
             ("security.lockout_minutes", self.security.lockout_minutes),

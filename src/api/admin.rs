@@ -2,9 +2,9 @@
 //! outbox relay is running and no database failure is held against the node: store::health),
 //! `/metrics` (Prometheus text format).
 
-use super::http::{respond, text};
+use super::http::text;
+use super::server::{Request, Response, Server};
 use crate::app::App;
-use tiny_http::{Request, Server};
 
 fn db_ok(app: &App) -> bool {
     app.store.read(crate::store::answers).is_ok()
@@ -16,29 +16,29 @@ fn relay_alive(app: &App) -> bool {
     hb != 0 && (app.clock.unix() - hb).abs() <= 10
 }
 
-pub fn handle(app: &App, soap: &Server, admin: &Server, rq: Request) {
-    let path = rq.url().split('?').next().unwrap_or("").to_string();
-    match path.as_str() {
+/// An admin request; `admin` is the admin listener itself (None only while it starts).
+pub fn handle(app: &App, soap: &Server, admin: Option<&Server>, rq: &Request) -> Response {
+    match rq.path() {
         "/healthz" => {
-            if db_ok(app) { text(rq, 200, "ok\n") } else { text(rq, 503, "database unavailable\n") }
+            if db_ok(app) { text(200, "ok\n") } else { text(503, "database unavailable\n") }
         }
         "/readyz" => {
-            let listening = soap.server_addr().to_ip().is_some();
+            let listening = soap.local_addr().is_some();
             if !db_ok(app) || !listening {
-                text(rq, 503, "not ready\n")
+                text(503, "not ready\n")
             } else if let Some(why) = app.store.health().unready() {
-                text(rq, 503, &format!("not ready: {why}\n"))
+                text(503, &format!("not ready: {why}\n"))
             } else if !relay_alive(app) {
-                text(rq, 503, "not ready: outbox relay stopped\n")
+                text(503, "not ready: outbox relay stopped\n")
             } else {
-                text(rq, 200, "ready\n")
+                text(200, "ready\n")
             }
         }
         "/metrics" => {
             refresh_gauges(app, soap, admin);
-            respond(rq, 200, crate::runtime::metrics::CONTENT_TYPE, app.metrics.render().into_bytes());
+            Response::new(200, crate::runtime::metrics::CONTENT_TYPE, app.metrics.render().into_bytes()).with_header("Cache-Control", "no-store")
         }
-        _ => text(rq, 404, "not found\n"),
+        _ => text(404, "not found\n"),
     }
 }
 
@@ -47,14 +47,9 @@ static OUTBOX_DESTINATIONS: std::sync::Mutex<std::collections::BTreeSet<String>>
 
 pub const HTTP_REFUSED: &str = "vnetd_http_refused_total";
 pub const HTTP_REFUSED_HELP: &str =
-    "HTTP answers refusing a request before it reached an operation, by listener and status (400, 408, 414, 431, 503 from the HTTP layer; 413, 408 for bodies)";
+    "HTTP answers refusing a request before it reached an operation, by listener and status (400, 408, 413, 414, 431, 503: bad or late heads and bodies, limits, connection cap, full worker queue)";
 /// The statuses of `vnetd_http_refused_total`.
 const REFUSED_STATUSES: [&str; 6] = ["400", "408", "413", "414", "431", "503"];
-
-/// Counts an answer refusing a request on `listener` ("soap" or "admin").
-pub fn count_refused(app: &App, listener: &'static str, status: u16) {
-    app.metrics.inc_counter(HTTP_REFUSED, HTTP_REFUSED_HELP, &[("listener", listener), ("status", &status.to_string())], 1);
-}
 
 /// Creates every series whose label values are known at start-up, at zero, so that a scrape
 /// right after start shows the whole set (rates and alerts need the zero before the first event).
@@ -141,14 +136,14 @@ const STORE_JOBS: &str = "vnetd_store_write_jobs_total";
 const STORE_JOBS_HELP: &str = "Write jobs committed since start (many per commit: group commit)";
 
 /// Gauges and library-kept counters read at scrape time.
-fn refresh_gauges(app: &App, soap: &Server, admin: &Server) {
+fn refresh_gauges(app: &App, soap: &Server, admin: Option<&Server>) {
     let m = &app.metrics;
     m.set_gauge("vnetd_open_connections", "Open connections on the SOAP listener", &[], soap.open_connections() as f64);
     use std::sync::atomic::Ordering::Relaxed;
     m.sync_counter(STORE_COMMITS, STORE_COMMITS_HELP, &[], crate::store::COMMITS.load(Relaxed));
     m.sync_counter(STORE_JOBS, STORE_JOBS_HELP, &[], crate::store::JOBS.load(Relaxed));
-    for (listener, server) in [("soap", soap), ("admin", admin)] {
-        for (status, n) in server.refusals().counts() {
+    for (listener, server) in [("soap", Some(soap)), ("admin", admin)] {
+        for (status, n) in server.map(Server::refusals).unwrap_or_default() {
             m.sync_counter(HTTP_REFUSED, HTTP_REFUSED_HELP, &[("listener", listener), ("status", &status.to_string())], n);
         }
     }

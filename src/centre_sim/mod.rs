@@ -20,17 +20,16 @@ use crate::clock::{parse_utc_offset, Clock};
 use crate::crypto::TdesKey;
 use crate::soap::envelope::{self, SoapVersion};
 use crate::soap::writer::{self, FaultCode};
+use crate::api::server::{Body, Limits, Request, Response, Runtime, Server, Service};
 use handlers::Sim;
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tiny_http::{Header, Method, Request, Response, Server};
 
-/// Worker threads taking requests off the listener.
+/// Worker threads running the handlers (and the queue of requests waiting for one).
 pub const WORKERS: usize = 16;
+const QUEUE: usize = 256;
 /// Most connections served at once (more get 503 from the listener).
 const MAX_CONNECTIONS: usize = 64;
 /// Largest request body (a BatchSync of 500 records is well under it).
@@ -76,25 +75,11 @@ pub fn run(opts: Options) -> Result<(), String> {
     }
     let tz = parse_utc_offset(TIMEZONE).ok_or("bad built-in time zone")?;
     let sim = Arc::new(Sim { keys: opts.keys, sp_keys: opts.sp_keys, clock: Clock::system(tz, opts.time_offset_s), clock_offset_s: opts.clock_offset_s, store });
-    let limits = tiny_http::Limits {
-        max_connections: MAX_CONNECTIONS,
-        read_timeout: Duration::from_secs(10),
-        write_timeout: Duration::from_secs(10),
-        ..tiny_http::Limits::default()
-    };
-    let server = Arc::new(Server::http_with_limits(opts.listen.as_str(), limits).map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?);
-    let addr = server.server_addr().to_ip().map(|a| a.to_string()).unwrap_or_else(|| opts.listen.clone());
+    let rt = Runtime::new("centre-sim", 2)?;
+    let limits = Limits { name: "centre-sim", max_connections: MAX_CONNECTIONS, read_timeout: Duration::from_secs(10), workers: WORKERS, queue: QUEUE };
     let inj = Injection { fail_rate: opts.fail_rate, delay: Duration::from_millis(opts.delay_ms) };
-    let stopping = Arc::new(AtomicBool::new(false));
-    let mut threads = Vec::with_capacity(WORKERS);
-    for i in 0..WORKERS {
-        let (sim, server, stopping) = (sim.clone(), server.clone(), stopping.clone());
-        let t = std::thread::Builder::new()
-            .name(format!("centre-sim-{i}"))
-            .spawn(move || serve(&server, &stopping, |rq| handle(&sim, inj, rq)))
-            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
-        threads.push(t);
-    }
+    let server = Server::start(&rt, &opts.listen, limits, Arc::new(SimService { sim: sim.clone(), inj }))?;
+    let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|| opts.listen.clone());
     log::info!(
         "centre-sim: device {}, {} centre key(s), {} SP endpoint(s), database {}, fail rate {}, delay {} ms, clock offset {} s, ServerTime offset {} s",
         opts.device_no,
@@ -109,47 +94,33 @@ pub fn run(opts: Options) -> Result<(), String> {
     eprintln!("centre-sim listening on {addr}");
     let sig = crate::runtime::signals::wait_for_shutdown(|| log::info!("SIGHUP ignored: the centre simulator has no reloadable settings"));
     log::info!("centre-sim: {sig} received; stopping");
-    stopping.store(true, Ordering::SeqCst);
-    for _ in 0..threads.len() {
-        server.unblock();
-    }
-    for t in threads {
-        let _ = t.join();
-    }
+    server.stop(Duration::from_secs(5));
+    rt.stop();
     eprintln!("centre-sim stopped");
     Ok(())
 }
 
-fn serve(server: &Server, stopping: &AtomicBool, handle: impl Fn(Request)) {
-    while !stopping.load(Ordering::SeqCst) {
-        match server.recv() {
-            Ok(rq) => {
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(rq))).is_err() {
-                    log::error!("centre-sim: a request handler panicked; the request was dropped");
-                }
-            }
-            Err(_) if stopping.load(Ordering::SeqCst) => break,
-            Err(e) => {
-                log::error!("centre-sim: listener error: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
+fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response {
+    Response::new(status, content_type, body)
 }
 
-fn respond(rq: Request, status: u16, content_type: &str, body: Vec<u8>) {
-    let mut resp = Response::from_data(body).with_status_code(status);
-    if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes()) {
-        resp = resp.with_header(h);
-    }
-    if let Err(e) = rq.respond(resp) {
-        log::debug!("centre-sim: cannot write a response: {e}");
-    }
-}
-
-fn fault(rq: Request, version: SoapVersion, code: FaultCode, reason: &str) {
+fn fault(version: SoapVersion, code: FaultCode, reason: &str) -> Response {
     log::info!("centre-sim: SOAP fault ({code:?}): {reason}");
-    respond(rq, 500, &writer::content_type(version, "UTF-8"), writer::fault(version, code, reason).into_bytes());
+    respond(500, &writer::content_type(version, "UTF-8"), writer::fault(version, code, reason).into_bytes())
+}
+
+struct SimService {
+    sim: Arc<Sim>,
+    inj: Injection,
+}
+
+impl Service for SimService {
+    fn body(&self, rq: &Request) -> Body {
+        if rq.method == "POST" { Body::Read(MAX_BODY_BYTES) } else { Body::Skip }
+    }
+    fn handle(&self, rq: Request) -> Response {
+        handle(&self.sim, self.inj, &rq)
+    }
 }
 
 /// A uniformly distributed number in [0, 1).
@@ -159,45 +130,30 @@ fn random_unit() -> f64 {
     n as f64 / (1u64 << 53) as f64
 }
 
-fn handle(sim: &Sim, inj: Injection, mut rq: Request) {
-    match rq.method() {
-        Method::Post => {}
-        Method::Get | Method::Head => {
-            return respond(rq, 200, "text/plain; charset=utf-8", b"vnetd centre-sim: POST SOAP requests to any path\n".to_vec());
-        }
-        _ => return respond(rq, 405, "text/plain; charset=utf-8", b"use POST\n".to_vec()),
-    }
-    if rq.body_length().is_some_and(|n| n as u64 > MAX_BODY_BYTES) {
-        return respond(rq, 413, "text/plain; charset=utf-8", b"request body too large\n".to_vec());
-    }
-    let mut body = Vec::new();
-    match rq.as_reader().take(MAX_BODY_BYTES + 1).read_to_end(&mut body) {
-        Ok(_) if body.len() as u64 > MAX_BODY_BYTES => return respond(rq, 413, "text/plain; charset=utf-8", b"request body too large\n".to_vec()),
-        Ok(_) => {}
-        Err(e) => {
-            log::debug!("centre-sim: cannot read a request body: {e}");
-            return respond(rq, 408, "text/plain; charset=utf-8", b"request body not received in time\n".to_vec());
-        }
+fn handle(sim: &Sim, inj: Injection, rq: &Request) -> Response {
+    match rq.method.as_str() {
+        "POST" => {}
+        "GET" | "HEAD" => return respond(200, "text/plain; charset=utf-8", b"vnetd centre-sim: POST SOAP requests to any path\n".to_vec()),
+        _ => return respond(405, "text/plain; charset=utf-8", b"use POST\n".to_vec()),
     }
     if !inj.delay.is_zero() {
         std::thread::sleep(inj.delay);
     }
     if inj.fail_rate > 0.0 && random_unit() < inj.fail_rate {
-        return fault(rq, SoapVersion::V11, FaultCode::Server, "injected failure (centre-sim --fail-rate)");
+        return fault(SoapVersion::V11, FaultCode::Server, "injected failure (centre-sim --fail-rate)");
     }
-    let ct = rq.headers().iter().find(|h| h.field.equiv("Content-Type")).map(|h| h.value.as_str().to_string());
-    let env = match envelope::decode_body(&body, ct.as_deref()).and_then(|x| envelope::parse(&x)) {
+    let env = match envelope::decode_body(&rq.body, rq.header("Content-Type")).and_then(|x| envelope::parse(&x)) {
         Ok(env) => env,
-        Err(e) => return fault(rq, SoapVersion::V11, FaultCode::Client, &e.to_string()),
+        Err(e) => return fault(SoapVersion::V11, FaultCode::Client, &e.to_string()),
     };
     match sim.handle(&env.op) {
         Some(answer) => {
             let doc = answer.render(env.version);
-            respond(rq, 200, &writer::content_type(env.version, "UTF-8"), doc.into_bytes());
+            respond(200, &writer::content_type(env.version, "UTF-8"), doc.into_bytes())
         }
         None => {
             let name: String = env.op.name.chars().take(40).collect();
-            fault(rq, env.version, FaultCode::Client, &format!("unknown operation {name}"))
+            fault(env.version, FaultCode::Client, &format!("unknown operation {name}"))
         }
     }
 }

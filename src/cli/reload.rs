@@ -3,25 +3,24 @@
 //!
 //! * `[log] level`, `refusal_burst`, `refusal_window_s`;
 //! * `[server] max_body_bytes` (checked per request body from then on);
-//! * `[server] max_connections`, for connections accepted from then on, up to the SOAP worker
-//!   pool sized at start (`max(64, max_connections at start)`: one worker per connection keeps
-//!   slow clients from stalling the others); a higher value is capped there and needs a restart;
+//! * `[server] max_connections`, for connections accepted from then on (open ones stay);
+//! * `[server] read_timeout_s`, for the requests started from then on (both listeners);
 //! * peers: the peer table is read from the database at once (it is otherwise re-read every
 //!   second).
 //!
-//! Everything else (listen addresses, `read_timeout_s`, `legacy_allow`, storage, node,
+//! Everything else (listen addresses, `workers`, `queue`, `legacy_allow`, storage, node,
 //! security, billing, access, sync, log target) keeps its start-up value; a change to it is
 //! named in a warning saying it needs a restart. A file that does not load or validate is
 //! logged and ignored: the running configuration stays.
 
+use crate::api::http::Listeners;
 use crate::app::App;
 use crate::config::Config;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// Re-reads the configuration and applies the reloadable settings. `soap` is the SOAP
-/// listener, `soap_workers` the size of its worker pool.
-pub fn reload(app: &App, soap: &tiny_http::Server, soap_workers: usize) {
+/// Re-reads the configuration and applies the reloadable settings to `app` and the listeners.
+pub fn reload(app: &App, listeners: &Listeners) {
     let path = app.cfg.source.as_deref();
     let new = match Config::load(path) {
         Ok(c) => c,
@@ -33,12 +32,11 @@ pub fn reload(app: &App, soap: &tiny_http::Server, soap_workers: usize) {
     let level = new.level();
     crate::runtime::logging::set_level(level);
     app.live.max_body_bytes.store(new.server.max_body_bytes, Ordering::Relaxed);
-    let wanted = new.server.max_connections as usize;
-    let cap = wanted.min(soap_workers).max(1);
-    if cap < wanted {
-        log::warn!("SIGHUP: max_connections {wanted} is above the {soap_workers} worker threads started; capped at {cap} until a restart");
-    }
-    soap.set_max_connections(cap);
+    let cap = new.server.max_connections as usize;
+    listeners.soap.set_max_connections(cap);
+    let timeout = Duration::from_secs(new.server.read_timeout_s);
+    listeners.soap.set_read_timeout(timeout);
+    listeners.admin.set_read_timeout(timeout);
     app.refusal_log.set_limits(new.log.refusal_burst, Duration::from_secs(new.log.refusal_window_s.max(1)));
     app.peers.invalidate();
     let peers = app.peers.all().len();
@@ -47,9 +45,10 @@ pub fn reload(app: &App, soap: &tiny_http::Server, soap_workers: usize) {
         log::warn!("SIGHUP: {} changed; this takes effect only at a restart", restart.join(", "));
     }
     log::info!(
-        "SIGHUP: configuration reloaded from {}: log level {level}, max_body_bytes {}, max_connections {cap}, refusal log {} per {} s, {peers} peer(s) read",
+        "SIGHUP: configuration reloaded from {}: log level {level}, max_body_bytes {}, max_connections {cap}, read_timeout_s {}, refusal log {} per {} s, {peers} peer(s) read",
         path.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into()),
         new.server.max_body_bytes,
+        new.server.read_timeout_s,
         new.log.refusal_burst,
         new.log.refusal_window_s
     );
@@ -64,7 +63,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     for (name, changed) in [
         ("server.listen", o.listen != n.listen),
         ("server.admin_listen", o.admin_listen != n.admin_listen),
-        ("server.read_timeout_s", o.read_timeout_s != n.read_timeout_s),
+        ("server.workers", o.workers != n.workers),
+        ("server.queue", o.queue != n.queue),
         ("server.legacy_allow", o.legacy_allow != n.legacy_allow),
         ("[storage]", d(&old.storage, &new.storage)),
         ("[node]", d(&old.node, &new.node)),

@@ -18,6 +18,19 @@ fn log_target(cfg: &Config) -> LogTarget {
     }
 }
 
+/// Each connection takes a file descriptor and `max_connections` may be in the tens of
+/// thousands: the soft RLIMIT_NOFILE is raised to the hard limit (shells often start at 1024), and
+/// a limit too low for the cap is named in a warning.
+fn raise_nofile(max_connections: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() { hard } else { soft };
+    // The admin listener, the database, logs and outbound calls need some too.
+    if soft < max_connections + 128 {
+        log::warn!("open-file limit {soft} is below server.max_connections {max_connections} + 128: accept will fail (EMFILE) before the cap; raise LimitNOFILE / ulimit -n");
+    }
+}
+
 pub fn run(cfg: Config) -> CliResult {
     crate::runtime::signals::block().map_err(Failed)?;
     let target = log_target(&cfg);
@@ -25,6 +38,7 @@ pub fn run(cfg: Config) -> CliResult {
         log::warn!("cannot log to syslog ({e}); logging to stderr");
         let _ = logging::switch(LogTarget::Stderr, cfg.level());
     }
+    raise_nofile(cfg.server.max_connections);
     let clock = cfg.clock();
     if cfg.node.time_offset_s != 0 {
         log::warn!("node time is shifted by time_offset_s = {} s", cfg.node.time_offset_s);
@@ -60,7 +74,7 @@ pub fn run(cfg: Config) -> CliResult {
     let serving = format!("serving SOAP on {}, admin on {}", app.cfg.server.listen, app.cfg.server.admin_listen);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&serving)]);
     let watchdog = super::watchdog::spawn(app.clone()).map_err(|e| Failed(format!("cannot start the watchdog thread: {e}")))?;
-    let sig = crate::runtime::signals::wait_for_shutdown(|| crate::cli::reload::reload(&app, &listeners.soap, listeners.soap_workers));
+    let sig = crate::runtime::signals::wait_for_shutdown(|| crate::cli::reload::reload(&app, &listeners));
     log::info!("{sig} received; shutting down");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping, sd_notify::NotifyState::Status("stopping: finishing requests, committing, checkpointing")]);
     if let Some(w) = watchdog {

@@ -1,6 +1,8 @@
-//! Raw-TCP attacks on a running vnetd, one per tiny_http defect fixed in vendor/tiny_http
-//! (VNETD-PATCHES.md (a)-(d)) plus the connection cap (e); spec 2.9. After each attack the
-//! daemon process must still be alive and answer a normal GetTime.
+//! Raw-TCP attacks on a running vnetd, one per defect found in the tiny_http front end we used
+//! to have (its (a)-(d): unread bodies, fd exhaustion, slow clients, head limits) plus the
+//! connection cap (e); spec 2.9. They now run against `api::server` (docs/architecture.md
+//! "Front end"). After each attack the daemon process must still be alive and answer a normal
+//! GetTime.
 //!
 //! Every client socket operation has a deadline, so a regression makes a test fail, not hang.
 
@@ -122,7 +124,7 @@ fn lossy(b: &[u8]) -> String {
 
 /// Every HTTP response in `buf`, in order (Content-Length or chunked bodies). Panics on bytes
 /// that are not a response.
-fn responses(buf: &[u8]) -> Vec<Http> {
+pub(crate) fn responses(buf: &[u8]) -> Vec<Http> {
     let mut out = Vec::new();
     let mut rest = buf;
     while !rest.is_empty() {
@@ -164,7 +166,7 @@ fn dechunk(b: &[u8]) -> (Vec<u8>, usize) {
     (data, b.len())
 }
 
-fn statuses(rs: &[Http]) -> Vec<u16> {
+pub(crate) fn statuses(rs: &[Http]) -> Vec<u16> {
     rs.iter().map(|r| r.status).collect()
 }
 
@@ -483,11 +485,12 @@ fn slow_clients_are_cut_off_while_others_are_served() {
     assert_alive_and_serving(&mut d, "slow clients");
 }
 
-/// More slow clients than the 64 minimum SOAP workers (but well under the 512 cap) must not
-/// stall everybody else: a worker blocks while it reads a body (or drains an unread one) until
-/// `read_timeout_s`. With 64 workers, 80 stalled bodies held every worker and a normal GetTime
-/// waited for the read timeout (fixed: one worker per connection, src/http/mod.rs `workers`).
-/// The same for the admin listener (2 workers, 32 connections: /healthz stalled).
+/// More slow clients than the SOAP workers (but well under the 512 cap) must not stall
+/// everybody else. With the thread-per-connection front end a worker blocked while it read a
+/// body (or drained an unread one) until `read_timeout_s`: with 64 workers, 80 stalled bodies
+/// held every worker and a normal GetTime waited for the read timeout. Now bodies are read (and
+/// skipped) by the connection tasks; a worker only runs a handler on a complete body. The same
+/// for the admin listener (2 workers, 32 connections: /healthz stalled).
 #[test]
 fn slow_bodies_on_many_connections_do_not_starve_the_workers() {
     const N: usize = 80;
@@ -552,8 +555,9 @@ fn slow_bodies_on_many_connections_do_not_starve_the_workers() {
 /// One connection pipelining thousands of requests without reading the responses. Upstream
 /// tiny_http parsed them all ahead and handed them to the workers, where each waited for its
 /// turn to write behind the blocked response (up to `write_timeout` each): a normal GetTime
-/// waited about 9 s with read_timeout_s = 3. The vendored tiny_http now hands out at most one
-/// request per connection at a time (VNETD-PATCHES.md (f)): the connection holds one worker.
+/// waited about 9 s with read_timeout_s = 3. Now a connection's requests are read one at a time
+/// and the worker hands each answer to the connection task: the connection holds no worker
+/// (tests/it/front_end.rs checks it with a single worker).
 #[test]
 fn pipelined_requests_with_unread_responses_do_not_stall_others() {
     let d = Daemon::start_with_server("read_timeout_s = 3", "");

@@ -11,6 +11,7 @@ mod xml_attacks;
 mod crash;
 mod cli;
 mod http_attacks;
+mod front_end;
 mod catalog;
 mod centre_sim;
 mod contract;

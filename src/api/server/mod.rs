@@ -1,0 +1,299 @@
+//! The HTTP/1.1 server of every listener (SOAP, admin, centre-sim): event-driven on smol.
+//!
+//! * A [`Runtime`] is a smol executor run by a few threads (about one per core): it accepts
+//!   connections and runs one task per connection (`conn`), which reads heads and bodies with
+//!   their deadlines and limits and writes the answers. A connection costs memory, not a thread,
+//!   so `max_connections` can be in the tens of thousands.
+//! * The handlers are blocking code (SQLite, the SOAP pipeline, pages): a [`Service`] runs on the
+//!   server's worker pool (`pool`: fixed threads, bounded queue). The body is read first, on the
+//!   event loop; a full queue is answered 503 with `Retry-After` at once. The worker hands the
+//!   finished [`Response`] to the connection task and is free: a client that does not read its
+//!   answers holds a connection task, not a worker.
+//! * Limits (spec 2.9): head within `read_timeout` from its first byte (408), body within
+//!   `read_timeout` from the end of the head (408), request line ≤ 8 KiB (414), header lines,
+//!   their count and the whole head (431), body over the service's limit (413), a connection
+//!   beyond `max_connections` gets a fixed 503 and is closed. Keep-alive connections idle for
+//!   `read_timeout` are closed silently. Pipelined requests are answered in order, one at a time.
+//! * The answers the server writes itself are counted by status ([`Server::refusals`]).
+
+mod conn;
+pub mod head;
+mod pool;
+
+use smol::{Async, Executor};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A request as the handlers see it: head and complete body.
+pub struct Request {
+    pub method: String,
+    /// The request target as sent: path and query.
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub remote: SocketAddr,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    /// Every value of header `name`.
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn path(&self) -> &str {
+        self.url.split_once('?').map_or(&self.url, |(p, _)| p)
+    }
+    pub fn query(&self) -> &str {
+        self.url.split_once('?').map_or("", |(_, q)| q)
+    }
+}
+
+/// An answer: status, headers (Content-Length, Date and Connection are added) and body.
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &str, body: Vec<u8>) -> Response {
+        Response { status, headers: vec![("Content-Type".into(), content_type.into())], body }
+    }
+    pub fn text(status: u16, msg: &str) -> Response {
+        Response::new(status, "text/plain; charset=utf-8", msg.as_bytes().to_vec())
+    }
+    pub fn with_header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// What to do with a request's body, decided from its head on the event loop.
+pub enum Body {
+    /// Read it (at most this many bytes, else 413) before the handler runs.
+    Read(u64),
+    /// The handler does not need it: it is skipped after the answer (a short one) or the
+    /// connection is closed.
+    Skip,
+}
+
+/// The handlers of a listener.
+pub trait Service: Send + Sync + 'static {
+    /// Called on the event loop: must not block.
+    fn body(&self, rq: &Request) -> Body;
+    /// Called on a worker thread with the body read as `body` asked.
+    fn handle(&self, rq: Request) -> Response;
+}
+
+/// A listener's settings.
+pub struct Limits {
+    /// Names the worker threads and the log lines.
+    pub name: &'static str,
+    pub max_connections: usize,
+    pub read_timeout: Duration,
+    pub workers: usize,
+    pub queue: usize,
+}
+
+/// The statuses the server answers by itself, counted in `refusals`.
+const REFUSALS: [u16; 6] = [400, 408, 413, 414, 431, 503];
+
+struct Shared {
+    name: &'static str,
+    max_connections: AtomicUsize,
+    read_timeout_ms: AtomicU64,
+    open: AtomicUsize,
+    /// Requests taken and not yet answered (stop waits for them).
+    in_flight: AtomicUsize,
+    refusals: [AtomicU64; REFUSALS.len()],
+    addr: OnceLock<SocketAddr>,
+    stopping: AtomicBool,
+    pool: OnceLock<pool::Pool>,
+}
+
+/// A listener (cheap to clone): its live limits and counters.
+#[derive(Clone)]
+pub struct Server(Arc<Shared>);
+
+impl Server {
+    /// Binds `addr` and serves it with `service` on `rt`.
+    pub fn start(rt: &Runtime, addr: &str, limits: Limits, service: Arc<dyn Service>) -> Result<Server, String> {
+        let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let local = listener.local_addr().map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        // std listens with a backlog of 128: a burst of connects (faster than one accept loop
+        // takes them) overflowed it and the kernel dropped SYNs (a 1 s retry for the client).
+        // listen(2) again sets the backlog to SOMAXCONN (capped by net.core.somaxconn).
+        if let Err(e) = nix::sys::socket::listen(&listener, nix::sys::socket::Backlog::MAXCONN) {
+            log::warn!("{}: cannot raise the listen backlog: {e}", limits.name);
+        }
+        let listener = Async::new(listener).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let shared = Shared {
+            name: limits.name,
+            max_connections: AtomicUsize::new(limits.max_connections.max(1)),
+            read_timeout_ms: AtomicU64::new(limits.read_timeout.as_millis() as u64),
+            open: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            refusals: Default::default(),
+            addr: OnceLock::new(),
+            stopping: AtomicBool::new(false),
+            pool: OnceLock::new(),
+        };
+        let _ = shared.addr.set(local);
+        let _ = shared.pool.set(pool::Pool::new(limits.name, limits.workers, limits.queue)?);
+        let server = Server(Arc::new(shared));
+        let cx = Arc::new(conn::Ctx { server: server.clone(), service });
+        rt.ex.spawn(accept_loop(rt.ex.clone(), listener, cx)).detach();
+        Ok(server)
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.0.addr.get().copied()
+    }
+    /// Connections accepted and not yet closed (refused ones not counted).
+    pub fn open_connections(&self) -> usize {
+        self.0.open.load(Ordering::Relaxed)
+    }
+    /// `(status, count)` of the answers the server wrote itself: bad heads (400), deadlines
+    /// (408), bodies over the limit (413), head limits (414, 431), connection cap and full
+    /// worker queue (503).
+    pub fn refusals(&self) -> Vec<(u16, u64)> {
+        REFUSALS.iter().zip(&self.0.refusals).map(|(s, n)| (*s, n.load(Ordering::Relaxed))).collect()
+    }
+    /// The cap for connections accepted from then on (open ones are kept).
+    pub fn set_max_connections(&self, n: usize) {
+        self.0.max_connections.store(n.max(1), Ordering::Relaxed);
+    }
+    pub fn max_connections(&self) -> usize {
+        self.0.max_connections.load(Ordering::Relaxed)
+    }
+    /// The head, body, idle and write deadline from then on.
+    pub fn set_read_timeout(&self, t: Duration) {
+        self.0.read_timeout_ms.store(t.as_millis().max(1) as u64, Ordering::Relaxed);
+    }
+
+    fn read_timeout(&self) -> Duration {
+        Duration::from_millis(self.0.read_timeout_ms.load(Ordering::Relaxed))
+    }
+    fn count(&self, status: u16) {
+        if let Some(i) = REFUSALS.iter().position(|s| *s == status) {
+            self.0.refusals[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn stopping(&self) -> bool {
+        self.0.stopping.load(Ordering::Relaxed)
+    }
+    fn pool(&self) -> &pool::Pool {
+        self.0.pool.get().expect("pool set at start")
+    }
+
+    /// Takes no more connections or requests, lets the workers finish what they have and waits
+    /// (up to `grace`) for those answers to be written. The runtime is stopped after.
+    pub fn stop(&self, grace: Duration) {
+        self.0.stopping.store(true, Ordering::SeqCst);
+        self.pool().stop();
+        let until = Instant::now() + grace;
+        while self.0.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The fixed answer to a connection beyond the cap.
+const CAP_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+async fn accept_loop(ex: Arc<Executor<'static>>, listener: Async<TcpListener>, cx: Arc<conn::Ctx>) {
+    let sv = &cx.server;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of fds (EMFILE, ENFILE) or the like: keep accepting after a pause.
+                log::error!("{}: error accepting new client: {e}", sv.0.name);
+                smol::Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if sv.stopping() {
+            continue;
+        }
+        if sv.0.open.load(Ordering::Relaxed) >= sv.max_connections() {
+            sv.count(503);
+            ex.spawn(refuse_over_cap(stream)).detach();
+            continue;
+        }
+        sv.0.open.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.get_ref().set_nodelay(true);
+        let cx = cx.clone();
+        ex.spawn(async move {
+            let _open = Open(&cx.server);
+            conn::serve(&cx, stream, peer).await;
+        })
+        .detach();
+    }
+}
+
+/// Counts an open connection until dropped.
+struct Open<'a>(&'a Server);
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0 .0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn refuse_over_cap(stream: Async<TcpStream>) {
+    use smol::future::FutureExt;
+    use smol::io::AsyncWriteExt;
+    let mut s = &stream;
+    let write = async { s.write_all(CAP_503).await.is_ok() };
+    let _ = write.or(async {
+        smol::Timer::after(Duration::from_millis(100)).await;
+        false
+    })
+    .await;
+    let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
+}
+
+/// An executor and the threads that run it.
+pub struct Runtime {
+    ex: Arc<Executor<'static>>,
+    stop: smol::channel::Sender<()>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Runtime {
+    /// `threads` threads named `{name}-io-{i}` (0: one per core, at most 8).
+    pub fn new(name: &str, threads: usize) -> Result<Runtime, String> {
+        let n = if threads > 0 { threads } else { std::thread::available_parallelism().map_or(2, |n| n.get()).min(8) };
+        let ex = Arc::new(Executor::new());
+        let (stop, stopped) = smol::channel::bounded::<()>(1);
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            let (ex, stopped) = (ex.clone(), stopped.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("{name}-io-{i}"))
+                .spawn(move || {
+                    smol::block_on(ex.run(async move {
+                        let _ = stopped.recv().await;
+                    }))
+                })
+                .map_err(|e| format!("cannot start an event loop thread: {e}"))?;
+            handles.push(t);
+        }
+        Ok(Runtime { ex, stop, threads: Mutex::new(handles) })
+    }
+
+    /// Stops the event loop threads (connections still open are dropped).
+    pub fn stop(&self) {
+        self.stop.close();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
