@@ -168,11 +168,14 @@ fn handle_soap(app: &App, rq: Request) -> Response {
         }
         "POST" => {
             let ct = rq.header("Content-Type");
-            let Reply { status, content_type, body } = match endpoint {
+            let Reply { status, content_type, body, retry_after_s } = match endpoint {
                 Endpoint::Service(s) => pipeline::dispatch(app, s, &rq.body, ct, Some(rq.remote.ip())),
                 Endpoint::Legacy => legacy::dispatch(app, &rq.body, ct),
             };
-            respond(status, &content_type, body)
+            match retry_after_s {
+                Some(s) => respond(status, &content_type, body).with_header("Retry-After", &s.to_string()),
+                None => respond(status, &content_type, body),
+            }
         }
         _ => text(405, "use POST for SOAP, GET ?wsdl for the WSDL\n"),
     }

@@ -52,14 +52,14 @@ pub fn dispatch(app: &App, body: &[u8], content_type: Option<&str>) -> Reply {
     );
     writer::escape(&mut out, &answer);
     out.push_str(&format!("</{OP}Return></ns1:{OP}Response></{prefix}:Body></{prefix}:Envelope>"));
-    Reply { status: 200, content_type: writer::content_type(env.version, "UTF-8"), body: out.into_bytes() }
+    Reply { status: 200, content_type: writer::content_type(env.version, "UTF-8"), body: out.into_bytes(), retry_after_s: None }
 }
 
 fn fault(app: &App, version: SoapVersion, code: FaultCode, reason: &str) -> Reply {
     if code == FaultCode::Client {
         app.metrics.inc_counter("vnetd_soap_faults_total", "SOAP requests refused with a Client fault", &[("service", SERVICE)], 1);
     }
-    Reply { status: 500, content_type: writer::content_type(version, "UTF-8"), body: writer::fault(version, code, reason).into_bytes() }
+    Reply { status: 500, content_type: writer::content_type(version, "UTF-8"), body: writer::fault(version, code, reason).into_bytes(), retry_after_s: None }
 }
 
 /// The WSDL: rpc style, literal, `xsd:string` parts (spec 11).

@@ -19,6 +19,8 @@ pub struct Reply {
     pub status: u16,
     pub content_type: String,
     pub body: Vec<u8>,
+    /// Seconds for a `Retry-After` header (a 503 for an overloaded pool).
+    pub retry_after_s: Option<u32>,
 }
 
 fn fault_reply(version: SoapVersion, code: FaultCode, reason: &str) -> Reply {
@@ -26,6 +28,7 @@ fn fault_reply(version: SoapVersion, code: FaultCode, reason: &str) -> Reply {
         status: 500,
         content_type: writer::content_type(version, "UTF-8"),
         body: writer::fault(version, code, reason).into_bytes(),
+        retry_after_s: None,
     }
 }
 
@@ -62,10 +65,14 @@ pub fn dispatch(app: &App, service: Service, body: &[u8], content_type: Option<&
         });
     }
     app.metrics.record_request(service.name(), op.name, resp.result, started.elapsed().as_secs_f64());
+    if resp.overloaded {
+        // A full Argon2 queue: the same fast refusal as a full worker queue (api::server).
+        return Reply { status: 503, content_type: "text/plain; charset=utf-8".into(), body: b"busy, try again\n".to_vec(), retry_after_s: Some(1) };
+    }
     let gb = caller.as_ref().is_some_and(|p| p.gb2312);
     let charset = if gb { "gb2312" } else { "UTF-8" };
     let doc = render(op, env.version, &resp, charset);
-    Reply { status: 200, content_type: writer::content_type(env.version, charset), body: writer::encode_for(&doc, gb) }
+    Reply { status: 200, content_type: writer::content_type(env.version, charset), body: writer::encode_for(&doc, gb), retry_after_s: None }
 }
 
 /// What an integration-fault Result means, for the log.

@@ -7,6 +7,9 @@ use std::sync::{Arc, Mutex};
 
 type Job = Box<dyn FnOnce(&PasswordHasher) + Send>;
 
+/// The nice value of the hashing threads (the request workers keep 0).
+const HASH_NICE: i32 = 10;
+
 pub struct HashPool {
     tx: SyncSender<Job>,
 }
@@ -25,12 +28,20 @@ impl HashPool {
             let hasher = hasher.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
-                .spawn(move || loop {
-                    let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
-                        Ok(j) => j,
-                        Err(_) => return,
-                    };
-                    job(&hasher);
+                .spawn(move || {
+                    // Hashing is throughput work: at a lower priority than the request workers,
+                    // so a refusal or a GetUserinfo is not queued behind Argon2 on a busy CPU.
+                    // (On Linux this sets the calling thread's nice value.)
+                    if let Err(e) = rustix::process::setpriority_process(None, HASH_NICE) {
+                        log::debug!("argon2 thread: cannot lower its priority: {e}");
+                    }
+                    loop {
+                        let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+                            Ok(j) => j,
+                            Err(_) => return,
+                        };
+                        job(&hasher);
+                    }
                 })
                 .expect("cannot start hashing thread");
         }

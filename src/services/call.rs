@@ -85,19 +85,28 @@ pub struct Resp {
     pub result: i32,
     pub desc: String,
     pub values: HashMap<String, Value>,
+    /// Refused because a bounded pool was full (Argon2): the listener answers HTTP 503 with
+    /// `Retry-After` instead of a SOAP body. Never stored.
+    #[serde(skip)]
+    pub overloaded: bool,
 }
 
 impl Resp {
     pub fn ok() -> Resp {
-        Resp { result: 0, desc: String::new(), values: HashMap::new() }
+        Resp { result: 0, desc: String::new(), values: HashMap::new(), overloaded: false }
     }
     /// A failure with the code's standard description.
     pub fn code(result: i32) -> Resp {
-        Resp { result, desc: codes::describe(result).to_string(), values: HashMap::new() }
+        Resp { result, desc: codes::describe(result).to_string(), values: HashMap::new(), overloaded: false }
     }
     /// A failure with a specific description (must never carry internals or secrets).
     pub fn err(result: i32, desc: impl Into<String>) -> Resp {
-        Resp { result, desc: desc.into(), values: HashMap::new() }
+        Resp { result, desc: desc.into(), values: HashMap::new(), overloaded: false }
+    }
+    /// The hashing pool's queue is full: HTTP 503 with `Retry-After` at once (a login waits for
+    /// no queue longer than the pool's).
+    pub fn overloaded() -> Resp {
+        Resp { overloaded: true, ..Resp::err(codes::SYSTEM_ERROR, "busy, try again") }
     }
     /// A failure with the code's standard description that still carries response fields
     /// (RoamServiceNotify's Status, Reconcile's local totals).
@@ -124,7 +133,7 @@ impl Resp {
 impl<R: Reply> From<R> for Resp {
     fn from(r: R) -> Resp {
         let values = r.into_values().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        Resp { result: 0, desc: String::new(), values }
+        Resp { result: 0, desc: String::new(), values, overloaded: false }
     }
 }
 

@@ -82,7 +82,7 @@ pub fn authenticate(app: &App, channel: &str, account_type: &str, account: &str,
         Ok(ok) => ok && user.password_phc.is_some(),
         Err(_) => {
             app.metrics.inc_counter("vnetd_hash_busy_total", "Logins refused because the hashing pool was full", &[], 1);
-            return Err(Resp::err(SYSTEM_ERROR, "busy, try again").into());
+            return Err(Resp::overloaded().into());
         }
     };
     if !correct {
@@ -285,7 +285,7 @@ pub fn get_time(app: &App, _call: &Call, _req: GetTime::Request) -> Resp {
 
 /// Hash a password on the bounded pool.
 fn hash(app: &App, password: &str) -> Result<String, Resp> {
-    app.hasher.hash(password.to_string()).map_err(|_| Resp::err(SYSTEM_ERROR, "busy, try again"))
+    app.hasher.hash(password.to_string()).map_err(|_| Resp::overloaded())
 }
 
 /// AccountType 09 accounts are mobile numbers (validation stage 2).
