@@ -43,9 +43,10 @@ pub struct Live {
     pub max_body_bytes: std::sync::atomic::AtomicU64,
 }
 
-/// Queue length of the hashing pool per thread: beyond it logins answer HTTP 503 at once. Four
-/// hashes (~80 ms at the default cost) bound what an accepted login waits in the queue.
-const HASH_QUEUE_PER_THREAD: usize = 4;
+/// Queue length of the hashing pool per thread: beyond it logins answer HTTP 503 at once. Eight
+/// hashes (~150 ms at the default cost) bound what an accepted login waits in the queue (32 let
+/// logins queue ~1 s under load).
+const HASH_QUEUE_PER_THREAD: usize = 8;
 
 impl App {
     pub fn new(cfg: Config, clock: Clock, store: Store) -> Result<App, String> {

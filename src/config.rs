@@ -68,7 +68,7 @@ impl Default for Server {
             max_body_bytes: 65536,
             max_connections: 512,
             read_timeout_s: 10,
-            workers: 32,
+            workers: 64,
             queue: 1024,
             legacy_allow: Vec::new(),
         }

@@ -97,6 +97,8 @@ struct StoreInner {
 }
 
 const READERS: usize = 8;
+/// WAL pages between automatic checkpoints (SQLite's default: 1000, 4 MB).
+const WAL_AUTOCHECKPOINT: i64 = 4000;
 
 fn open_conn(path: &Path, flags: OpenFlags) -> DbResult<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
@@ -157,6 +159,10 @@ impl Store {
             return Err(DbError::Other(format!("cannot switch {} to WAL mode", path.display())));
         }
         migrations::migrate(&mut conn).map_err(DbError::Other)?;
+        // A checkpoint runs inside the writer's COMMIT every WAL_AUTOCHECKPOINT pages: fewer,
+        // larger checkpoints copy a page changed many times in between (counters, index tails,
+        // credit rows) once.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             readers.push(open_conn(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?);

@@ -1,6 +1,9 @@
 //! The single writer thread. Request threads hand it closures; it runs every closure that is
 //! waiting in one transaction (each inside its own SAVEPOINT so a failing job leaves nothing
 //! behind), commits once, and only then answers each caller. One fsync serves many requests.
+//! The answers are sent by a second thread (`db-replies`): waking each waiting caller costs a
+//! syscall, ~13 % of the writer's time per Charge in a profile, and the writer can meanwhile
+//! start the next batch.
 
 use super::{DbError, DbResult, Health};
 use rusqlite::Connection;
@@ -29,9 +32,13 @@ pub static JOBS: AtomicU64 = AtomicU64::new(0);
 /// At most this many jobs share one transaction.
 const MAX_BATCH: usize = 512;
 
+/// A committed (or failed) batch: its replies and the commit's error.
+type Done = (Vec<Reply>, Option<DbError>);
+
 pub struct Writer {
     tx: Mutex<Option<Sender<Msg>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    replies: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Set by `shutdown`: checkpoint the WAL after the last batch. A store merely dropped (an
     /// operator command ending) leaves the WAL to the daemon.
     checkpoint_at_end: Arc<AtomicBool>,
@@ -45,16 +52,27 @@ impl Writer {
         let (tx, rx) = channel::<Msg>();
         let checkpoint_at_end = Arc::new(AtomicBool::new(false));
         let at_end = checkpoint_at_end.clone();
+        let (done_tx, done_rx) = channel::<Done>();
+        let replies = std::thread::Builder::new()
+            .name("db-replies".into())
+            .spawn(move || {
+                for (replies, err) in done_rx {
+                    for r in replies {
+                        r(err.as_ref());
+                    }
+                }
+            })
+            .map_err(|e| DbError::Other(format!("cannot start the writer's reply thread: {e}")))?;
         let thread = std::thread::Builder::new()
             .name(THREAD_NAME.into())
             .spawn(move || {
-                run(&conn, rx, &health);
+                run(&conn, rx, &done_tx, &health);
                 if at_end.load(Ordering::SeqCst) {
                     checkpoint(&conn);
                 }
             })
             .map_err(|e| DbError::Other(format!("cannot start writer thread: {e}")))?;
-        Ok(Writer { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), checkpoint_at_end })
+        Ok(Writer { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), replies: Mutex::new(Some(replies)), checkpoint_at_end })
     }
 
     pub fn submit<T, F>(&self, f: F) -> DbResult<T>
@@ -114,10 +132,14 @@ impl Writer {
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = t.join();
         }
+        // The writer's end closed the replies' channel: every answer is sent when this returns.
+        if let Some(t) = self.replies.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
     }
 }
 
-fn run(conn: &Connection, rx: Receiver<Msg>, health: &Health) {
+fn run(conn: &Connection, rx: Receiver<Msg>, done: &Sender<Done>, health: &Health) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut pings = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -133,7 +155,7 @@ fn run(conn: &Connection, rx: Receiver<Msg>, health: &Health) {
             }
         }
         if !batch.is_empty() {
-            run_batch(conn, &mut batch, health);
+            run_batch(conn, &mut batch, done, health);
         }
         for p in pings.drain(..) {
             let _ = p.try_send(());
@@ -167,7 +189,7 @@ fn test_hook_hang() {
     }
 }
 
-fn run_batch(conn: &Connection, batch: &mut Vec<Job>, health: &Health) {
+fn run_batch(conn: &Connection, batch: &mut Vec<Job>, done: &Sender<Done>, health: &Health) {
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     // The statements of every batch stay prepared (execute_batch would parse them each time).
     let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut st| st.execute([])).map(|_| ());
@@ -209,8 +231,6 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, health: &Health) {
         COMMITS.fetch_add(1, Ordering::Relaxed);
         JOBS.fetch_add(replies.len() as u64, Ordering::Relaxed);
     }
-    let err = commit.err();
-    for r in replies {
-        r(err.as_ref());
-    }
+    // The reply thread outlives the writer thread (it ends when `done` is dropped).
+    let _ = done.send((replies, commit.err()));
 }

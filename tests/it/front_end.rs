@@ -281,7 +281,7 @@ fn a_full_worker_queue_answers_503_with_retry_after() {
 }
 
 /// UserAuth beyond the Argon2 pool (production cost: m = 19 MiB, t = 2; two threads, a queue of
-/// four each) is answered HTTP 503 with Retry-After at once, while the logins the pool took
+/// eight each) is answered HTTP 503 with Retry-After at once, while the logins the pool took
 /// complete with Result 0 (issue 11: before, the queue was 64 deep and logins waited ~1 s).
 #[test]
 fn logins_beyond_the_hashing_queue_answer_503_at_once() {
@@ -334,10 +334,13 @@ fn logins_beyond_the_hashing_queue_answer_503_at_once() {
         refused.last()
     );
     assert!(accepted.len() >= 2 && !refused.is_empty(), "{} accepted, {} refused", accepted.len(), refused.len());
-    // A burst: 64 logins sent at once, so a refusal also waits for the ~50 refused before it on
-    // two cores (release build: median 5–9 ms, debug 9–21 ms here). Before, logins queued ~1 s.
-    // The steady-state figure is the benchmark's (docs/progress.md).
-    assert!(median(&refused) <= Duration::from_millis(25), "refusals answered in {:?} (median)", median(&refused));
-    assert!(median(&accepted) <= Duration::from_millis(500), "accepted logins answered in {:?} (median)", median(&accepted));
+    // A burst: 64 logins sent at once, so a refusal also waits for the ~45 refused before it on
+    // two cores (alone: median 5–9 ms release, 9–21 ms debug; more beside the other tests).
+    // Before, every login queued, up to ~1 s. The steady-state figure is the benchmark's.
+    assert!(median(&refused) <= Duration::from_millis(50), "refusals answered in {:?} (median)", median(&refused));
+    assert!(median(&refused) < median(&accepted), "a refusal does not wait for the hashes");
+    // Eight hashes queued per thread: an accepted login waits for at most ~9 (a few hundred ms
+    // beside the other tests; the old 64-deep queue made it seconds).
+    assert!(median(&accepted) <= Duration::from_secs(2), "accepted logins answered in {:?} (median)", median(&accepted));
     assert!(metric(&d, "vnetd_hash_busy_total").unwrap_or(0.0) >= refused.len() as f64);
 }
