@@ -49,6 +49,14 @@ pub fn dispatch(app: &App, service: Service, body: &[u8], content_type: Option<&
     let Some(op) = super::table::find(service, &env.op.name) else {
         return refused(app, service, env.version, "unknown operation", source);
     };
+    // A login while the Argon2 queue is full is refused before the work that would lead to its
+    // hash (the Authenticator, the lookup): under a storm of retries the refusals then cost
+    // little CPU and the hashing threads keep theirs.
+    if HASHING.contains(&op.name) && app.hasher.full() {
+        app.metrics.inc_counter("vnetd_hash_busy_total", "Logins refused because the hashing pool was full", &[], 1);
+        app.metrics.record_request(service.name(), op.name, codes::SYSTEM_ERROR, started.elapsed().as_secs_f64());
+        return overloaded();
+    }
     let values = collect(op, &env.op);
     let _db_op = crate::store::OpScope::enter(op.name);
     // The caller id the request claims, for the log line of a refusal (before `process` takes the values).
@@ -66,13 +74,20 @@ pub fn dispatch(app: &App, service: Service, body: &[u8], content_type: Option<&
     }
     app.metrics.record_request(service.name(), op.name, resp.result, started.elapsed().as_secs_f64());
     if resp.overloaded {
-        // A full Argon2 queue: the same fast refusal as a full worker queue (api::server).
-        return Reply { status: 503, content_type: "text/plain; charset=utf-8".into(), body: b"busy, try again\n".to_vec(), retry_after_s: Some(1) };
+        return overloaded();
     }
     let gb = caller.as_ref().is_some_and(|p| p.gb2312);
     let charset = if gb { "gb2312" } else { "UTF-8" };
     let doc = render(op, env.version, &resp, charset);
     Reply { status: 200, content_type: writer::content_type(env.version, charset), body: writer::encode_for(&doc, gb), retry_after_s: None }
+}
+
+/// Operations that always hash a password (Argon2 verify): refused early when its queue is full.
+const HASHING: &[&str] = &["UserAuth", "PhoneNumAuth", "CrossAuth", "RoamAuthV2"];
+
+/// A full Argon2 queue: the same fast refusal as a full worker queue (api::server).
+fn overloaded() -> Reply {
+    Reply { status: 503, content_type: "text/plain; charset=utf-8".into(), body: b"busy, try again\n".to_vec(), retry_after_s: Some(1) }
 }
 
 /// What an integration-fault Result means, for the log.

@@ -334,11 +334,10 @@ fn logins_beyond_the_hashing_queue_answer_503_at_once() {
         refused.last()
     );
     assert!(accepted.len() >= 2 && !refused.is_empty(), "{} accepted, {} refused", accepted.len(), refused.len());
-    // A burst: 64 logins sent at once, so a refusal also waits for the ~45 refused before it on
-    // two cores (alone: median 5–9 ms release, 9–21 ms debug; more beside the other tests).
-    // Before, every login queued, up to ~1 s. The steady-state figure is the benchmark's.
-    assert!(median(&refused) <= Duration::from_millis(50), "refusals answered in {:?} (median)", median(&refused));
-    assert!(median(&refused) < median(&accepted), "a refusal does not wait for the hashes");
+    // A burst: 64 logins sent at once, so a refusal also waits for the others on two cores
+    // (this test alone: median 2–9 ms; beside the other tests of the suite up to ~70 ms). Before,
+    // every login queued, up to ~1 s. The steady-state figures are the benchmark's.
+    assert!(median(&refused) * 2 < median(&accepted), "a refusal does not wait for the hashes");
     // Eight hashes queued per thread: an accepted login waits for at most ~9 (a few hundred ms
     // beside the other tests; the old 64-deep queue made it seconds).
     assert!(median(&accepted) <= Duration::from_secs(2), "accepted logins answered in {:?} (median)", median(&accepted));

@@ -141,6 +141,8 @@ pub(super) struct LoadResult {
     pub(super) window: f64,
     /// Latencies of the successful measured requests, microseconds, sorted.
     pub(super) lat_us: Vec<u32>,
+    /// Latencies of the measured answers that were HTTP 503, sorted.
+    pub(super) refused_us: Vec<u32>,
     pub(super) first_error: Option<String>,
     /// CPU used during the measured window, in cores: the target process, this process, and
     /// everything else on the machine.
@@ -154,7 +156,8 @@ pub(super) struct LoadResult {
 impl LoadResult {
     /// The cells every results table shares: requests | errors | req/s | p50 ms | p99 ms | max ms.
     pub(super) fn cells(&self) -> String {
-        format!("{} | {} | {:.0} | {} | {} | {}", self.requests, self.errors, self.rate(), ms(self.pct(0.50)), ms(self.pct(0.99)), ms(self.max()))
+        let errors = if self.refused_us.is_empty() { self.errors.to_string() } else { format!("{} (+{} 503)", self.errors, self.refused_us.len()) };
+        format!("{} | {errors} | {:.0} | {} | {} | {}", self.requests, self.rate(), ms(self.pct(0.50)), ms(self.pct(0.99)), ms(self.max()))
     }
     pub(super) fn rate(&self) -> f64 {
         if self.window > 0.0 {
@@ -190,6 +193,8 @@ pub(super) fn ms(us: Option<u32>) -> String {
 
 pub(super) struct ThreadResult {
     pub(super) lat_us: Vec<u32>,
+    /// Latencies of the measured answers that were HTTP 503 (load shed by the server).
+    pub(super) refused_us: Vec<u32>,
     pub(super) errors: u64,
     pub(super) last_done: Option<Instant>,
     pub(super) first_error: Option<String>,
@@ -213,7 +218,7 @@ pub(super) fn run_load(addr: SocketAddr, n: usize, l: &LoadArgs, build: Arc<Buil
                     connected.wait();
                     go.wait();
                     let (measure_from, end) = *times.get().expect("times set before go");
-                    let mut out = ThreadResult { lat_us: Vec::with_capacity(1 << 14), errors: 0, last_done: None, first_error: None };
+                    let mut out = ThreadResult { lat_us: Vec::with_capacity(1 << 14), refused_us: Vec::new(), errors: 0, last_done: None, first_error: None };
                     let mut req = build();
                     let mut built = Instant::now();
                     let err = |out: &mut ThreadResult, measured: bool, e: String| {
@@ -249,9 +254,16 @@ pub(super) fn run_load(addr: SocketAddr, n: usize, l: &LoadArgs, build: Arc<Buil
                         match c.exchange(&req) {
                             Ok((status, body, close)) => {
                                 let done = Instant::now();
+                                let took = done.duration_since(t0).as_micros().min(u32::MAX as u128) as u32;
                                 if check(status, &body) {
                                     if measured {
-                                        out.lat_us.push(done.duration_since(t0).as_micros().min(u32::MAX as u128) as u32);
+                                        out.lat_us.push(took);
+                                        out.last_done = Some(done);
+                                    }
+                                } else if status == 503 {
+                                    // Shed by the server (a full queue): counted apart, not an error.
+                                    if measured {
+                                        out.refused_us.push(took);
                                         out.last_done = Some(done);
                                     }
                                 } else {
@@ -283,10 +295,12 @@ pub(super) fn run_load(addr: SocketAddr, n: usize, l: &LoadArgs, build: Arc<Buil
     let cpu_writer = || target_pids.first().map_or(0.0, |&p| cpu_of_thread(p, crate::store::WRITER_THREAD));
     let cpu0 = (cpu_total(), cpu_self(), cpu_targets(), cpu_writer());
     let mut all = Vec::new();
+    let mut refused = Vec::new();
     let (mut errors, mut last, mut first_error) = (0, None::<Instant>, None);
     for h in handles {
         let t = h.join().expect("client thread panicked");
         all.extend_from_slice(&t.lat_us);
+        refused.extend_from_slice(&t.refused_us);
         errors += t.errors;
         last = last.max(t.last_done);
         first_error = first_error.or(t.first_error);
@@ -294,11 +308,13 @@ pub(super) fn run_load(addr: SocketAddr, n: usize, l: &LoadArgs, build: Arc<Buil
     let wall = measure_from.elapsed().as_secs_f64().max(1e-9);
     let (total, me, tgt, writer) = (cpu_total() - cpu0.0, cpu_self() - cpu0.1, cpu_targets() - cpu0.2, cpu_writer() - cpu0.3);
     all.sort_unstable();
+    refused.sort_unstable();
     LoadResult {
         requests: all.len() as u64,
         errors,
         window: last.map_or(0.0, |t| t.duration_since(measure_from).as_secs_f64()),
         lat_us: all,
+        refused_us: refused,
         first_error,
         cpu_target: tgt / wall,
         cpu_bench: me / wall,

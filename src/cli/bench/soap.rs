@@ -264,6 +264,16 @@ pub(super) fn soap(a: SoapArgs) -> CliResult {
                 res.cpu_other,
                 loadavg()
             );
+            if !res.refused_us.is_empty() {
+                let rate = if res.window > 0.0 { res.refused_us.len() as f64 / res.window } else { 0.0 };
+                println!(
+                    "|   … refused with 503 | {n} | {} | | {rate:.0} | {} | {} | {} | | | | | | | |",
+                    res.refused_us.len(),
+                    ms(percentile(&res.refused_us, 0.50)),
+                    ms(percentile(&res.refused_us, 0.99)),
+                    ms(res.refused_us.last().copied())
+                );
+            }
             if let Some(e) = &res.first_error {
                 any_errors = true;
                 eprintln!("first error ({op}, concurrency {n}): {e}");
