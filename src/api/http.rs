@@ -105,6 +105,19 @@ impl Service for Soap {
     fn handle(&self, rq: Request) -> Response {
         handle_soap(&self.app, rq)
     }
+
+    /// A login while the Argon2 queue is full: 503 on the event loop, without a worker.
+    fn shed(&self, rq: &Request) -> Option<Response> {
+        if rq.method != "POST" || !self.app.hasher.full() || !matches!(endpoint(rq.path()), Some(Endpoint::Service(_))) {
+            return None;
+        }
+        let op = pipeline::body_operation(&rq.body)?;
+        pipeline::sheds_when_hashing_is_full(op).then(|| {
+            self.app.metrics.inc_counter("vnetd_hash_busy_total", "Logins refused because the hashing pool was full", &[], 1);
+            let Reply { status, content_type, body, .. } = pipeline::overloaded();
+            respond(status, &content_type, body).with_header("Retry-After", "1")
+        })
+    }
 }
 
 fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response {

@@ -85,8 +85,25 @@ pub fn dispatch(app: &App, service: Service, body: &[u8], content_type: Option<&
 /// Operations that always hash a password (Argon2 verify): refused early when its queue is full.
 const HASHING: &[&str] = &["UserAuth", "PhoneNumAuth", "CrossAuth", "RoamAuthV2"];
 
+/// Is `op` one that always hashes a password?
+pub fn sheds_when_hashing_is_full(op: &str) -> bool {
+    HASHING.contains(&op)
+}
+
+/// The local name of the first element inside the SOAP Body (the operation), found by a scan
+/// of the bytes (no parse): for load shedding on the event loop. None when not found.
+pub fn body_operation(body: &[u8]) -> Option<&str> {
+    let at = body.windows(5).position(|w| w == b"Body>")? + 5;
+    let rest = &body[at..];
+    let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    let rest = rest.get(start..)?.strip_prefix(b"<")?;
+    let end = rest.iter().position(|b| b.is_ascii_whitespace() || *b == b'>' || *b == b'/').unwrap_or(rest.len());
+    let name = std::str::from_utf8(&rest[..end]).ok()?;
+    Some(name.rsplit(':').next().unwrap_or(name))
+}
+
 /// A full Argon2 queue: the same fast refusal as a full worker queue (api::server).
-fn overloaded() -> Reply {
+pub fn overloaded() -> Reply {
     Reply { status: 503, content_type: "text/plain; charset=utf-8".into(), body: b"busy, try again\n".to_vec(), retry_after_s: Some(1) }
 }
 
@@ -225,4 +242,19 @@ pub fn process(app: &App, op: &'static Op, values: HashMap<&'static str, String>
 fn lookup_idempotent(app: &App, call: &Call) -> crate::store::DbResult<Option<Resp>> {
     let (caller, op, txid, fp) = (call.caller_id(), call.op.name, call.raw("TransactionID"), call.fingerprint.as_str());
     app.store.read(|c| stored_response(c, caller, op, txid, fp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::body_operation;
+
+    #[test]
+    fn the_operation_is_found_by_a_scan_of_the_body() {
+        let e = |b: &str| body_operation(b.as_bytes()).map(str::to_string);
+        assert_eq!(e("<s:Envelope><s:Body><UserAuth><SPID>1</SPID></UserAuth></s:Body></s:Envelope>").as_deref(), Some("UserAuth"));
+        assert_eq!(e("<soap:Body>\n  <ns1:PhoneNumAuth xmlns:ns1=\"x\">").as_deref(), Some("PhoneNumAuth"));
+        assert_eq!(e("<Body><GetTime/></Body>").as_deref(), Some("GetTime"));
+        assert_eq!(e("<Envelope>no body</Envelope>"), None);
+        assert_eq!(e("<Body>text</Body>"), None);
+    }
 }

@@ -91,7 +91,13 @@ impl Conn<'_> {
                 };
                 unread = None;
             }
-            let resp = self.dispatch(rq).await;
+            let resp = match self.cx.service.shed(&rq) {
+                Some(r) => {
+                    self.cx.server.0.in_flight.fetch_add(1, Ordering::SeqCst);
+                    r
+                }
+                None => self.dispatch(rq).await,
+            };
             keep_alive &= !self.cx.server.stopping();
             let wrote = self.write_response(resp, is_head, keep_alive, timeout).await;
             self.cx.server.0.in_flight.fetch_sub(1, Ordering::SeqCst);

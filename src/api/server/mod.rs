@@ -89,6 +89,11 @@ pub trait Service: Send + Sync + 'static {
     fn body(&self, rq: &Request) -> Body;
     /// Called on a worker thread with the body read as `body` asked.
     fn handle(&self, rq: Request) -> Response;
+    /// Called on the event loop with the body read, before the request is queued for a worker:
+    /// `Some` answers at once (load shedding that must cost no hand-off). Must not block.
+    fn shed(&self, _rq: &Request) -> Option<Response> {
+        None
+    }
 }
 
 /// A listener's settings.
