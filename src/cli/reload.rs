@@ -99,6 +99,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("[access]", d(&old.access, &new.access)),
         ("[sync]", d(&old.sync, &new.sync)),
         ("log.target", old.log.target != new.log.target),
+        ("tls.ca_file", old.tls.ca_file != new.tls.ca_file),
     ] {
         if changed {
             out.push(name);
