@@ -217,3 +217,42 @@ fn check_config_refuses_a_missing_or_garbage_key_and_a_cert_without_key() {
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("certificate"), "{}", stderr(&o));
 }
+
+fn metric(d: &Daemon, series: &str) -> f64 {
+    let body = d.admin_get("/metrics").text();
+    body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or_else(|| panic!("no {series} in\n{body}"))
+}
+
+#[test]
+fn a_handshake_not_finished_within_read_timeout_closes_the_connection_and_is_counted() {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    ca.leaf(dir.path());
+    let mut d = Daemon::start_with_server("read_timeout_s = 1", &tls_section(dir.path()));
+    d.wait_healthy();
+    assert_eq!(metric(&d, "vnetd_tls_handshake_failures_total{reason=\"timeout\"}"), 0.0);
+    // Silent after connecting: closed after about 1 s, with nothing written.
+    let mut silent = TcpStream::connect(d.addr()).unwrap();
+    let started = std::time::Instant::now();
+    let got = read_until_close(&mut silent, Duration::from_secs(10)).unwrap_or_default();
+    let took = started.elapsed();
+    assert!(got.is_empty(), "{got:?}");
+    assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(5), "closed after {took:?}");
+    // The start of a TLS record header a byte at a time, then nothing: the deadline counts from the accept, not per byte.
+    let mut trickle = TcpStream::connect(d.addr()).unwrap();
+    let started = std::time::Instant::now();
+    for b in [0x16, 0x03, 0x01] {
+        if trickle.write_all(&[b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let _ = read_until_close(&mut trickle, Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
+    assert!(wait_until(Duration::from_secs(5), || metric(&d, "vnetd_tls_handshake_failures_total{reason=\"timeout\"}") >= 2.0));
+    // Not TLS at all: a failed handshake, counted apart.
+    let _ = raw_exchange(&d.addr(), b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", Duration::from_secs(5));
+    assert!(wait_until(Duration::from_secs(5), || metric(&d, "vnetd_tls_handshake_failures_total{reason=\"error\"}") >= 1.0));
+    // And the listener still serves HTTPS.
+    assert_eq!(get_time(&mut Conn::open(&d, &ca.client())).result(), 0);
+}
