@@ -205,6 +205,18 @@ pub struct Tls {
     /// CA certificates (PEM) that verify the servers of `https://` peer URLs; empty = the
     /// system's trusted roots.
     pub ca_file: String,
+    /// The SOAP/pages listener's certificate chain (PEM, leaf first); with `key_file`, the
+    /// listener speaks HTTPS only. Both empty (the default): plain HTTP.
+    pub cert_file: String,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of `cert_file`.
+    pub key_file: String,
+}
+
+impl Tls {
+    /// Whether the SOAP/pages listener serves HTTPS.
+    pub fn inbound(&self) -> bool {
+        !self.cert_file.is_empty()
+    }
 }
 
 /// Which file to read: `--config` beats `VNETD_CONFIG`, which beats the default path when it
@@ -325,6 +337,9 @@ impl Config {
                 errs.push(format!("log.target must be \"syslog\" or \"stderr\", not {t:?}"));
             }
         }
+        if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
+            errs.push("tls.cert_file and tls.key_file must be set together (both empty: plain HTTP)".into());
+        }
         if self.log.refusal_window_s == 0 {
             errs.push("log.refusal_window_s must be at least 1".into());
         }
@@ -393,5 +408,12 @@ mod tests {
         assert!(c.validate().unwrap_err().contains("log.target"));
         let e = Config::parse("[server]\nmax_body_bytes = \"big\"\n").unwrap_err();
         assert!(e.contains("max_body_bytes"), "{e}");
+        let c = Config::parse("[tls]\ncert_file = \"/etc/vnetd/cert.pem\"\n").unwrap();
+        assert!(c.validate().unwrap_err().contains("tls.cert_file and tls.key_file"));
+        let c = Config::parse("[tls]\nkey_file = \"/etc/vnetd/key.pem\"\n").unwrap();
+        assert!(c.validate().unwrap_err().contains("tls.cert_file and tls.key_file"));
+        let c = Config::parse("[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n").unwrap();
+        assert!(c.validate().is_ok() && c.tls.inbound());
+        assert!(Config::parse("[tls]\ncert = \"c.pem\"\n").unwrap_err().contains("cert"));
     }
 }

@@ -48,6 +48,8 @@ static OUTBOX_DESTINATIONS: std::sync::Mutex<std::collections::BTreeSet<String>>
 pub const HTTP_REFUSED: &str = "vnetd_http_refused_total";
 pub const HTTP_REFUSED_HELP: &str =
     "HTTP answers refusing a request before it reached an operation, by listener and status (400, 408, 413, 414, 431, 503: bad or late heads and bodies, limits, connection cap, full worker queue)";
+const TLS_FAILED: &str = "vnetd_tls_handshake_failures_total";
+const TLS_FAILED_HELP: &str = "TLS handshakes on the SOAP listener that closed the connection: not finished within read_timeout_s (timeout) or failed (error: not TLS, no common protocol, certificate refused)";
 /// The statuses of `vnetd_http_refused_total`.
 const REFUSED_STATUSES: [&str; 6] = ["400", "408", "413", "414", "431", "503"];
 
@@ -127,6 +129,11 @@ pub fn declare_series(app: &App) {
     m.set_gauge("vnetd_clock_alarm", "1 while the centre clock is more than clock_alarm_s away", &[], 0.0);
     m.set_gauge("vnetd_open_connections", "Open connections on the SOAP listener", &[], 0.0);
     m.inc_counter(STORE_COMMITS, STORE_COMMITS_HELP, &[], 0);
+    if app.cfg.tls.inbound() {
+        for reason in ["timeout", "error"] {
+            m.inc_counter(TLS_FAILED, TLS_FAILED_HELP, &[("reason", reason)], 0);
+        }
+    }
     m.inc_counter(STORE_JOBS, STORE_JOBS_HELP, &[], 0);
 }
 
@@ -146,6 +153,11 @@ fn refresh_gauges(app: &App, soap: &Server, admin: Option<&Server>) {
         for (status, n) in server.map(Server::refusals).unwrap_or_default() {
             m.sync_counter(HTTP_REFUSED, HTTP_REFUSED_HELP, &[("listener", listener), ("status", &status.to_string())], n);
         }
+    }
+    if app.cfg.tls.inbound() {
+        let (timeout, error) = soap.tls_failures();
+        m.sync_counter(TLS_FAILED, TLS_FAILED_HELP, &[("reason", "timeout")], timeout);
+        m.sync_counter(TLS_FAILED, TLS_FAILED_HELP, &[("reason", "error")], error);
     }
     let backlog = app.store.read(crate::store::outbox::backlog);
     match backlog {

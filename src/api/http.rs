@@ -4,6 +4,7 @@
 
 use crate::api::legacy;
 use crate::api::pipeline::{self, Reply};
+use crate::api::server::tls::TlsConfig;
 use crate::api::server::{Body, Limits, Request, Response, Runtime, Server, Service};
 use crate::app::App;
 use crate::spec::Service as SoapService;
@@ -21,22 +22,26 @@ pub struct Listeners {
     pub soap: Server,
     pub admin: Server,
     rt: Runtime,
+    /// The SOAP listener's certificate when it serves HTTPS (SIGHUP reloads it).
+    pub tls: Option<Arc<TlsConfig>>,
 }
 
 impl Listeners {
     pub fn start(app: Arc<App>) -> Result<Listeners, String> {
         let rt = Runtime::new("http", 0)?;
         let s = &app.cfg.server;
+        let t = &app.cfg.tls;
+        let tls = if t.inbound() { Some(TlsConfig::new(&t.cert_file, &t.key_file)?) } else { None };
         let timeout = Duration::from_secs(s.read_timeout_s);
-        let soap_limits = Limits { name: "soap", max_connections: s.max_connections as usize, read_timeout: timeout, workers: s.workers as usize, queue: s.queue as usize };
+        let soap_limits = Limits { name: "soap", max_connections: s.max_connections as usize, read_timeout: timeout, workers: s.workers as usize, queue: s.queue as usize, tls: tls.clone() };
         let soap = Server::start(&rt, &s.listen, soap_limits, Arc::new(Soap { app: app.clone() }))?;
-        let admin_limits = Limits { name: "admin", max_connections: ADMIN_MAX_CONNECTIONS, read_timeout: timeout, workers: ADMIN_WORKERS, queue: ADMIN_QUEUE };
+        let admin_limits = Limits { name: "admin", max_connections: ADMIN_MAX_CONNECTIONS, read_timeout: timeout, workers: ADMIN_WORKERS, queue: ADMIN_QUEUE, tls: None };
         let own = Arc::new(OnceLock::new());
         let admin_service = Arc::new(Admin { app: app.clone(), soap: soap.clone(), admin: own.clone() });
         let admin = Server::start(&rt, &s.admin_listen, admin_limits, admin_service)?;
         let _ = own.set(admin.clone());
         super::admin::declare_series(&app);
-        Ok(Listeners { soap, admin, rt })
+        Ok(Listeners { soap, admin, rt, tls })
     }
 
     pub fn soap_addr(&self) -> Option<std::net::SocketAddr> {
@@ -139,6 +144,7 @@ fn handle_web(app: &App, rq: &Request) -> Response {
         cookies: &cookies,
         body: &rq.body,
         client_ip: rq.remote.ip().to_string(),
+        tls: rq.tls,
     };
     let page = crate::web::handle(app, &wr);
     let mut resp = Response { status: page.status, headers: Vec::new(), body: page.body };

@@ -76,7 +76,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let tz = parse_utc_offset(TIMEZONE).ok_or("bad built-in time zone")?;
     let sim = Arc::new(Sim { keys: opts.keys, sp_keys: opts.sp_keys, clock: Clock::system(tz, opts.time_offset_s), clock_offset_s: opts.clock_offset_s, store });
     let rt = Runtime::new("centre-sim", 2)?;
-    let limits = Limits { name: "centre-sim", max_connections: MAX_CONNECTIONS, read_timeout: Duration::from_secs(10), workers: WORKERS, queue: QUEUE };
+    let limits = Limits { name: "centre-sim", max_connections: MAX_CONNECTIONS, read_timeout: Duration::from_secs(10), workers: WORKERS, queue: QUEUE, tls: None };
     let inj = Injection { fail_rate: opts.fail_rate, delay: Duration::from_millis(opts.delay_ms) };
     let server = Server::start(&rt, &opts.listen, limits, Arc::new(SimService { sim: sim.clone(), inj }))?;
     let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|| opts.listen.clone());

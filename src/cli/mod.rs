@@ -130,6 +130,9 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Cmd::CheckConfig => {
             let cfg = load_config(path)?;
             crate::soap::client::TlsRoots::load(&cfg.tls.ca_file)?;
+            if cfg.tls.inbound() {
+                crate::api::server::tls::load(&cfg.tls.cert_file, &cfg.tls.key_file)?;
+            }
             match &cfg.source {
                 Some(p) => println!("configuration {} is valid", p.display()),
                 None => println!("no configuration file; built-in defaults are valid"),

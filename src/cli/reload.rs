@@ -5,6 +5,10 @@
 //! * `[server] max_body_bytes` (checked per request body from then on);
 //! * `[server] max_connections`, for connections accepted from then on (open ones stay);
 //! * `[server] read_timeout_s`, for the requests started from then on (both listeners);
+//! * `[tls] cert_file`, `key_file` when the listener already serves HTTPS: the files are read
+//!   again and connections accepted from then on get the new certificate (open ones keep
+//!   theirs); files that do not load leave the running certificate, with a warning naming the
+//!   file. Turning HTTPS on or off (empty ↔ set) needs a restart;
 //! * peers: the peer table is read from the database at once (it is otherwise re-read every
 //!   second).
 //!
@@ -38,11 +42,15 @@ pub fn reload(app: &App, listeners: &Listeners) {
     listeners.soap.set_read_timeout(timeout);
     listeners.admin.set_read_timeout(timeout);
     app.refusal_log.set_limits(new.log.refusal_burst, Duration::from_secs(new.log.refusal_window_s.max(1)));
+    let tls = reload_tls(&app.cfg, &new, listeners);
     app.peers.invalidate();
     let peers = app.peers.all().len();
     let restart: Vec<&str> = restart_only_changes(&app.cfg, &new);
     if !restart.is_empty() {
         log::warn!("SIGHUP: {} changed; this takes effect only at a restart", restart.join(", "));
+    }
+    if let Some(tls) = tls {
+        log::info!("SIGHUP: {tls}");
     }
     log::info!(
         "SIGHUP: configuration reloaded from {}: log level {level}, max_body_bytes {}, max_connections {cap}, read_timeout_s {}, refusal log {} per {} s, {peers} peer(s) read",
@@ -53,6 +61,24 @@ pub fn reload(app: &App, listeners: &Listeners) {
         new.log.refusal_window_s
     );
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Status("configuration reloaded")]);
+}
+
+/// Reloads the SOAP listener's certificate; Some: what was done, for the log.
+fn reload_tls(old: &Config, new: &Config, listeners: &Listeners) -> Option<String> {
+    let t = &new.tls;
+    if old.tls.inbound() != t.inbound() {
+        let now = if t.inbound() { "HTTPS (tls.cert_file, tls.key_file set)" } else { "plain HTTP (tls.cert_file, tls.key_file empty)" };
+        log::warn!("SIGHUP: the SOAP listener would change to {now}; turning HTTPS on or off takes effect only at a restart");
+        return None;
+    }
+    let slot = listeners.tls.as_ref()?;
+    match slot.reload(&t.cert_file, &t.key_file) {
+        Ok(()) => Some(format!("TLS certificate reloaded from {} and {} (for new connections)", t.cert_file, t.key_file)),
+        Err(e) => {
+            log::warn!("SIGHUP: TLS certificate not reloaded, the running one stays: {e}");
+            None
+        }
+    }
 }
 
 /// Settings that differ between `old` (in force since start) and `new` and are not reloaded.
@@ -73,6 +99,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("[access]", d(&old.access, &new.access)),
         ("[sync]", d(&old.sync, &new.sync)),
         ("log.target", old.log.target != new.log.target),
+        ("tls.ca_file", old.tls.ca_file != new.tls.ca_file),
     ] {
         if changed {
             out.push(name);

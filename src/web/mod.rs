@@ -34,6 +34,8 @@ pub struct WebRequest<'a> {
     pub cookies: &'a str,
     pub body: &'a [u8],
     pub client_ip: String,
+    /// It came over TLS: the cookies set are `Secure` (spec 5).
+    pub tls: bool,
 }
 
 /// An answer to the browser.
@@ -139,8 +141,9 @@ impl<'a> Ctx<'a> {
     }
 
     fn finish(self, status: u16, mut headers: Vec<(&'static str, String)>, body: Vec<u8>) -> WebResponse {
+        let secure = self.rq.tls;
         for c in self.set_cookies {
-            headers.push(("Set-Cookie", c));
+            headers.push(("Set-Cookie", if secure { c + "; Secure" } else { c }));
         }
         headers.push(("Cache-Control", "no-store".into()));
         headers.push(("Pragma", "no-cache".into()));

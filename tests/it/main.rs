@@ -18,6 +18,7 @@ mod contract;
 mod billing;
 mod sync;
 mod tls;
+mod tls_inbound;
 mod web;
 mod access;
 mod safety;

@@ -73,7 +73,7 @@ fn user(d: &Daemon, account: &str, pw: &str, extra: &[&str]) -> String {
 
 // ---- tokens, as an SP builds and reads them (spec 5)
 
-fn sso_request(d: &Daemon, spid: &str, key_hex: &str, return_url: &str) -> String {
+pub(crate) fn sso_request(d: &Daemon, spid: &str, key_hex: &str, return_url: &str) -> String {
     sso_request_at(spid, key_hex, return_url, &d.now_ts())
 }
 
@@ -93,7 +93,7 @@ fn logout_request(d: &Daemon, user: &str, ts: Option<&str>) -> String {
     token::seal(&key(SP_KEY), SP_ID, &[user, &ts, RETURN], &[SP_ID, user, &ts, RETURN])
 }
 
-fn q(v: &str) -> String {
+pub(crate) fn q(v: &str) -> String {
     utf8_percent_encode(v, NON_ALPHANUMERIC).to_string()
 }
 

@@ -3,10 +3,10 @@
 //! each request so a SIGHUP applies to the next one).
 
 use super::head::{Chunked, Framing, Head, Scan, Scanned, Step};
+use super::stream::Stream;
 use super::{Body, Request, Response, Server, Service};
 use smol::future::FutureExt;
-use smol::io::AsyncWriteExt;
-use std::io::Read;
+use smol::io::{AsyncRead, AsyncWriteExt};
 use smol::{Async, Timer};
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -28,6 +28,8 @@ thread_local! {
 pub(super) struct Ctx {
     pub server: Server,
     pub service: Arc<dyn Service>,
+    /// Set: the listener speaks HTTPS only (the handshake is the connection's first step).
+    pub tls: Option<Arc<super::tls::TlsConfig>>,
 }
 
 /// Why a read gave up.
@@ -40,16 +42,46 @@ enum Gone {
 
 struct Conn<'a> {
     cx: &'a Ctx,
-    s: Async<TcpStream>,
+    s: Stream,
     peer: SocketAddr,
     /// Bytes read and not yet used (the rest of a head or body, pipelined requests).
     buf: Vec<u8>,
 }
 
 pub(super) async fn serve(cx: &Ctx, s: Async<TcpStream>, peer: SocketAddr) {
+    let s = match &cx.tls {
+        None => Stream::Plain(s),
+        Some(tls) => match handshake(cx, tls.current(), s, peer).await {
+            Some(t) => t,
+            None => return,
+        },
+    };
     let mut c = Conn { cx, s, peer, buf: Vec::new() };
     if let Err(status) = c.run().await {
         c.refuse(status).await;
+    }
+}
+
+/// The TLS handshake, within the listener's `read_timeout` from the accept; None: it failed
+/// or did not finish in time (counted), and the connection is closed.
+async fn handshake(cx: &Ctx, cfg: Arc<rustls::ServerConfig>, s: Async<TcpStream>, peer: SocketAddr) -> Option<Stream> {
+    let sv = &cx.server;
+    let deadline = Instant::now() + sv.read_timeout();
+    let accept = futures_rustls::TlsAcceptor::from(cfg).accept(s);
+    let done = accept
+        .or(async {
+            Timer::at(deadline).await;
+            Err(io::Error::from(ErrorKind::TimedOut))
+        })
+        .await;
+    match done {
+        Ok(t) => Some(Stream::Tls(Box::new(t))),
+        Err(e) => {
+            let timed_out = e.kind() == ErrorKind::TimedOut;
+            sv.0.tls_failures[usize::from(!timed_out)].fetch_add(1, Ordering::Relaxed);
+            log::debug!("{}: TLS handshake with {peer} {}: {e}", sv.0.name, if timed_out { "not finished in time" } else { "failed" });
+            None
+        }
     }
 }
 
@@ -74,7 +106,8 @@ impl Conn<'_> {
             let mut keep_alive = head.keep_alive() && !head.ambiguous();
             let is_head = head.method == "HEAD";
             let continue_wanted = head.expects_continue();
-            let mut rq = Request { method: head.method, url: head.target, headers: head.headers, remote: self.peer, body: Vec::new() };
+            let tls = self.s.is_tls();
+            let mut rq = Request { method: head.method, url: head.target, headers: head.headers, remote: self.peer, tls, body: Vec::new() };
             let body_deadline = Instant::now() + timeout;
             let mut unread = Some(framing).filter(|f| *f != Framing::Length(0));
             if let (Body::Read(limit), Some(f)) = (self.cx.service.body(&rq), unread) {
@@ -102,7 +135,7 @@ impl Conn<'_> {
             let wrote = self.write_response(resp, is_head, keep_alive, timeout).await;
             self.cx.server.0.in_flight.fetch_sub(1, Ordering::SeqCst);
             if !wrote || !keep_alive {
-                let _ = self.s.get_ref().shutdown(Shutdown::Both);
+                self.shutdown(Shutdown::Both, timeout).await;
                 return Ok(());
             }
             if let Some(f) = unread {
@@ -117,9 +150,13 @@ impl Conn<'_> {
         }
     }
 
-    /// Waits for the next request's first byte; false: the connection is to be closed.
-    async fn idle(&self, deadline: Instant) -> bool {
-        let ready = async { self.s.readable().await.is_ok() };
+    /// Waits for the next request's first byte; false: the connection is to be closed. Over TLS
+    /// the wait is a read (what comes may be a TLS record with no request byte in it).
+    async fn idle(&mut self, deadline: Instant) -> bool {
+        let Stream::Plain(s) = &self.s else {
+            return self.read_more(deadline, 408).await.is_ok();
+        };
+        let ready = async { s.readable().await.is_ok() };
         ready.or(async {
             Timer::at(deadline).await;
             false
@@ -130,14 +167,15 @@ impl Conn<'_> {
     /// Reads more bytes into `buf` (only as many as came: a connection trickling its head holds
     /// what it sent, not a read-sized buffer); Ok(0) never happens (end of stream is `Closed`).
     async fn read_more(&mut self, deadline: Instant, timed_out: u16) -> Result<usize, Gone> {
-        let (s, buf) = (&self.s, &mut self.buf);
-        let read = s.read_with(|io| {
+        let (s, buf) = (&mut self.s, &mut self.buf);
+        let read = std::future::poll_fn(|cx| {
             SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
-                let mut r = io;
-                let n = r.read(&mut scratch[..])?;
-                buf.extend_from_slice(&scratch[..n]);
-                Ok(n)
+                let got = std::pin::Pin::new(&mut *s).poll_read(cx, &mut scratch[..]);
+                if let std::task::Poll::Ready(Ok(n)) = got {
+                    buf.extend_from_slice(&scratch[..n]);
+                }
+                got
             })
         });
         let got = read
@@ -242,9 +280,12 @@ impl Conn<'_> {
         rx.recv().await.unwrap_or_else(|_| Response::text(500, "internal error\n"))
     }
 
-    async fn write_all(&self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
-        let mut w = &self.s;
-        let write = async { w.write_all(bytes).await };
+    async fn write_all(&mut self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+        let w = &mut self.s;
+        let write = async {
+            w.write_all(bytes).await?;
+            w.flush().await
+        };
         write
             .or(async {
                 Timer::at(deadline).await;
@@ -254,7 +295,7 @@ impl Conn<'_> {
     }
 
     /// Writes `resp` within `timeout`; false: not written (the connection is to be closed).
-    async fn write_response(&self, resp: Response, is_head: bool, keep_alive: bool, timeout: Duration) -> bool {
+    async fn write_response(&mut self, resp: Response, is_head: bool, keep_alive: bool, timeout: Duration) -> bool {
         let bytes = render(resp, is_head, keep_alive);
         match self.write_all(&bytes, Instant::now() + timeout).await {
             Ok(()) => true,
@@ -284,7 +325,7 @@ impl Conn<'_> {
         if !self.write_response(Response::text(status, msg), false, false, timeout).await {
             return;
         }
-        let _ = self.s.get_ref().shutdown(Shutdown::Write);
+        self.shutdown(Shutdown::Write, timeout).await;
         if status == 408 {
             return;
         }
@@ -297,6 +338,17 @@ impl Conn<'_> {
             }
             self.buf.clear();
         }
+    }
+}
+
+impl Conn<'_> {
+    /// Shuts the socket down (`how`); over TLS a close_notify is sent first (within `timeout`).
+    async fn shutdown(&mut self, how: Shutdown, timeout: Duration) {
+        if let Stream::Tls(t) = &mut self.s {
+            t.get_mut().1.send_close_notify();
+            let _ = self.write_all(b"", Instant::now() + timeout).await;
+        }
+        let _ = self.s.tcp().get_ref().shutdown(how);
     }
 }
 

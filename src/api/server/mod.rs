@@ -19,6 +19,8 @@
 mod conn;
 pub mod head;
 mod pool;
+mod stream;
+pub mod tls;
 
 use smol::{Async, Executor};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -34,6 +36,8 @@ pub struct Request {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub remote: SocketAddr,
+    /// The request came over TLS (the listener has a certificate).
+    pub tls: bool,
     pub body: Vec<u8>,
 }
 
@@ -104,6 +108,8 @@ pub struct Limits {
     pub read_timeout: Duration,
     pub workers: usize,
     pub queue: usize,
+    /// Set: HTTPS only, with this (replaceable) certificate; None: plain HTTP.
+    pub tls: Option<Arc<tls::TlsConfig>>,
 }
 
 /// The statuses the server answers by itself, counted in `refusals`.
@@ -117,6 +123,8 @@ struct Shared {
     /// Requests taken and not yet answered (stop waits for them).
     in_flight: AtomicUsize,
     refusals: [AtomicU64; REFUSALS.len()],
+    /// TLS handshakes that did not finish within `read_timeout` \[0\] or failed \[1\].
+    tls_failures: [AtomicU64; 2],
     addr: OnceLock<SocketAddr>,
     stopping: AtomicBool,
     pool: OnceLock<pool::Pool>,
@@ -145,6 +153,7 @@ impl Server {
             open: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             refusals: Default::default(),
+            tls_failures: Default::default(),
             addr: OnceLock::new(),
             stopping: AtomicBool::new(false),
             pool: OnceLock::new(),
@@ -152,7 +161,7 @@ impl Server {
         let _ = shared.addr.set(local);
         let _ = shared.pool.set(pool::Pool::new(limits.name, limits.workers, limits.queue)?);
         let server = Server(Arc::new(shared));
-        let cx = Arc::new(conn::Ctx { server: server.clone(), service });
+        let cx = Arc::new(conn::Ctx { server: server.clone(), service, tls: limits.tls });
         rt.ex.spawn(accept_loop(rt.ex.clone(), listener, cx)).detach();
         Ok(server)
     }
@@ -169,6 +178,11 @@ impl Server {
     /// worker queue (503).
     pub fn refusals(&self) -> Vec<(u16, u64)> {
         REFUSALS.iter().zip(&self.0.refusals).map(|(s, n)| (*s, n.load(Ordering::Relaxed))).collect()
+    }
+    /// TLS handshakes that were not finished within `read_timeout` and that failed (not TLS,
+    /// no shared protocol, a certificate the client refused): both closed the connection.
+    pub fn tls_failures(&self) -> (u64, u64) {
+        (self.0.tls_failures[0].load(Ordering::Relaxed), self.0.tls_failures[1].load(Ordering::Relaxed))
     }
     /// The cap for connections accepted from then on (open ones are kept).
     pub fn set_max_connections(&self, n: usize) {
@@ -229,7 +243,12 @@ async fn accept_loop(ex: Arc<Executor<'static>>, listener: Async<TcpListener>, c
         }
         if sv.0.open.load(Ordering::Relaxed) >= sv.max_connections() {
             sv.count(503);
-            ex.spawn(refuse_over_cap(stream)).detach();
+            if cx.tls.is_some() {
+                // A plain-text 503 would mean nothing to a TLS client: closed at once.
+                let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
+            } else {
+                ex.spawn(refuse_over_cap(stream)).detach();
+            }
             continue;
         }
         sv.0.open.fetch_add(1, Ordering::Relaxed);
