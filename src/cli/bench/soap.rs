@@ -254,11 +254,12 @@ pub(super) fn soap(a: SoapArgs) -> CliResult {
                 _ => "–".into(),
             };
             println!(
-                "| {op} | {n} | {} | {}{} | {per_commit} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+                "| {op} | {n} | {} | {}{} | {per_commit} | {} | {:.2} | {:.2} | {:.2} | {} |",
                 res.cells(),
                 mib(hwm),
                 if reset { "" } else { " (since start)" },
-                res.cpu_writer_s * 1e6 / res.requests.max(1) as f64,
+                // Reads leave the writer idle: no figure rather than a misleading 0.
+                if fresh { format!("{:.0}", res.cpu_writer_s * 1e6 / res.requests.max(1) as f64) } else { "–".into() },
                 res.cpu_target,
                 res.cpu_bench,
                 res.cpu_other,
