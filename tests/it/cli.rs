@@ -504,7 +504,7 @@ fn benchmarks_run_end_to_end() {
     let runs: [&[&str]; 5] = [
         &["bench", "argon2", "--m-kib", "64", "--t", "1", "--seconds", "0.2"],
         &["bench", "sqlite", "--duration-s", "0.2", "--batch", "16"],
-        &["bench", "soap", "--ops", "GetUserinfo,Charge", "--concurrency", "1", "--duration-s", "0.3", "--warmup-s", "0", "--users", "50", "--charge-users", "10"],
+        &["bench", "soap", "--ops", "GetUserinfo,Charge", "--concurrency", "1", "--duration-s", "0.3", "--warmup-s", "0", "--users", "50", "--charge-users", "10", "--hold", "20"],
         &["bench", "sync", "--batch", "50", "--records", "200", "--duration-s", "1", "--lag-rate", "20", "--lag-duration-s", "1", "--flush-ms", "100"],
         &["bench", "web", "--nginx", "", "--concurrency", "1", "--login-concurrency", "1", "--duration-s", "0.3", "--warmup-s", "0", "--tickets", "2000"],
     ];

@@ -91,18 +91,21 @@ pub(super) fn free_port() -> Result<u16, Failed> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-pub(super) fn start_daemon(keep: bool, env: &[String]) -> Result<(Daemon, Config), Failed> {
-    start_daemon_with(keep, env, "")
+/// A daemon of its own (temp config on free ports, temp database, the config defaults otherwise:
+/// production Argon2 parameters and connection cap), with `extra` TOML sections (not `[server]`,
+/// `[storage]` or `[log]`).
+pub(super) fn start_daemon_with(keep: bool, env: &[String], extra: &str) -> Result<(Daemon, Config), Failed> {
+    start_daemon_server(keep, env, "", extra)
 }
 
-/// As `start_daemon`, with `extra` TOML sections (not `[server]`, `[storage]` or `[log]`).
-pub(super) fn start_daemon_with(keep: bool, env: &[String], extra: &str) -> Result<(Daemon, Config), Failed> {
+/// As `start_daemon_with`, with more `[server]` keys (`server`: TOML lines).
+pub(super) fn start_daemon_server(keep: bool, env: &[String], server: &str, extra: &str) -> Result<(Daemon, Config), Failed> {
     let dir = std::env::temp_dir().join(format!("vnetd-bench-{}-{:08x}", std::process::id(), subsec_nanos()));
     std::fs::create_dir_all(&dir)?;
     let (port, admin) = (free_port()?, free_port()?);
     // Production Argon2 parameters and connection cap: the config defaults.
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n[storage]\npath = \"{}\"\n[log]\ntarget = \"stderr\"\nlevel = \"warn\"\n{extra}",
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n{server}[storage]\npath = \"{}\"\n[log]\ntarget = \"stderr\"\nlevel = \"warn\"\n{extra}",
         dir.join("data/vnetd.db").display()
     );
     let cfg_path = dir.join("vnetd.toml");

@@ -76,6 +76,10 @@ pub struct SoapArgs {
     /// GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576
     #[arg(long = "daemon-env", value_name = "KEY=VALUE")]
     daemon_env: Vec<String>,
+    /// Hold this many idle keep-alive connections open to the daemon during every run (its
+    /// max_connections and read_timeout_s are raised to allow them)
+    #[arg(long, default_value_t = 0)]
+    hold: usize,
 }
 
 #[derive(Args)]

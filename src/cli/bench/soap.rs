@@ -140,13 +140,30 @@ pub(super) fn store_counters(cfg: &Config) -> Option<(f64, f64)> {
     Some((value("vnetd_store_commits_total")?, value("vnetd_store_write_jobs_total")?))
 }
 
+/// `n` idle connections to `addr`, kept open by the caller (this process's open-file limit is
+/// raised to its hard limit first; the daemon raises its own at start).
+fn hold_idle(addr: SocketAddr, n: usize) -> Result<Vec<TcpStream>, Failed> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+    (0..n)
+        .map(|i| TcpStream::connect(addr).map_err(|e| Failed(format!("holding idle connection {i} of {n}: {e} (raise ulimit -n)"))))
+        .collect()
+}
+
 pub(super) fn soap_ok(status: u16, body: &[u8]) -> bool {
     status == 200 && contains(body, b"<Result>0</Result>")
 }
 
 pub(super) fn soap(a: SoapArgs) -> CliResult {
     check_load(&a.load)?;
-    let (mut d, cfg) = start_daemon(a.keep, &a.daemon_env)?;
+    // Held idle connections need room under the cap and must outlive the idle deadline.
+    let server = if a.hold > 0 { format!("max_connections = {}\nread_timeout_s = 3600\n", a.hold + 2048) } else { String::new() };
+    let (mut d, cfg) = start_daemon_server(a.keep, &a.daemon_env, &server, "")?;
     let pid = d.pid();
     d.cli(&["peer", "add", "--id", SP_ID, "--kind", "sp", "--key", SP_KEY, "--return-url", "http://sp.example/"], None)?;
     let user_id = d.cli(&["user", "add", "--account-type", "01", "--account", ACCOUNT, "--city-code", "0591", "--password-stdin"], Some(PASSWORD))?;
@@ -206,8 +223,12 @@ pub(super) fn soap(a: SoapArgs) -> CliResult {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+    let held = hold_idle(addr, a.hold)?;
     std::thread::sleep(Duration::from_millis(500));
     let (rss0, hwm0) = (proc_status_kib(pid, "VmRSS"), proc_status_kib(pid, "VmHWM"));
+    if !held.is_empty() {
+        println!("holding {} idle keep-alive connections open to the daemon during every run", held.len());
+    }
     println!(
         "vnetd {} (pid {pid}) on {addr}: Argon2id m={} KiB t={} p={}, max_connections {}; responses: {}; warm-up {} s, measured {} s per run",
         env!("CARGO_PKG_VERSION"),
