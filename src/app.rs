@@ -49,6 +49,12 @@ pub struct Live {
 const HASH_QUEUE_PER_THREAD: usize = 8;
 
 impl App {
+    /// Count `n` password hashes refused because the Argon2 pool's queue was full (0 declares
+    /// the series at start-up).
+    pub fn count_hash_busy(&self, n: u64) {
+        self.metrics.inc_counter("vnetd_hash_busy_total", "Logins refused because the hashing pool was full", &[], n);
+    }
+
     pub fn new(cfg: Config, clock: Clock, store: Store) -> Result<App, String> {
         let s = &cfg.security;
         let hasher = PasswordHasher::new(s.argon2_m_kib, s.argon2_t, s.argon2_p)

@@ -68,7 +68,7 @@ pub fn declare_series(app: &App) {
     for result in ["ok", "failed", "locked"] {
         m.inc_counter("vnetd_logins_total", "Password logins by outcome", &[("result", result)], 0);
     }
-    m.inc_counter("vnetd_hash_busy_total", "Logins refused because the hashing pool was full", &[], 0);
+    app.count_hash_busy(0);
     m.inc_counter("vnetd_lockouts_total", "Accounts locked after repeated failures", &[], 0);
     for result in ["ok", "refused"] {
         m.inc_counter("vnetd_tickets_total", "TicketValidate outcomes", &[("result", result)], 0);

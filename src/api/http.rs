@@ -118,7 +118,7 @@ impl Service for Soap {
         }
         let op = pipeline::body_operation(&rq.body)?;
         pipeline::sheds_when_hashing_is_full(op).then(|| {
-            self.app.metrics.inc_counter("vnetd_hash_busy_total", "Logins refused because the hashing pool was full", &[], 1);
+            self.app.count_hash_busy(1);
             let Reply { status, content_type, body, .. } = pipeline::overloaded();
             respond(status, &content_type, body).with_header("Retry-After", "1")
         })

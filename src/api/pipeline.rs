@@ -49,14 +49,6 @@ pub fn dispatch(app: &App, service: Service, body: &[u8], content_type: Option<&
     let Some(op) = super::table::find(service, &env.op.name) else {
         return refused(app, service, env.version, "unknown operation", source);
     };
-    // A login while the Argon2 queue is full is refused before the work that would lead to its
-    // hash (the Authenticator, the lookup): under a storm of retries the refusals then cost
-    // little CPU and the hashing threads keep theirs.
-    if HASHING.contains(&op.name) && app.hasher.full() {
-        app.metrics.inc_counter("vnetd_hash_busy_total", "Logins refused because the hashing pool was full", &[], 1);
-        app.metrics.record_request(service.name(), op.name, codes::SYSTEM_ERROR, started.elapsed().as_secs_f64());
-        return overloaded();
-    }
     let values = collect(op, &env.op);
     let _db_op = crate::store::OpScope::enter(op.name);
     // The caller id the request claims, for the log line of a refusal (before `process` takes the values).
@@ -82,7 +74,8 @@ pub fn dispatch(app: &App, service: Service, body: &[u8], content_type: Option<&
     Reply { status: 200, content_type: writer::content_type(env.version, charset), body: writer::encode_for(&doc, gb), retry_after_s: None }
 }
 
-/// Operations that always hash a password (Argon2 verify): refused early when its queue is full.
+/// Operations that always hash a password (Argon2 verify): shed on the event loop while its
+/// queue is full (`api::http`'s `Service::shed`).
 const HASHING: &[&str] = &["UserAuth", "PhoneNumAuth", "CrossAuth", "RoamAuthV2"];
 
 /// Is `op` one that always hashes a password?

@@ -81,7 +81,7 @@ pub fn authenticate(app: &App, channel: &str, account_type: &str, account: &str,
     let correct = match app.hasher.verify(phc, password.to_string()) {
         Ok(ok) => ok && user.password_phc.is_some(),
         Err(_) => {
-            app.metrics.inc_counter("vnetd_hash_busy_total", "Logins refused because the hashing pool was full", &[], 1);
+            app.count_hash_busy(1);
             return Err(Resp::overloaded().into());
         }
     };
@@ -285,7 +285,10 @@ pub fn get_time(app: &App, _call: &Call, _req: GetTime::Request) -> Resp {
 
 /// Hash a password on the bounded pool.
 fn hash(app: &App, password: &str) -> Result<String, Resp> {
-    app.hasher.hash(password.to_string()).map_err(|_| Resp::overloaded())
+    app.hasher.hash(password.to_string()).map_err(|_| {
+        app.count_hash_busy(1);
+        Resp::overloaded()
+    })
 }
 
 /// AccountType 09 accounts are mobile numbers (validation stage 2).
