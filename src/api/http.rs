@@ -111,6 +111,13 @@ impl Service for Soap {
         handle_soap(&self.app, rq)
     }
 
+    /// Point reads (`pipeline::runs_inline`) run on the event loop.
+    fn inline(&self, rq: &Request) -> bool {
+        rq.method == "POST"
+            && matches!(endpoint(rq.path()), Some(Endpoint::Service(_)))
+            && pipeline::body_operation(&rq.body).is_some_and(pipeline::runs_inline)
+    }
+
     /// A login while the Argon2 queue is full: 503 on the event loop, without a worker.
     fn shed(&self, rq: &Request) -> Option<Response> {
         if rq.method != "POST" || !self.app.hasher.full() || !matches!(endpoint(rq.path()), Some(Endpoint::Service(_))) {

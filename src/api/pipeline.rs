@@ -83,6 +83,16 @@ pub fn sheds_when_hashing_is_full(op: &str) -> bool {
     HASHING.contains(&op)
 }
 
+/// Point reads: one or two indexed look-ups, no writer, no hashing, no outgoing call. They
+/// run on the event loop (`api::server::Service::inline`), which spares them two thread
+/// hand-offs; anything else, or a body this scan cannot name, goes to a worker.
+const INLINE: &[&str] = &["GetUserinfo", "UserInfoQueryV3", "GetTime", "IPAuth", "ServiceAuth"];
+
+/// May `op` run on the event loop?
+pub fn runs_inline(op: &str) -> bool {
+    INLINE.contains(&op)
+}
+
 /// The local name of the first element inside the SOAP Body (the operation), found by a scan
 /// of the bytes (no parse): for load shedding on the event loop. None when not found.
 pub fn body_operation(body: &[u8]) -> Option<&str> {

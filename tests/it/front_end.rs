@@ -239,7 +239,8 @@ fn a_client_that_never_reads_holds_no_worker() {
 }
 
 /// (e) With the worker busy and the queue full, a request is answered 503 with Retry-After at
-/// once (the event loop never waits for a worker). The worker is held by a UserAuth of a
+/// once (the event loop never waits for a worker), while point reads, which run on the event
+/// loop, are still served. The worker is held by a UserAuth of a
 /// roaming account whose RoamAuthV2 goes to a centre that accepts and never answers.
 #[test]
 fn a_full_worker_queue_answers_503_with_retry_after() {
@@ -264,18 +265,22 @@ fn a_full_worker_queue_answers_503_with_retry_after() {
     thread::sleep(Duration::from_millis(300));
     let queued = roam();
     thread::sleep(Duration::from_millis(300));
+    // A WSDL needs a worker: refused at once.
+    let wsdl = || try_http(&addr, "GET", &format!("{SP_PATH}?wsdl"), &[], b"", Duration::from_secs(5)).expect("an answer");
     let t = Instant::now();
-    let r = get_time(&d.addr()).expect("an answer");
+    let r = wsdl();
     let took = t.elapsed();
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.header("Retry-After"), Some("1"));
     assert!(took < Duration::from_millis(300), "503 after {took:?}");
+    // A point read runs on the event loop: still served while every worker is taken.
+    assert!(get_time_ok(&get_time(&d.addr())), "GetTime beside a full worker queue");
     let (a, b) = (busy.join().unwrap(), queued.join().unwrap());
     eprintln!("full queue: 503 after {took:?}; the held requests answered {a:?} and {b:?}");
     assert_eq!(a.0, Some(-22500));
     assert_eq!(b.0, Some(-22500));
     // Free again: served.
-    assert!(get_time_ok(&get_time(&d.addr())));
+    assert_eq!(wsdl().status, 200);
     assert_eq!(metric(&d, "vnetd_http_refused_total{listener=\"soap\",status=\"503\"}"), Some(1.0));
     drop(silent);
 }

@@ -2,12 +2,13 @@
 //! request. Every wait has a deadline (the listener's `read_timeout`, read at the start of
 //! each request so a SIGHUP applies to the next one).
 
+use super::deadline::{Deadline, Deadlines};
 use super::head::{Chunked, Framing, Head, Scan, Scanned, Step};
 use super::stream::Stream;
 use super::{Body, Request, Response, Server, Service};
 use smol::future::FutureExt;
 use smol::io::{AsyncRead, AsyncWriteExt};
-use smol::{Async, Timer};
+use smol::Async;
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
@@ -30,6 +31,7 @@ pub(super) struct Ctx {
     pub service: Arc<dyn Service>,
     /// Set: the listener speaks HTTPS only (the handshake is the connection's first step).
     pub tls: Option<Arc<super::tls::TlsConfig>>,
+    pub deadlines: Arc<Deadlines>,
 }
 
 /// Why a read gave up.
@@ -44,19 +46,22 @@ struct Conn<'a> {
     cx: &'a Ctx,
     s: Stream,
     peer: SocketAddr,
+    /// The deadline of the current wait.
+    dl: Arc<Deadline>,
     /// Bytes read and not yet used (the rest of a head or body, pipelined requests).
     buf: Vec<u8>,
 }
 
 pub(super) async fn serve(cx: &Ctx, s: Async<TcpStream>, peer: SocketAddr) {
+    let dl = cx.deadlines.add();
     let s = match &cx.tls {
         None => Stream::Plain(s),
-        Some(tls) => match handshake(cx, tls.current(), s, peer).await {
+        Some(tls) => match handshake(cx, &dl, tls.current(), s, peer).await {
             Some(t) => t,
             None => return,
         },
     };
-    let mut c = Conn { cx, s, peer, buf: Vec::new() };
+    let mut c = Conn { cx, s, peer, dl, buf: Vec::new() };
     if let Err(status) = c.run().await {
         c.refuse(status).await;
     }
@@ -64,13 +69,13 @@ pub(super) async fn serve(cx: &Ctx, s: Async<TcpStream>, peer: SocketAddr) {
 
 /// The TLS handshake, within the listener's `read_timeout` from the accept; None: it failed
 /// or did not finish in time (counted), and the connection is closed.
-async fn handshake(cx: &Ctx, cfg: Arc<rustls::ServerConfig>, s: Async<TcpStream>, peer: SocketAddr) -> Option<Stream> {
+async fn handshake(cx: &Ctx, dl: &Deadline, cfg: Arc<rustls::ServerConfig>, s: Async<TcpStream>, peer: SocketAddr) -> Option<Stream> {
     let sv = &cx.server;
-    let deadline = Instant::now() + sv.read_timeout();
+    dl.set(Instant::now() + sv.read_timeout());
     let accept = futures_rustls::TlsAcceptor::from(cfg).accept(s);
     let done = accept
         .or(async {
-            Timer::at(deadline).await;
+            dl.expired().await;
             Err(io::Error::from(ErrorKind::TimedOut))
         })
         .await;
@@ -129,6 +134,7 @@ impl Conn<'_> {
                     self.cx.server.0.in_flight.fetch_add(1, Ordering::SeqCst);
                     r
                 }
+                None if self.cx.server.may_inline() && self.cx.service.inline(&rq) => self.run_inline(rq),
                 None => self.dispatch(rq).await,
             };
             keep_alive &= !self.cx.server.stopping();
@@ -156,9 +162,10 @@ impl Conn<'_> {
         let Stream::Plain(s) = &self.s else {
             return self.read_more(deadline, 408).await.is_ok();
         };
+        self.dl.set(deadline);
         let ready = async { s.readable().await.is_ok() };
         ready.or(async {
-            Timer::at(deadline).await;
+            self.dl.expired().await;
             false
         })
         .await
@@ -167,7 +174,8 @@ impl Conn<'_> {
     /// Reads more bytes into `buf` (only as many as came: a connection trickling its head holds
     /// what it sent, not a read-sized buffer); Ok(0) never happens (end of stream is `Closed`).
     async fn read_more(&mut self, deadline: Instant, timed_out: u16) -> Result<usize, Gone> {
-        let (s, buf) = (&mut self.s, &mut self.buf);
+        self.dl.set(deadline);
+        let (s, buf, dl) = (&mut self.s, &mut self.buf, &self.dl);
         let read = std::future::poll_fn(|cx| {
             SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
@@ -180,7 +188,7 @@ impl Conn<'_> {
         });
         let got = read
             .or(async {
-                Timer::at(deadline).await;
+                dl.expired().await;
                 Err(io::Error::from(ErrorKind::TimedOut))
             })
             .await;
@@ -258,6 +266,19 @@ impl Conn<'_> {
         Ok(body)
     }
 
+    /// Runs the handler here, on the event loop (see `Service::inline`).
+    fn run_inline(&self, rq: Request) -> Response {
+        let sv = &self.cx.server;
+        sv.0.in_flight.fetch_add(1, Ordering::SeqCst);
+        let started = Instant::now();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.cx.service.handle(rq)));
+        sv.inline_took(started.elapsed());
+        r.unwrap_or_else(|_| {
+            log::error!("{}: a request handler panicked", sv.0.name);
+            Response::text(500, "internal error\n")
+        })
+    }
+
     /// Runs the handler on a worker; a full queue is answered 503 at once.
     async fn dispatch(&self, rq: Request) -> Response {
         let sv = &self.cx.server;
@@ -281,14 +302,15 @@ impl Conn<'_> {
     }
 
     async fn write_all(&mut self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
-        let w = &mut self.s;
+        self.dl.set(deadline);
+        let (w, dl) = (&mut self.s, &self.dl);
         let write = async {
             w.write_all(bytes).await?;
             w.flush().await
         };
         write
             .or(async {
-                Timer::at(deadline).await;
+                dl.expired().await;
                 Err(io::Error::from(ErrorKind::TimedOut))
             })
             .await

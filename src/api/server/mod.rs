@@ -17,6 +17,7 @@
 //! * The answers the server writes itself are counted by status ([`Server::refusals`]).
 
 mod conn;
+mod deadline;
 pub mod head;
 mod pool;
 mod stream;
@@ -98,7 +99,19 @@ pub trait Service: Send + Sync + 'static {
     fn shed(&self, _rq: &Request) -> Option<Response> {
         None
     }
+    /// Called on the event loop with the body read: true runs `handle` right there, without
+    /// the two thread hand-offs of a worker, for requests that are known to be short (point
+    /// reads: no writer, no hashing, no outgoing call). Must not block. The server stops
+    /// running requests inline for a while when one of them took longer than [`SLOW_INLINE`].
+    fn inline(&self, _rq: &Request) -> bool {
+        false
+    }
 }
+
+/// An inline request that took longer than this (a slow disk, a lock) sends every request to
+/// the workers for [`INLINE_PAUSE`]: the event loop must not stall on it.
+pub const SLOW_INLINE: Duration = Duration::from_millis(5);
+const INLINE_PAUSE: Duration = Duration::from_secs(1);
 
 /// A listener's settings.
 pub struct Limits {
@@ -128,6 +141,9 @@ struct Shared {
     addr: OnceLock<SocketAddr>,
     stopping: AtomicBool,
     pool: OnceLock<pool::Pool>,
+    /// Requests run on the workers only until this (ms after `born`; 0: not paused).
+    inline_paused_until_ms: AtomicU64,
+    born: Instant,
 }
 
 /// A listener (cheap to clone): its live limits and counters.
@@ -157,12 +173,16 @@ impl Server {
             addr: OnceLock::new(),
             stopping: AtomicBool::new(false),
             pool: OnceLock::new(),
+            inline_paused_until_ms: AtomicU64::new(0),
+            born: Instant::now(),
         };
         let _ = shared.addr.set(local);
         let _ = shared.pool.set(pool::Pool::new(limits.name, limits.workers, limits.queue)?);
         let server = Server(Arc::new(shared));
-        let cx = Arc::new(conn::Ctx { server: server.clone(), service, tls: limits.tls });
-        rt.ex.spawn(accept_loop(rt.ex.clone(), listener, cx)).detach();
+        let deadlines = Arc::new(deadline::Deadlines::default());
+        rt.loops.first().spawn(deadlines.clone().sweeper()).detach();
+        let cx = Arc::new(conn::Ctx { server: server.clone(), service, tls: limits.tls, deadlines });
+        rt.loops.first().spawn(accept_loop(rt.loops.clone(), listener, cx)).detach();
         Ok(server)
     }
 
@@ -207,6 +227,23 @@ impl Server {
     fn stopping(&self) -> bool {
         self.0.stopping.load(Ordering::Relaxed)
     }
+    fn since_born_ms(&self) -> u64 {
+        self.0.born.elapsed().as_millis() as u64
+    }
+    /// Whether requests may run on the event loop now (not paused after a slow one).
+    fn may_inline(&self) -> bool {
+        self.0.inline_paused_until_ms.load(Ordering::Relaxed) <= self.since_born_ms()
+    }
+    /// An inline request took `took`: a slow one pauses inline running.
+    fn inline_took(&self, took: Duration) {
+        if took > SLOW_INLINE {
+            let until = self.since_born_ms() + INLINE_PAUSE.as_millis() as u64;
+            let was = self.0.inline_paused_until_ms.swap(until, Ordering::Relaxed);
+            if was <= self.since_born_ms() {
+                log::warn!("{}: a request run on the event loop took {} ms; requests go to the workers for {} s", self.0.name, took.as_millis(), INLINE_PAUSE.as_secs());
+            }
+        }
+    }
     fn pool(&self) -> &pool::Pool {
         self.0.pool.get().expect("pool set at start")
     }
@@ -226,7 +263,7 @@ impl Server {
 /// The fixed answer to a connection beyond the cap.
 const CAP_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-async fn accept_loop(ex: Arc<Executor<'static>>, listener: Async<TcpListener>, cx: Arc<conn::Ctx>) {
+async fn accept_loop(loops: Arc<Loops>, listener: Async<TcpListener>, cx: Arc<conn::Ctx>) {
     let sv = &cx.server;
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -247,14 +284,14 @@ async fn accept_loop(ex: Arc<Executor<'static>>, listener: Async<TcpListener>, c
                 // A plain-text 503 would mean nothing to a TLS client: closed at once.
                 let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
             } else {
-                ex.spawn(refuse_over_cap(stream)).detach();
+                loops.first().spawn(refuse_over_cap(stream)).detach();
             }
             continue;
         }
         sv.0.open.fetch_add(1, Ordering::Relaxed);
         let _ = stream.get_ref().set_nodelay(true);
         let cx = cx.clone();
-        ex.spawn(async move {
+        loops.pick().spawn(async move {
             let _open = Open(&cx.server);
             conn::serve(&cx, stream, peer).await;
         })
@@ -283,9 +320,27 @@ async fn refuse_over_cap(stream: Async<TcpStream>) {
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
 }
 
-/// An executor and the threads that run it.
+/// The event loops: one executor per thread, each running the connections given to it (no
+/// work stealing between them: a connection's wake-ups stay on its thread).
+struct Loops {
+    ex: Vec<Arc<Executor<'static>>>,
+    next: AtomicUsize,
+}
+
+impl Loops {
+    /// The loop of the accept tasks and the deadline sweepers.
+    fn first(&self) -> &Executor<'static> {
+        &self.ex[0]
+    }
+    /// The loop for a new connection: each in turn.
+    fn pick(&self) -> &Executor<'static> {
+        &self.ex[self.next.fetch_add(1, Ordering::Relaxed) % self.ex.len()]
+    }
+}
+
+/// The event loop threads.
 pub struct Runtime {
-    ex: Arc<Executor<'static>>,
+    loops: Arc<Loops>,
     stop: smol::channel::Sender<()>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -294,10 +349,10 @@ impl Runtime {
     /// `threads` threads named `{name}-io-{i}` (0: one per core, at most 8).
     pub fn new(name: &str, threads: usize) -> Result<Runtime, String> {
         let n = if threads > 0 { threads } else { std::thread::available_parallelism().map_or(2, |n| n.get()).min(8) };
-        let ex = Arc::new(Executor::new());
+        let loops = Arc::new(Loops { ex: (0..n).map(|_| Arc::new(Executor::new())).collect(), next: AtomicUsize::new(0) });
         let (stop, stopped) = smol::channel::bounded::<()>(1);
         let mut handles = Vec::with_capacity(n);
-        for i in 0..n {
+        for (i, ex) in loops.ex.iter().enumerate() {
             let (ex, stopped) = (ex.clone(), stopped.clone());
             let t = std::thread::Builder::new()
                 .name(format!("{name}-io-{i}"))
@@ -309,7 +364,7 @@ impl Runtime {
                 .map_err(|e| format!("cannot start an event loop thread: {e}"))?;
             handles.push(t);
         }
-        Ok(Runtime { ex, stop, threads: Mutex::new(handles) })
+        Ok(Runtime { loops, stop, threads: Mutex::new(handles) })
     }
 
     /// Stops the event loop threads (connections still open are dropped).
@@ -319,5 +374,51 @@ impl Runtime {
         for t in threads {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Answers with the name of the thread that ran it; runs everything inline; the first
+    /// request is slow.
+    struct Where(AtomicUsize);
+    impl Service for Where {
+        fn body(&self, _: &Request) -> Body {
+            Body::Skip
+        }
+        fn handle(&self, _: Request) -> Response {
+            if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                std::thread::sleep(SLOW_INLINE * 2);
+            }
+            Response::text(200, std::thread::current().name().unwrap_or(""))
+        }
+        fn inline(&self, _: &Request) -> bool {
+            true
+        }
+    }
+
+    fn get(addr: SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+    }
+
+    #[test]
+    fn a_slow_inline_request_sends_the_next_ones_to_the_workers_for_a_while() {
+        let rt = Runtime::new("t", 2).unwrap();
+        let limits = Limits { name: "t", max_connections: 10, read_timeout: Duration::from_secs(5), workers: 1, queue: 4, tls: None };
+        let sv = Server::start(&rt, "127.0.0.1:0", limits, Arc::new(Where(AtomicUsize::new(0)))).unwrap();
+        let addr = sv.local_addr().unwrap();
+        assert!(get(addr).starts_with("t-io-"), "the first request runs on an event loop");
+        assert_eq!(get(addr), "t-0", "after a slow one, requests go to the worker");
+        sv.0.inline_paused_until_ms.store(0, Ordering::Relaxed);
+        assert!(get(addr).starts_with("t-io-"), "inline again once the pause is over");
+        sv.stop(Duration::from_secs(1));
+        rt.stop();
     }
 }
