@@ -108,8 +108,10 @@ pub trait Service: Send + Sync + 'static {
     }
 }
 
-/// An inline request that took longer than this (a slow disk, a lock) sends every request to
-/// the workers for [`INLINE_PAUSE`]: the event loop must not stall on it.
+/// An inline request that took longer than this and blocked on the way (a voluntary context
+/// switch: a disk read, a lock, a sleep) sends every request to the workers for
+/// [`INLINE_PAUSE`]: the event loop must not stall on I/O. Being preempted (other threads
+/// wanting the CPU) does not count: it would happen on any thread.
 pub const SLOW_INLINE: Duration = Duration::from_millis(5);
 const INLINE_PAUSE: Duration = Duration::from_secs(1);
 
@@ -234,13 +236,13 @@ impl Server {
     fn may_inline(&self) -> bool {
         self.0.inline_paused_until_ms.load(Ordering::Relaxed) <= self.since_born_ms()
     }
-    /// An inline request took `took`: a slow one pauses inline running.
-    fn inline_took(&self, took: Duration) {
-        if took > SLOW_INLINE {
+    /// An inline request took `took` and blocked (`blocked`): a slow one pauses inline running.
+    fn inline_took(&self, took: Duration, blocked: bool) {
+        if took > SLOW_INLINE && blocked {
             let until = self.since_born_ms() + INLINE_PAUSE.as_millis() as u64;
             let was = self.0.inline_paused_until_ms.swap(until, Ordering::Relaxed);
             if was <= self.since_born_ms() {
-                log::warn!("{}: a request run on the event loop took {} ms; requests go to the workers for {} s", self.0.name, took.as_millis(), INLINE_PAUSE.as_secs());
+                log::warn!("{}: a request run on the event loop blocked for {} ms; requests go to the workers for {} s", self.0.name, took.as_millis(), INLINE_PAUSE.as_secs());
             }
         }
     }
@@ -382,16 +384,23 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
-    /// Answers with the name of the thread that ran it; runs everything inline; the first
-    /// request is slow.
-    struct Where(AtomicUsize);
+    /// Answers with the name of the thread that ran it; runs everything inline; `/sleep` blocks
+    /// and `/spin` keeps the CPU busy, each for twice SLOW_INLINE.
+    struct Where;
     impl Service for Where {
         fn body(&self, _: &Request) -> Body {
             Body::Skip
         }
-        fn handle(&self, _: Request) -> Response {
-            if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
-                std::thread::sleep(SLOW_INLINE * 2);
+        fn handle(&self, rq: Request) -> Response {
+            match rq.path() {
+                "/sleep" => std::thread::sleep(SLOW_INLINE * 2),
+                "/spin" => {
+                    let t = Instant::now();
+                    while t.elapsed() < SLOW_INLINE * 2 {
+                        std::hint::spin_loop();
+                    }
+                }
+                _ => {}
             }
             Response::text(200, std::thread::current().name().unwrap_or(""))
         }
@@ -400,24 +409,26 @@ mod tests {
         }
     }
 
-    fn get(addr: SocketAddr) -> String {
+    fn get(addr: SocketAddr, path: &str) -> String {
         let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
     }
 
     #[test]
-    fn a_slow_inline_request_sends_the_next_ones_to_the_workers_for_a_while() {
+    fn an_inline_request_that_blocks_sends_the_next_ones_to_the_workers_for_a_while() {
         let rt = Runtime::new("t", 2).unwrap();
         let limits = Limits { name: "t", max_connections: 10, read_timeout: Duration::from_secs(5), workers: 1, queue: 4, tls: None };
-        let sv = Server::start(&rt, "127.0.0.1:0", limits, Arc::new(Where(AtomicUsize::new(0)))).unwrap();
+        let sv = Server::start(&rt, "127.0.0.1:0", limits, Arc::new(Where)).unwrap();
         let addr = sv.local_addr().unwrap();
-        assert!(get(addr).starts_with("t-io-"), "the first request runs on an event loop");
-        assert_eq!(get(addr), "t-0", "after a slow one, requests go to the worker");
+        assert!(get(addr, "/spin").starts_with("t-io-"), "requests run on an event loop");
+        assert!(get(addr, "/").starts_with("t-io-"), "a slow request that did not block (CPU only) changes nothing");
+        assert!(get(addr, "/sleep").starts_with("t-io-"));
+        assert_eq!(get(addr, "/"), "t-0", "after one that blocked, requests go to the worker");
         sv.0.inline_paused_until_ms.store(0, Ordering::Relaxed);
-        assert!(get(addr).starts_with("t-io-"), "inline again once the pause is over");
+        assert!(get(addr, "/").starts_with("t-io-"), "inline again once the pause is over");
         sv.stop(Duration::from_secs(1));
         rt.stop();
     }

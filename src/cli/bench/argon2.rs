@@ -30,3 +30,29 @@ pub(super) fn argon2(a: Argon2Args) -> CliResult {
     println!("load average at end: {}", loadavg());
     Ok(())
 }
+
+/// Raw Argon2id hashes per second with `threads` threads for `secs` seconds.
+pub(super) fn hash_rate(cfg: &Config, threads: usize, secs: f64) -> Result<f64, Failed> {
+    let s = &cfg.security;
+    let hasher = Arc::new(PasswordHasher::new(s.argon2_m_kib, s.argon2_t, s.argon2_p).map_err(|e| Failed(e.to_string()))?);
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let counts: Vec<usize> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                let h = hasher.clone();
+                sc.spawn(move || {
+                    let mut n = 0;
+                    while Instant::now() < end {
+                        std::hint::black_box(h.hash(PASSWORD));
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or(0)).collect()
+    });
+    Ok(counts.iter().sum::<usize>() as f64 / start.elapsed().as_secs_f64())
+}
+

@@ -39,6 +39,10 @@ pub enum BenchCmd {
     /// The browser flows and the access network: TicketValidate and IPAuth beside a static nginx
     /// response of the same size, login-form POSTs beside the raw Argon2id hash rate
     Web(web::WebArgs),
+    /// The front end's figures in one run, each beside its reference from the same run:
+    /// GetUserinfo vs nginx (also with 10,000 idle connections held), Charge vs SQLite's commit
+    /// ceilings, UserAuth vs the raw Argon2id rate, idle and peak RSS and threads
+    Report(report::ReportArgs),
 }
 
 #[derive(Args, Clone)]
@@ -141,24 +145,28 @@ mod argon2;
 mod daemon;
 mod http;
 mod load;
+mod nginx;
 mod procstat;
+mod report;
 mod soap;
 mod sqlite;
 mod sync;
 mod web;
 
-use argon2::argon2;
+use argon2::{argon2, hash_rate};
 use daemon::*;
 use http::http;
 use load::*;
+use nginx::Nginx;
 use procstat::*;
 use soap::*;
-use sqlite::sqlite;
+use sqlite::{sqlite, CommitBench};
 
 pub fn run(cmd: BenchCmd) -> CliResult {
     match cmd {
         BenchCmd::Sync(a) => sync::sync(a),
         BenchCmd::Web(a) => web::web(a),
+        BenchCmd::Report(a) => report::report(a),
         BenchCmd::Soap(a) => soap(a),
         BenchCmd::Http(a) => http(a),
         BenchCmd::Argon2(a) => argon2(a),

@@ -142,7 +142,7 @@ pub(super) fn store_counters(cfg: &Config) -> Option<(f64, f64)> {
 
 /// `n` idle connections to `addr`, kept open by the caller (this process's open-file limit is
 /// raised to its hard limit first; the daemon raises its own at start).
-fn hold_idle(addr: SocketAddr, n: usize) -> Result<Vec<TcpStream>, Failed> {
+pub(super) fn hold_idle(addr: SocketAddr, n: usize) -> Result<Vec<TcpStream>, Failed> {
     if n == 0 {
         return Ok(Vec::new());
     }

@@ -7,16 +7,14 @@
 //! 2. Login form POSTs (`/sso/login`, production Argon2 parameters: each one a hash, a session
 //!    and a ticket written) beside the raw Argon2id hash rate of the machine's cores.
 
-use super::{cpu_of, free_port, mib, ms, proc_status_kib, run_load, soap_ok, start_daemon_with, subsec_nanos, Conn, LoadArgs, IV, SP_ID, SP_KEY};
+use super::{cpu_of, hash_rate, mib, ms, proc_status_kib, run_load, soap_ok, start_daemon_with, subsec_nanos, Conn, LoadArgs, Nginx, IV, SP_ID, SP_KEY};
 use crate::cli::{CliResult, Failed};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::crypto::{self, PasswordHasher, TdesKey};
+use crate::crypto::{self, TdesKey};
 use crate::domain::sso;
 use clap::Args;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -71,7 +69,7 @@ fn soap_request(host: &str, service: &str, op: &str, key: &TdesKey, clock: &Cloc
 }
 
 /// One exchange on a new connection.
-fn once(addr: SocketAddr, req: &[u8]) -> Result<(u16, Vec<u8>), Failed> {
+pub(super) fn once(addr: SocketAddr, req: &[u8]) -> Result<(u16, Vec<u8>), Failed> {
     let (status, body, _) = Conn::open(addr)?.exchange(req)?;
     Ok((status, body))
 }
@@ -101,84 +99,6 @@ fn mint_tickets(cfg: &Config, user_id: &str, n: usize) -> Result<Vec<String>, Fa
     })
     .map_err(|e| Failed(e.to_string()))?;
     Ok(out)
-}
-
-/// nginx serving `size` bytes at /static.xml on a free port; its master and worker pids.
-struct Nginx {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Nginx {
-    fn start(bin: &str, dir: PathBuf, size: usize) -> Result<Nginx, Failed> {
-        std::fs::create_dir_all(dir.join("www"))?;
-        std::fs::write(dir.join("www/static.xml"), vec![b'x'; size])?;
-        let port = free_port()?;
-        let conf = format!(
-            "worker_processes 2;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 4096; }}\n\
-             http {{ access_log off; server {{ listen 127.0.0.1:{port}; location / {{ root {d}/www; }} }} }}\n",
-            d = dir.display()
-        );
-        std::fs::write(dir.join("nginx.conf"), conf)?;
-        let child = Command::new(bin)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| Failed(format!("cannot start {bin}: {e}")))?;
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-        let mut n = Nginx { child, addr, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !matches!(once(n.addr, b"GET /static.xml HTTP/1.1\r\nHost: bench\r\n\r\n"), Ok((200, _))) {
-            if Instant::now() > deadline || n.child.try_wait().ok().flatten().is_some() {
-                return Err(Failed(format!("nginx did not serve; see {}", n.dir.join("error.log").display())));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        n.addr = addr;
-        Ok(n)
-    }
-
-    /// The master and its workers.
-    fn pids(&self) -> Vec<u32> {
-        let master = self.child.id();
-        let mut out = vec![master];
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let ppid = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
-            if ppid == Some(master) {
-                out.push(pid);
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Nginx {
-    /// SIGTERM to the master stops its workers too (a SIGKILL would leave them running); after
-    /// 5 s whatever is left is killed.
-    fn drop(&mut self) {
-        use nix::sys::signal::{kill, Signal};
-        use nix::unistd::Pid;
-        let pids = self.pids();
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        for pid in pids.iter().skip(1) {
-            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// The login form: a VNETFORM cookie and a csrf token from one GET, reused by every POST (the
@@ -219,31 +139,6 @@ fn login_post(addr: SocketAddr, clock: &Clock, key: &TdesKey) -> Result<Vec<u8>,
     .into_bytes();
     req.extend_from_slice(body.as_bytes());
     Ok(req)
-}
-
-/// Raw Argon2id hashes per second with `threads` threads for `secs` seconds.
-fn hash_rate(cfg: &Config, threads: usize, secs: f64) -> Result<f64, Failed> {
-    let s = &cfg.security;
-    let hasher = Arc::new(PasswordHasher::new(s.argon2_m_kib, s.argon2_t, s.argon2_p).map_err(|e| Failed(e.to_string()))?);
-    let end = Instant::now() + Duration::from_secs_f64(secs);
-    let start = Instant::now();
-    let counts: Vec<usize> = std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..threads)
-            .map(|_| {
-                let h = hasher.clone();
-                sc.spawn(move || {
-                    let mut n = 0;
-                    while Instant::now() < end {
-                        std::hint::black_box(h.hash(PASSWORD));
-                        n += 1;
-                    }
-                    n
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap_or(0)).collect()
-    });
-    Ok(counts.iter().sum::<usize>() as f64 / start.elapsed().as_secs_f64())
 }
 
 pub fn web(a: WebArgs) -> CliResult {
@@ -314,7 +209,7 @@ pub fn web(a: WebArgs) -> CliResult {
     let nginx = if a.nginx.is_empty() {
         None
     } else {
-        match Nginx::start(&a.nginx, dir, tv_size) {
+        match Nginx::start(&a.nginx, dir, tv_size, 4096) {
             Ok(n) => Some(n),
             Err(e) => {
                 eprintln!("no nginx ceiling: {}", e.0);
