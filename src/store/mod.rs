@@ -91,9 +91,16 @@ pub struct Store {
 struct StoreInner {
     path: PathBuf,
     writer: Writer,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<Readers>,
     readers_cv: Condvar,
     health: Arc<Health>,
+}
+
+/// The read connections not in use, and how many threads wait for one (a notify is a system
+/// call: made only when someone waits).
+struct Readers {
+    idle: Vec<Connection>,
+    waiting: usize,
 }
 
 const READERS: usize = 8;
@@ -173,7 +180,7 @@ impl Store {
             inner: Arc::new(StoreInner {
                 path: path.to_path_buf(),
                 writer,
-                readers: Mutex::new(readers),
+                readers: Mutex::new(Readers { idle: readers, waiting: 0 }),
                 readers_cv: Condvar::new(),
                 health,
             }),
@@ -230,15 +237,21 @@ impl Store {
         let conn = {
             let mut pool = self.inner.readers.lock().unwrap_or_else(|e| e.into_inner());
             loop {
-                if let Some(c) = pool.pop() {
+                if let Some(c) = pool.idle.pop() {
                     break c;
                 }
+                pool.waiting += 1;
                 pool = self.inner.readers_cv.wait(pool).unwrap_or_else(|e| e.into_inner());
+                pool.waiting -= 1;
             }
         };
         let out = f(&Read::new(&conn));
-        self.inner.readers.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
-        self.inner.readers_cv.notify_one();
+        let mut pool = self.inner.readers.lock().unwrap_or_else(|e| e.into_inner());
+        pool.idle.push(conn);
+        if pool.waiting > 0 {
+            self.inner.readers_cv.notify_one();
+        }
+        drop(pool);
         self.inner.health.observe("read", at, out.as_ref().err());
         out
     }

@@ -270,12 +270,9 @@ impl Conn<'_> {
     fn run_inline(&self, rq: Request) -> Response {
         let sv = &self.cx.server;
         sv.0.in_flight.fetch_add(1, Ordering::SeqCst);
-        let (started, waits) = (Instant::now(), voluntary_switches());
+        let started = Instant::now();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.cx.service.handle(rq)));
-        let took = started.elapsed();
-        if took > super::SLOW_INLINE {
-            sv.inline_took(took, voluntary_switches() != waits);
-        }
+        sv.inline_took(started.elapsed());
         r.unwrap_or_else(|_| {
             log::error!("{}: a request handler panicked", sv.0.name);
             Response::text(500, "internal error\n")
@@ -375,12 +372,6 @@ impl Conn<'_> {
         }
         let _ = self.s.tcp().get_ref().shutdown(how);
     }
-}
-
-/// Voluntary context switches of this thread so far (it waited: I/O, a lock, a sleep).
-fn voluntary_switches() -> i64 {
-    use nix::sys::resource::{getrusage, UsageWho};
-    getrusage(UsageWho::RUSAGE_THREAD).map_or(0, |u| u.voluntary_context_switches())
 }
 
 fn reason(status: u16) -> &'static str {

@@ -108,11 +108,12 @@ pub trait Service: Send + Sync + 'static {
     }
 }
 
-/// An inline request that took longer than this and blocked on the way (a voluntary context
-/// switch: a disk read, a lock, a sleep) sends every request to the workers for
-/// [`INLINE_PAUSE`]: the event loop must not stall on I/O. Being preempted (other threads
-/// wanting the CPU) does not count: it would happen on any thread.
+/// [`SLOW_RUN`] inline requests in a row on one event loop that each took longer than this (a
+/// slow disk, a lock) send every request to the workers for [`INLINE_PAUSE`]: the event loop
+/// must not stall on I/O. One slow request alone does not: a thread preempted by others (a
+/// busy machine) is slow once in a while, a stalled disk makes every read slow.
 pub const SLOW_INLINE: Duration = Duration::from_millis(5);
+pub const SLOW_RUN: u32 = 3;
 const INLINE_PAUSE: Duration = Duration::from_secs(1);
 
 /// A listener's settings.
@@ -182,7 +183,7 @@ impl Server {
         let _ = shared.pool.set(pool::Pool::new(limits.name, limits.workers, limits.queue)?);
         let server = Server(Arc::new(shared));
         let deadlines = Arc::new(deadline::Deadlines::default());
-        rt.loops.first().spawn(deadlines.clone().sweeper()).detach();
+        deadlines.start_sweeper(limits.name)?;
         let cx = Arc::new(conn::Ctx { server: server.clone(), service, tls: limits.tls, deadlines });
         rt.loops.first().spawn(accept_loop(rt.loops.clone(), listener, cx)).detach();
         Ok(server)
@@ -236,13 +237,27 @@ impl Server {
     fn may_inline(&self) -> bool {
         self.0.inline_paused_until_ms.load(Ordering::Relaxed) <= self.since_born_ms()
     }
-    /// An inline request took `took` and blocked (`blocked`): a slow one pauses inline running.
-    fn inline_took(&self, took: Duration, blocked: bool) {
-        if took > SLOW_INLINE && blocked {
+    /// An inline request took `took`: the last [`SLOW_RUN`] on this thread slow pause inline running.
+    fn inline_took(&self, took: Duration) {
+        thread_local! {
+            static SLOW_IN_A_ROW: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        }
+        let slow = SLOW_IN_A_ROW.with(|n| {
+            n.set(if took > SLOW_INLINE { n.get() + 1 } else { 0 });
+            n.get()
+        });
+        if slow >= SLOW_RUN {
+            SLOW_IN_A_ROW.with(|n| n.set(0));
             let until = self.since_born_ms() + INLINE_PAUSE.as_millis() as u64;
             let was = self.0.inline_paused_until_ms.swap(until, Ordering::Relaxed);
             if was <= self.since_born_ms() {
-                log::warn!("{}: a request run on the event loop blocked for {} ms; requests go to the workers for {} s", self.0.name, took.as_millis(), INLINE_PAUSE.as_secs());
+                log::warn!(
+                    "{}: {SLOW_RUN} requests in a row run on the event loop took over {} ms (the last {} ms); requests go to the workers for {} s",
+                    self.0.name,
+                    SLOW_INLINE.as_millis(),
+                    took.as_millis(),
+                    INLINE_PAUSE.as_secs()
+                );
             }
         }
     }
@@ -384,23 +399,16 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
-    /// Answers with the name of the thread that ran it; runs everything inline; `/sleep` blocks
-    /// and `/spin` keeps the CPU busy, each for twice SLOW_INLINE.
+    /// Answers with the name of the thread that ran it; runs everything inline; `/slow` takes
+    /// twice SLOW_INLINE.
     struct Where;
     impl Service for Where {
         fn body(&self, _: &Request) -> Body {
             Body::Skip
         }
         fn handle(&self, rq: Request) -> Response {
-            match rq.path() {
-                "/sleep" => std::thread::sleep(SLOW_INLINE * 2),
-                "/spin" => {
-                    let t = Instant::now();
-                    while t.elapsed() < SLOW_INLINE * 2 {
-                        std::hint::spin_loop();
-                    }
-                }
-                _ => {}
+            if rq.path() == "/slow" {
+                std::thread::sleep(SLOW_INLINE * 2);
             }
             Response::text(200, std::thread::current().name().unwrap_or(""))
         }
@@ -409,26 +417,38 @@ mod tests {
         }
     }
 
-    fn get(addr: SocketAddr, path: &str) -> String {
+    /// GETs on one connection, answered in order: the names of the threads that ran them.
+    fn get(addr: SocketAddr, paths: &[&str]) -> Vec<String> {
         let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+        let mut out = Vec::new();
+        for (i, path) in paths.iter().enumerate() {
+            let close = if i + 1 == paths.len() { "Connection: close\r\n" } else { "" };
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{close}\r\n").as_bytes()).unwrap();
+        }
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        for answer in text.split("HTTP/1.1 200 OK").skip(1) {
+            out.push(answer.split("\r\n\r\n").nth(1).unwrap_or("").to_string());
+        }
+        out
     }
 
     #[test]
-    fn an_inline_request_that_blocks_sends_the_next_ones_to_the_workers_for_a_while() {
-        let rt = Runtime::new("t", 2).unwrap();
+    fn slow_inline_requests_in_a_row_send_the_next_ones_to_the_workers_for_a_while() {
+        let rt = Runtime::new("t", 1).unwrap();
         let limits = Limits { name: "t", max_connections: 10, read_timeout: Duration::from_secs(5), workers: 1, queue: 4, tls: None };
         let sv = Server::start(&rt, "127.0.0.1:0", limits, Arc::new(Where)).unwrap();
         let addr = sv.local_addr().unwrap();
-        assert!(get(addr, "/spin").starts_with("t-io-"), "requests run on an event loop");
-        assert!(get(addr, "/").starts_with("t-io-"), "a slow request that did not block (CPU only) changes nothing");
-        assert!(get(addr, "/sleep").starts_with("t-io-"));
-        assert_eq!(get(addr, "/"), "t-0", "after one that blocked, requests go to the worker");
+        let on_loop = |names: &[String]| names.iter().all(|n| n == "t-io-0");
+        // One slow request (or two) between fast ones: nothing changes.
+        let names = get(addr, &["/slow", "/", "/slow", "/slow", "/"]);
+        assert!(on_loop(&names), "{names:?}");
+        // Three in a row: the next ones go to the worker.
+        let names = get(addr, &["/slow", "/slow", "/slow", "/"]);
+        assert!(on_loop(&names[..3]), "{names:?}");
+        assert_eq!(names[3], "t-0", "after three slow ones in a row, requests go to the worker");
         sv.0.inline_paused_until_ms.store(0, Ordering::Relaxed);
-        assert!(get(addr, "/").starts_with("t-io-"), "inline again once the pause is over");
+        assert_eq!(get(addr, &["/"]), ["t-io-0"], "inline again once the pause is over");
         sv.stop(Duration::from_secs(1));
         rt.stop();
     }
