@@ -5,7 +5,7 @@
 use crate::api::legacy;
 use crate::api::pipeline::{self, Reply};
 use crate::api::server::tls::TlsConfig;
-use crate::api::server::{Body, Limits, Request, Response, Runtime, Server, Service};
+use crate::api::server::{Body, Hooks, Limits, Request, Response, Runtime, Server, Service};
 use crate::app::App;
 use crate::spec::Service as SoapService;
 use std::sync::atomic::Ordering;
@@ -28,7 +28,9 @@ pub struct Listeners {
 
 impl Listeners {
     pub fn start(app: Arc<App>) -> Result<Listeners, String> {
-        let rt = Runtime::new("http", 0)?;
+        // Point reads run on the event loops (`Service::inline`): they share read transactions.
+        let hooks = Hooks { start: crate::store::share_reads_on_this_thread, idle: crate::store::end_shared_reads };
+        let rt = Runtime::with_hooks("http", 0, hooks)?;
         let s = &app.cfg.server;
         let t = &app.cfg.tls;
         let tls = if t.inbound() { Some(TlsConfig::new(&t.cert_file, &t.key_file)?) } else { None };

@@ -17,10 +17,12 @@ pub mod roaming;
 pub mod sso;
 pub mod users;
 pub(crate) mod migrations;
+mod shared;
 mod tx;
 mod writer;
 pub use writer::THREAD_NAME as WRITER_THREAD;
 pub use tx::{Read, Write};
+pub use shared::{end_shared_reads, share_reads_on_this_thread};
 #[cfg(test)]
 pub(crate) use tx::memory_db;
 pub use writer::{COMMITS, JOBS};
@@ -230,10 +232,20 @@ impl Store {
     }
 
     /// Run `f` on a read connection (a consistent snapshot for the duration of `f` if it opens
-    /// a transaction; single statements are always consistent).
+    /// a transaction; single statements are always consistent). On a thread that shares reads
+    /// (an event loop: `share_reads_on_this_thread`), `f` runs in that thread's shared read
+    /// transaction, which has seen every commit of this process acknowledged before the call.
     #[track_caller]
     pub fn read<T>(&self, f: impl FnOnce(&Read) -> DbResult<T>) -> DbResult<T> {
         let at = std::panic::Location::caller();
+        // On an event loop: the thread's shared read transaction (`shared`).
+        let f = match shared::read(&self.inner, f) {
+            Ok(out) => {
+                self.inner.health.observe("read", at, out.as_ref().err());
+                return out;
+            }
+            Err(f) => f,
+        };
         let conn = {
             let mut pool = self.inner.readers.lock().unwrap_or_else(|e| e.into_inner());
             loop {

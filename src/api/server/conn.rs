@@ -8,9 +8,9 @@ use super::stream::Stream;
 use super::{Body, Request, Response, Server, Service};
 use smol::future::FutureExt;
 use smol::io::{AsyncRead, AsyncWriteExt};
-use smol::Async;
+use super::rt::Tcp;
 use std::io::{self, ErrorKind};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,7 +52,7 @@ struct Conn<'a> {
     buf: Vec<u8>,
 }
 
-pub(super) async fn serve(cx: &Ctx, s: Async<TcpStream>, peer: SocketAddr) {
+pub(super) async fn serve(cx: &Ctx, s: Tcp, peer: SocketAddr) {
     let dl = cx.deadlines.add();
     let s = match &cx.tls {
         None => Stream::Plain(s),
@@ -69,7 +69,7 @@ pub(super) async fn serve(cx: &Ctx, s: Async<TcpStream>, peer: SocketAddr) {
 
 /// The TLS handshake, within the listener's `read_timeout` from the accept; None: it failed
 /// or did not finish in time (counted), and the connection is closed.
-async fn handshake(cx: &Ctx, dl: &Deadline, cfg: Arc<rustls::ServerConfig>, s: Async<TcpStream>, peer: SocketAddr) -> Option<Stream> {
+async fn handshake(cx: &Ctx, dl: &Deadline, cfg: Arc<rustls::ServerConfig>, s: Tcp, peer: SocketAddr) -> Option<Stream> {
     let sv = &cx.server;
     dl.set(Instant::now() + sv.read_timeout());
     let accept = futures_rustls::TlsAcceptor::from(cfg).accept(s);
@@ -153,22 +153,16 @@ impl Conn<'_> {
             if self.buf.capacity() > super::head::MAX_HEAD && self.buf.len() < 1024 {
                 self.buf.shrink_to(1024);
             }
+            // The other connections of this event loop go first: a client that always has its
+            // next request ready must not keep the loop to itself.
+            smol::future::yield_now().await;
         }
     }
 
-    /// Waits for the next request's first byte; false: the connection is to be closed. Over TLS
-    /// the wait is a read (what comes may be a TLS record with no request byte in it).
+    /// Waits for the next request's first bytes (read into `buf`); false: the connection is to
+    /// be closed (end of stream, an error, or idle for the whole deadline: closed silently).
     async fn idle(&mut self, deadline: Instant) -> bool {
-        let Stream::Plain(s) = &self.s else {
-            return self.read_more(deadline, 408).await.is_ok();
-        };
-        self.dl.set(deadline);
-        let ready = async { s.readable().await.is_ok() };
-        ready.or(async {
-            self.dl.expired().await;
-            false
-        })
-        .await
+        self.read_more(deadline, 408).await.is_ok()
     }
 
     /// Reads more bytes into `buf` (only as many as came: a connection trickling its head holds

@@ -20,14 +20,14 @@ mod conn;
 mod deadline;
 pub mod head;
 mod pool;
+mod rt;
 mod stream;
 pub mod tls;
 
-use smol::{Async, Executor};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+pub use rt::{Hooks, Runtime};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A request as the handlers see it: head and complete body.
@@ -164,7 +164,7 @@ impl Server {
         if let Err(e) = nix::sys::socket::listen(&listener, nix::sys::socket::Backlog::MAXCONN) {
             log::warn!("{}: cannot raise the listen backlog: {e}", limits.name);
         }
-        let listener = Async::new(listener).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let listener = rt::Listener::new(listener, rt.loops().first()).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let shared = Shared {
             name: limits.name,
             max_connections: AtomicUsize::new(limits.max_connections.max(1)),
@@ -185,7 +185,7 @@ impl Server {
         let deadlines = Arc::new(deadline::Deadlines::default());
         deadlines.start_sweeper(limits.name)?;
         let cx = Arc::new(conn::Ctx { server: server.clone(), service, tls: limits.tls, deadlines });
-        rt.loops.first().spawn(accept_loop(rt.loops.clone(), listener, cx)).detach();
+        rt.loops().first().spawn(accept_loop(rt.loops().clone(), listener, cx));
         Ok(server)
     }
 
@@ -280,15 +280,20 @@ impl Server {
 /// The fixed answer to a connection beyond the cap.
 const CAP_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-async fn accept_loop(loops: Arc<Loops>, listener: Async<TcpListener>, cx: Arc<conn::Ctx>) {
+async fn accept_loop(loops: Arc<rt::Loops>, listener: rt::Listener, cx: Arc<conn::Ctx>) {
     let sv = &cx.server;
+    // No smol::Timer here: its reactor would be created on first use, which fails when the
+    // process is out of fds, the very case of the pause below.
+    let pause = cx.deadlines.add();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
+            Err(_) if sv.stopping() => return,
             Err(e) => {
                 // Out of fds (EMFILE, ENFILE) or the like: keep accepting after a pause.
                 log::error!("{}: error accepting new client: {e}", sv.0.name);
-                smol::Timer::after(Duration::from_millis(100)).await;
+                pause.set(Instant::now() + Duration::from_millis(100));
+                pause.expired().await;
                 continue;
             }
         };
@@ -299,20 +304,27 @@ async fn accept_loop(loops: Arc<Loops>, listener: Async<TcpListener>, cx: Arc<co
             sv.count(503);
             if cx.tls.is_some() {
                 // A plain-text 503 would mean nothing to a TLS client: closed at once.
-                let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
-            } else {
-                loops.first().spawn(refuse_over_cap(stream)).detach();
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            } else if let Ok(t) = rt::Tcp::new(stream, loops.first()) {
+                loops.first().spawn(refuse_over_cap(t, cx.deadlines.add()));
             }
             continue;
         }
+        let _ = stream.set_nodelay(true);
+        let lp = loops.pick().clone();
+        let stream = match rt::Tcp::new(stream, &lp) {
+            Ok(t) => t,
+            Err(e) => {
+                log::error!("{}: cannot register a connection from {peer}: {e}", sv.0.name);
+                continue;
+            }
+        };
         sv.0.open.fetch_add(1, Ordering::Relaxed);
-        let _ = stream.get_ref().set_nodelay(true);
         let cx = cx.clone();
-        loops.pick().spawn(async move {
+        lp.spawn(async move {
             let _open = Open(&cx.server);
             conn::serve(&cx, stream, peer).await;
-        })
-        .detach();
+        });
     }
 }
 
@@ -324,80 +336,25 @@ impl Drop for Open<'_> {
     }
 }
 
-async fn refuse_over_cap(stream: Async<TcpStream>) {
+async fn refuse_over_cap(mut stream: rt::Tcp, deadline: Arc<deadline::Deadline>) {
     use smol::future::FutureExt;
     use smol::io::AsyncWriteExt;
-    let mut s = &stream;
-    let write = async { s.write_all(CAP_503).await.is_ok() };
-    let _ = write.or(async {
-        smol::Timer::after(Duration::from_millis(100)).await;
-        false
-    })
-    .await;
+    deadline.set(Instant::now() + Duration::from_millis(100));
+    let write = async { stream.write_all(CAP_503).await.is_ok() };
+    let _ = write
+        .or(async {
+            deadline.expired().await;
+            false
+        })
+        .await;
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
-}
-
-/// The event loops: one executor per thread, each running the connections given to it (no
-/// work stealing between them: a connection's wake-ups stay on its thread).
-struct Loops {
-    ex: Vec<Arc<Executor<'static>>>,
-    next: AtomicUsize,
-}
-
-impl Loops {
-    /// The loop of the accept tasks and the deadline sweepers.
-    fn first(&self) -> &Executor<'static> {
-        &self.ex[0]
-    }
-    /// The loop for a new connection: each in turn.
-    fn pick(&self) -> &Executor<'static> {
-        &self.ex[self.next.fetch_add(1, Ordering::Relaxed) % self.ex.len()]
-    }
-}
-
-/// The event loop threads.
-pub struct Runtime {
-    loops: Arc<Loops>,
-    stop: smol::channel::Sender<()>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-}
-
-impl Runtime {
-    /// `threads` threads named `{name}-io-{i}` (0: one per core, at most 8).
-    pub fn new(name: &str, threads: usize) -> Result<Runtime, String> {
-        let n = if threads > 0 { threads } else { std::thread::available_parallelism().map_or(2, |n| n.get()).min(8) };
-        let loops = Arc::new(Loops { ex: (0..n).map(|_| Arc::new(Executor::new())).collect(), next: AtomicUsize::new(0) });
-        let (stop, stopped) = smol::channel::bounded::<()>(1);
-        let mut handles = Vec::with_capacity(n);
-        for (i, ex) in loops.ex.iter().enumerate() {
-            let (ex, stopped) = (ex.clone(), stopped.clone());
-            let t = std::thread::Builder::new()
-                .name(format!("{name}-io-{i}"))
-                .spawn(move || {
-                    smol::block_on(ex.run(async move {
-                        let _ = stopped.recv().await;
-                    }))
-                })
-                .map_err(|e| format!("cannot start an event loop thread: {e}"))?;
-            handles.push(t);
-        }
-        Ok(Runtime { loops, stop, threads: Mutex::new(handles) })
-    }
-
-    /// Stops the event loop threads (connections still open are dropped).
-    pub fn stop(&self) {
-        self.stop.close();
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
-        for t in threads {
-            let _ = t.join();
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+    use std::net::TcpStream;
 
     /// Answers with the name of the thread that ran it; runs everything inline; `/slow` takes
     /// twice SLOW_INLINE.

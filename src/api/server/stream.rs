@@ -4,19 +4,18 @@
 
 use futures_rustls::server::TlsStream;
 use smol::io::{AsyncRead, AsyncWrite};
-use smol::Async;
+use super::rt::Tcp;
 use std::io;
-use std::net::TcpStream;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub(super) enum Stream {
-    Plain(Async<TcpStream>),
-    Tls(Box<TlsStream<Async<TcpStream>>>),
+    Plain(Tcp),
+    Tls(Box<TlsStream<Tcp>>),
 }
 
 impl Stream {
-    pub fn tcp(&self) -> &Async<TcpStream> {
+    pub fn tcp(&self) -> &Tcp {
         match self {
             Stream::Plain(s) => s,
             Stream::Tls(s) => s.get_ref().0,

@@ -60,7 +60,7 @@ fn thousands(x: f64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -97,7 +97,7 @@ pub(super) fn report(a: ReportArgs) -> CliResult {
     drop(db);
     println!(
         "SQLite {} (the daemon's pragmas, a charge-shaped row, temp dir): 1 row per commit {:.0} commits/s; 64 rows per commit {:.0} rows/s",
-        rusqlite::version(),
+        super::sqlite::sqlite_version(),
         single.commits_s,
         batched.rows_s
     );

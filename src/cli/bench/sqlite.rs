@@ -66,6 +66,11 @@ pub(super) fn sqlite(a: SqliteArgs) -> CliResult {
     Ok(())
 }
 
+/// The SQLite library's version.
+pub(super) fn sqlite_version() -> &'static str {
+    rusqlite::version()
+}
+
 /// One run of [`CommitBench::run`].
 pub(super) struct CommitRun {
     pub(super) txns: usize,
