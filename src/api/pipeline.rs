@@ -71,7 +71,7 @@ pub fn dispatch(app: &App, service: Service, body: &[u8], content_type: Option<&
     let gb = caller.as_ref().is_some_and(|p| p.gb2312);
     let charset = if gb { "gb2312" } else { "UTF-8" };
     let doc = render(op, env.version, &resp, charset);
-    Reply { status: 200, content_type: writer::content_type(env.version, charset), body: writer::encode_for(&doc, gb), retry_after_s: None }
+    Reply { status: 200, content_type: writer::content_type(env.version, charset), body: writer::encode_for(doc, gb), retry_after_s: None }
 }
 
 /// Operations that always hash a password (Argon2 verify): shed on the event loop while its
@@ -140,28 +140,28 @@ fn collect(op: &'static Op, elem: &envelope::Elem) -> HashMap<&'static str, Stri
 
 /// Render a response with every listed element in order.
 pub fn render(op: &Op, version: SoapVersion, resp: &Resp, charset: &str) -> String {
-    let mut fields: Vec<(&str, Value, &str)> = Vec::with_capacity(op.response.len() + 2);
-    fields.push(("Result", Value::Text(resp.result.to_string()), ""));
-    fields.push(("ErrDescription", Value::Text(resp.desc.clone()), ""));
-    for name in op.response {
-        match op.list(name) {
-            Some(l) => {
-                let items = match resp.values.get(*name) {
-                    Some(Value::List(items)) => items.clone(),
-                    _ => Vec::new(),
-                };
-                fields.push((name, Value::List(items), l.item));
-            }
-            None => {
-                let v = match resp.values.get(*name) {
-                    Some(Value::Text(t)) => t.clone(),
-                    _ => String::new(),
-                };
-                fields.push((name, Value::Text(v), ""));
+    writer::response_with(version, &op.service.namespace(), op.name, charset, |out| {
+        writer::write_text(out, "Result", &resp.result.to_string());
+        writer::write_text(out, "ErrDescription", &resp.desc);
+        for name in op.response {
+            match op.list(name) {
+                Some(l) => {
+                    let items = match resp.values.get(*name) {
+                        Some(Value::List(items)) => items.as_slice(),
+                        _ => &[],
+                    };
+                    writer::write_list(out, name, l.item, items);
+                }
+                None => {
+                    let text = match resp.values.get(*name) {
+                        Some(Value::Text(t)) => t.as_str(),
+                        _ => "",
+                    };
+                    writer::write_text(out, name, text);
+                }
             }
         }
-    }
-    writer::response(version, &op.service.namespace(), op.name, &fields, charset)
+    })
 }
 
 /// Envelope checks, syntax, `enc` fields, idempotency look-up, then the handler.

@@ -5,6 +5,11 @@ use super::envelope::{SoapVersion, SOAP11_NS, SOAP12_NS};
 
 /// Escape text for element content.
 pub fn escape(out: &mut String, s: &str) {
+    // Most values need nothing escaped or dropped: copied at once. (0xEF leads U+FFFE/U+FFFF.)
+    if !s.bytes().any(|b| matches!(b, b'<' | b'>' | b'&' | b'"' | b'\r' | 0xEF) || (b < 0x20 && b != b'\t' && b != b'\n')) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '<' => out.push_str("&lt;"),
@@ -32,45 +37,66 @@ pub fn response(
     fields: &[(&str, Value, &str)],
     charset: &str,
 ) -> String {
-    let mut out = String::with_capacity(512);
+    response_with(version, ns, op, charset, |out| write_fields(out, fields))
+}
+
+/// A response document whose fields `body` writes (with `write_text` and `write_list`).
+pub fn response_with(version: SoapVersion, ns: &str, op: &str, charset: &str, body: impl FnOnce(&mut String)) -> String {
+    let mut out = String::with_capacity(1024);
     let (env_ns, prefix) = match version {
         SoapVersion::V11 => (SOAP11_NS, "soap"),
         SoapVersion::V12 => (SOAP12_NS, "env"),
     };
-    out.push_str(&format!("<?xml version=\"1.0\" encoding=\"{charset}\"?>"));
-    out.push_str(&format!("<{prefix}:Envelope xmlns:{prefix}=\"{env_ns}\"><{prefix}:Body>"));
-    out.push_str(&format!("<{op}Response xmlns=\"{ns}\">"));
-    write_fields(&mut out, fields);
-    out.push_str(&format!("</{op}Response></{prefix}:Body></{prefix}:Envelope>"));
+    for part in ["<?xml version=\"1.0\" encoding=\"", charset, "\"?><", prefix, ":Envelope xmlns:", prefix, "=\"", env_ns, "\"><", prefix, ":Body><", op, "Response xmlns=\"", ns, "\">"] {
+        out.push_str(part);
+    }
+    body(&mut out);
+    for part in ["</", op, "Response></", prefix, ":Body></", prefix, ":Envelope>"] {
+        out.push_str(part);
+    }
     out
+}
+
+/// `<name>text</name>`, the text escaped.
+pub fn write_text(out: &mut String, name: &str, text: &str) {
+    out.push('<');
+    out.push_str(name);
+    out.push('>');
+    escape(out, text);
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
+/// A list: `<name>` with one `<item>` per entry, its fields in order.
+pub fn write_list(out: &mut String, name: &str, item: &str, items: &[Vec<(String, String)>]) {
+    let open = |out: &mut String, tag: &str| {
+        out.push('<');
+        out.push_str(tag);
+        out.push('>');
+    };
+    let close = |out: &mut String, tag: &str| {
+        out.push_str("</");
+        out.push_str(tag);
+        out.push('>');
+    };
+    open(out, name);
+    for it in items {
+        open(out, item);
+        for (k, v) in it {
+            write_text(out, k, v);
+        }
+        close(out, item);
+    }
+    close(out, name);
 }
 
 /// Write `fields` in order as child elements: text escaped, a list as container + items.
 pub fn write_fields(out: &mut String, fields: &[(&str, Value, &str)]) {
     for (name, value, item) in fields {
         match value {
-            Value::Text(t) => {
-                out.push('<');
-                out.push_str(name);
-                out.push('>');
-                escape(out, t);
-                out.push_str("</");
-                out.push_str(name);
-                out.push('>');
-            }
-            Value::List(items) => {
-                out.push_str(&format!("<{name}>"));
-                for it in items {
-                    out.push_str(&format!("<{item}>"));
-                    for (k, v) in it {
-                        out.push_str(&format!("<{k}>"));
-                        escape(out, v);
-                        out.push_str(&format!("</{k}>"));
-                    }
-                    out.push_str(&format!("</{item}>"));
-                }
-                out.push_str(&format!("</{name}>"));
-            }
+            Value::Text(t) => write_text(out, name, t),
+            Value::List(items) => write_list(out, name, item, items),
         }
     }
 }
@@ -118,11 +144,11 @@ pub fn content_type(version: SoapVersion, charset: &str) -> String {
 
 /// Encode a response for a peer: UTF-8, or GBK bytes declared `gb2312` with characters GBK
 /// cannot encode written as character references (spec 11).
-pub fn encode_for(doc: &str, gb2312: bool) -> Vec<u8> {
+pub fn encode_for(doc: String, gb2312: bool) -> Vec<u8> {
     if !gb2312 {
-        return doc.as_bytes().to_vec();
+        return doc.into_bytes();
     }
-    let (bytes, _, _) = encoding_rs::GBK.encode(doc);
+    let (bytes, _, _) = encoding_rs::GBK.encode(&doc);
     bytes.into_owned()
 }
 
@@ -165,7 +191,7 @@ mod tests {
     #[test]
     fn gbk_with_char_refs() {
         let doc = "<a>互联€😀</a>";
-        let b = encode_for(doc, true);
+        let b = encode_for(doc.to_string(), true);
         let back = encoding_rs::GBK.decode(&b).0;
         assert_eq!(back, "<a>互联€&#128512;</a>");
     }

@@ -397,8 +397,9 @@ fn reason(status: u16) -> &'static str {
 /// The bytes of an answer: status line, the handler's headers (those that cannot be sent are
 /// logged and left out), Date, Content-Length, Connection, body.
 fn render(resp: Response, is_head: bool, keep_alive: bool) -> Vec<u8> {
+    use std::io::Write as _;
     let mut out = Vec::with_capacity(256 + resp.body.len());
-    out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status)).as_bytes());
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
     for (name, value) in &resp.headers {
         let bad = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
         let is_token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
@@ -409,13 +410,28 @@ fn render(resp: Response, is_head: bool, keep_alive: bool) -> Vec<u8> {
         if name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("Connection") {
             continue;
         }
-        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+            out.extend_from_slice(part);
+        }
     }
-    out.extend_from_slice(format!("Date: {}\r\n", httpdate::fmt_http_date(std::time::SystemTime::now())).as_bytes());
-    out.extend_from_slice(format!("Content-Length: {}\r\n", resp.body.len()).as_bytes());
+    DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        let now = std::time::SystemTime::now();
+        let secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.as_secs());
+        if d.0 != secs || d.1.is_empty() {
+            *d = (secs, format!("Date: {}\r\n", httpdate::fmt_http_date(now)));
+        }
+        out.extend_from_slice(d.1.as_bytes());
+    });
+    let _ = write!(out, "Content-Length: {}\r\n", resp.body.len());
     out.extend_from_slice(if keep_alive { b"Connection: keep-alive\r\n\r\n" as &[u8] } else { b"Connection: close\r\n\r\n" });
     if !is_head {
         out.extend_from_slice(&resp.body);
     }
     out
+}
+
+thread_local! {
+    /// The Date header line of the current second (formatting it is not free).
+    static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
 }
