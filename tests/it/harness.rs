@@ -41,6 +41,8 @@ pub struct Daemon {
     /// Seconds the node clock is shifted by (`[node] time_offset_s`).
     pub offset_s: i64,
     extra: String,
+    /// Starts retried because a chosen port was taken meanwhile.
+    port_retries: u32,
 }
 
 impl Daemon {
@@ -607,6 +609,7 @@ impl Daemon {
             admin_port: free_port(),
             offset_s,
             extra: extra.to_string(),
+            port_retries: 0,
         }
     }
 
@@ -637,8 +640,29 @@ impl Daemon {
                 });
             }
         }
-        self.child = Some(ChildProcess::spawn(cmd, &self.dir.path().join("vnetd.log")).unwrap());
-        self.wait_healthy();
+        let log = self.dir.path().join("vnetd.log");
+        let logged_before = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
+        self.child = Some(ChildProcess::spawn(cmd, &log).unwrap());
+        let cfg = self.cfg.clone();
+        let healthy = || Command::new(BIN).arg("--config").arg(&cfg).arg("healthcheck").stdin(Stdio::null()).output().unwrap().status.success();
+        let ready = self.child.as_mut().expect("started").wait_ready("vnetd", Duration::from_secs(20), healthy);
+        if let Err(e) = ready {
+            // The ports were free when chosen, but another test's connection can take one as its
+            // local port before the daemon binds it: choose again (the daemon never started).
+            let this_start = self.log().get(logged_before..).unwrap_or_default().to_string();
+            if this_start.contains("Address already in use") && self.port_retries < 3 {
+                self.port_retries += 1;
+                let text = std::fs::read_to_string(&self.cfg).unwrap();
+                let (port, admin_port) = (free_port(), free_port());
+                let text = text
+                    .replace(&format!("listen = \"127.0.0.1:{}\"", self.port), &format!("listen = \"127.0.0.1:{port}\""))
+                    .replace(&format!("admin_listen = \"127.0.0.1:{}\"", self.admin_port), &format!("admin_listen = \"127.0.0.1:{admin_port}\""));
+                std::fs::write(&self.cfg, text).unwrap();
+                (self.port, self.admin_port) = (port, admin_port);
+                return self.spawn_with_nofile(nofile);
+            }
+            panic!("{e}\nwhole log:\n{}", self.log());
+        }
     }
 }
 

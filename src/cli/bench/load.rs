@@ -13,6 +13,8 @@ pub(super) struct Conn {
     pub(super) stream: TcpStream,
     pub(super) buf: Vec<u8>,
     pub(super) body: Vec<u8>,
+    /// The `Retry-After` seconds of the last answer, if it had one.
+    pub(super) retry_after_s: Option<u64>,
 }
 
 pub(super) fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
@@ -33,7 +35,7 @@ impl Conn {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
         stream.set_write_timeout(Some(Duration::from_secs(60)))?;
-        Ok(Conn { stream, buf: Vec::with_capacity(16384), body: Vec::with_capacity(4096) })
+        Ok(Conn { stream, buf: Vec::with_capacity(16384), body: Vec::with_capacity(4096), retry_after_s: None })
     }
 
     pub(super) fn fill(&mut self) -> std::io::Result<()> {
@@ -77,6 +79,7 @@ impl Conn {
         let status: u16 = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("bad status line"))?;
         let http10 = status_line.starts_with("HTTP/1.0");
         let (mut length, mut chunked, mut close) = (None, false, http10);
+        self.retry_after_s = None;
         for l in lines {
             let Some((k, v)) = l.split_once(':') else { continue };
             let v = v.trim();
@@ -86,6 +89,8 @@ impl Conn {
                 chunked = true;
             } else if k.eq_ignore_ascii_case("connection") {
                 close = v.eq_ignore_ascii_case("close");
+            } else if k.eq_ignore_ascii_case("retry-after") {
+                self.retry_after_s = v.parse().ok();
             }
         }
         self.body.clear();
@@ -207,6 +212,7 @@ pub(super) fn run_load(addr: SocketAddr, n: usize, l: &LoadArgs, build: Arc<Buil
     let go = Arc::new(Barrier::new(n + 1));
     let times: Arc<OnceLock<(Instant, Instant)>> = Arc::new(OnceLock::new());
     let (warmup, duration) = (Duration::from_secs_f64(l.warmup_s), Duration::from_secs_f64(l.duration_s));
+    let honour_retry = l.honour_retry_after;
     let mut handles = Vec::with_capacity(n);
     for _ in 0..n {
         let (connected, go, times, build, check) = (connected.clone(), go.clone(), times.clone(), build.clone(), check.clone());
@@ -265,6 +271,9 @@ pub(super) fn run_load(addr: SocketAddr, n: usize, l: &LoadArgs, build: Arc<Buil
                                     if measured {
                                         out.refused_us.push(took);
                                         out.last_done = Some(done);
+                                    }
+                                    if let Some(s) = c.retry_after_s.filter(|_| honour_retry) {
+                                        std::thread::sleep(Duration::from_secs(s).min(end.saturating_duration_since(Instant::now())));
                                     }
                                 } else {
                                     let text = String::from_utf8_lossy(&body[..body.len().min(400)]).into_owned();

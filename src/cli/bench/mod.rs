@@ -56,6 +56,10 @@ pub struct LoadArgs {
     /// Client connections (one thread each); one run per value
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     concurrency: Vec<usize>,
+    /// After an answer 503 with `Retry-After: N`, a client waits N seconds before its next
+    /// request (as a well-behaved peer does); otherwise it retries at once
+    #[arg(long = "honour-retry-after")]
+    honour_retry_after: bool,
 }
 
 #[derive(Args)]

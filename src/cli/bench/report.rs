@@ -78,7 +78,7 @@ fn cpu_model() -> String {
 }
 
 pub(super) fn report(a: ReportArgs) -> CliResult {
-    let load = LoadArgs { duration_s: a.duration_s, warmup_s: a.warmup_s, concurrency: a.concurrency.clone() };
+    let load = LoadArgs { duration_s: a.duration_s, warmup_s: a.warmup_s, concurrency: a.concurrency.clone(), honour_retry_after: false };
     check_load(&load)?;
     for c in a.charge_concurrency.iter().chain(&a.login_concurrency) {
         if *c == 0 || *c > 4096 {
@@ -239,13 +239,16 @@ pub(super) fn report(a: ReportArgs) -> CliResult {
         let u = auth.clone();
         Arc::new(move || u.build())
     };
-    for &n in &a.login_concurrency {
-        let r = run_load(addr, n, &load, auth_build.clone(), Arc::new(soap_ok), &[pid], false);
+    let polite = LoadArgs { honour_retry_after: true, ..load.clone() };
+    let runs = a.login_concurrency.iter().flat_map(|&n| [(n, false), (n, true)]);
+    for (n, honour) in runs {
+        let r = run_load(addr, n, if honour { &polite } else { &load }, auth_build.clone(), Arc::new(soap_ok), &[pid], false);
         max_threads = max_threads.max(threads_of(pid));
         let refused_rate = if r.window > 0.0 { r.refused_us.len() as f64 / r.window } else { 0.0 };
         let (rp50, rp99) = (ms(percentile(&r.refused_us, 0.50)), ms(percentile(&r.refused_us, 0.99)));
+        let clients = if honour { "wait Retry-After" } else { "retry at once" };
         println!(
-            "| UserAuth | {n} | {} | {:.1} | {} | {} | {} | {refused_rate:.0} | {rp50} | {rp99} | {} | {:.2} | {:.2} |",
+            "| UserAuth ({clients}) | {n} | {} | {:.1} | {} | {} | {} | {refused_rate:.0} | {rp50} | {rp99} | {} | {:.2} | {:.2} |",
             r.requests,
             r.rate(),
             ms(r.pct(0.50)),
@@ -259,7 +262,7 @@ pub(super) fn report(a: ReportArgs) -> CliResult {
             eprintln!("first error (UserAuth, {n} connections): {e}");
         }
         lines.push(Line {
-            what: format!("UserAuth, {n} conns (clients retry at once)"),
+            what: format!("UserAuth, {n} conns (clients {clients} after a 503)"),
             ours: format!(
                 "accepted {:.1}/s (p50 {} / p99 {} ms); refused 503 {}/s (p50 {rp50} / p99 {rp99} ms)",
                 r.rate(),
