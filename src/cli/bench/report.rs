@@ -112,20 +112,7 @@ pub(super) fn report(a: ReportArgs) -> CliResult {
     let charge_users = 300;
     let users = Arc::new(billing_setup(&d, &cfg, charge_users)?);
     let addr = cfg.listen_addr();
-    let key = TdesKey::from_hex(SP_KEY, IV).map_err(|e| Failed(e.to_string()))?;
-    let mk = |op: &'static str| {
-        Arc::new(SoapReq {
-            op,
-            host: addr.to_string(),
-            key: key.clone(),
-            clock: cfg.clock(),
-            user_id: user_id.clone(),
-            password_enc: key.encrypt_b64(PASSWORD.as_bytes()),
-            users: users.clone(),
-            charge_users,
-            seq: AtomicUsize::new(0),
-        })
-    };
+    let mk = |op: &'static str| SoapReq::new(op, addr, &cfg, &user_id, users.clone(), charge_users);
     let (get, auth, charge) = (mk("GetUserinfo"), mk("UserAuth"), mk("Charge"));
     // The peer cache refreshes every second: probe until the SP is known.
     let deadline = Instant::now() + Duration::from_secs(10);

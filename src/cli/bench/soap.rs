@@ -18,6 +18,23 @@ pub(super) struct SoapReq {
 }
 
 impl SoapReq {
+    /// Requests of `op` to the daemon at `addr` (of config `cfg`) as the bench SP, for the
+    /// bench user `user_id` or the imported `users`.
+    pub(super) fn new(op: &'static str, addr: SocketAddr, cfg: &Config, user_id: &str, users: Arc<Vec<String>>, charge_users: usize) -> Arc<SoapReq> {
+        let key = TdesKey::from_hex(SP_KEY, IV).expect("valid key");
+        Arc::new(SoapReq {
+            op,
+            host: addr.to_string(),
+            password_enc: key.encrypt_b64(PASSWORD.as_bytes()),
+            key,
+            clock: cfg.clock(),
+            user_id: user_id.to_string(),
+            users,
+            charge_users: charge_users.max(1),
+            seq: AtomicUsize::new(0),
+        })
+    }
+
     /// Whether every request must be new (a TransactionID each).
     pub(super) fn fresh(&self) -> bool {
         matches!(self.op, "Charge" | "Order")
@@ -184,20 +201,7 @@ pub(super) fn soap(a: SoapArgs) -> CliResult {
     };
     let users = Arc::new(users);
     let addr = cfg.listen_addr();
-    let key = TdesKey::from_hex(SP_KEY, IV).map_err(|e| Failed(e.to_string()))?;
-    let mk = |op: &'static str| {
-        Arc::new(SoapReq {
-            op,
-            host: addr.to_string(),
-            key: TdesKey::from_hex(SP_KEY, IV).expect("valid key"),
-            clock: cfg.clock(),
-            user_id: user_id.clone(),
-            password_enc: key.encrypt_b64(PASSWORD.as_bytes()),
-            users: users.clone(),
-            charge_users: a.charge_users.max(1),
-            seq: AtomicUsize::new(0),
-        })
-    };
+    let mk = |op: &'static str| SoapReq::new(op, addr, &cfg, &user_id, users.clone(), a.charge_users);
     // One builder per operation, for the probe and all its runs (TransactionIDs and Order pairs
     // are never reused).
     let mut reqs: Vec<(&'static str, Arc<SoapReq>)> = Vec::new();
