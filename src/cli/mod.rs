@@ -7,6 +7,7 @@ mod catalog;
 mod centre_sim;
 mod outbox;
 mod peer;
+mod ledger;
 mod recon;
 mod reload;
 mod restore;
@@ -94,6 +95,9 @@ pub enum Cmd {
     /// Reconciliation: export one SP's charges of one LedgerDate
     #[command(subcommand)]
     Recon(recon::ReconCmd),
+    /// The charge ledger's hash chain: verify it
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCmd),
     /// The centre simulator: serves the centre's side of the outbound operations (and SPs' OrderNotify) for tests and checks
     #[command(name = "centre-sim")]
     CentreSim(centre_sim::CentreSimArgs),
@@ -149,6 +153,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Cmd::Bench(c) => bench::run(c),
         Cmd::Catalog(c) => catalog::run(&load_config(path)?, c),
         Cmd::Recon(c) => recon::run(&load_config(path)?, c),
+        Cmd::Ledger(c) => ledger::run(&load_config(path)?, c),
         Cmd::Roam(c) => roam::run(&load_config(path)?, c),
         Cmd::Outbox(c) => outbox::run(&load_config(path)?, c),
         Cmd::CentreSim(a) => centre_sim::run(a),

@@ -44,6 +44,13 @@ pub fn run(cfg: &Config, cmd: ReconCmd) -> CliResult {
     if !store.read(|c| bl::day_closed(c, &date))? {
         eprintln!("note: {date} is not closed yet; its charges may still change");
     }
+    // The ledger's chain head at the day's close, for safekeeping outside the node (stderr:
+    // the export's format is fixed by spec 11).
+    match store.read(|c| crate::store::ledger::head(c, &date))? {
+        Some((id, head)) if !head.is_empty() => eprintln!("ledger head at the close of {date}: {head} (charge {id})"),
+        Some(_) => eprintln!("ledger head at the close of {date}: none (no chained charge yet)"),
+        None => {}
+    }
     match out {
         None => {
             let mut w = std::io::BufWriter::new(std::io::stdout().lock());

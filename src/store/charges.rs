@@ -32,12 +32,14 @@ pub fn txid_taken(tx: &Read, spid: &str, txid: &str) -> DbResult<bool> {
     Ok(st.query_row(params![spid, txid], |r| r.get(0))?)
 }
 
+/// Inserts `c` as the next link of the ledger chain (`store::ledger`).
 pub fn insert(tx: &Write, c: &NewCharge) -> DbResult<()> {
+    let link = super::ledger::link(&super::ledger::last_link(tx)?, &super::ledger::canonical(c));
     tx.conn()
         .prepare_cached(
             "INSERT INTO charge(spid, transaction_id, operation, vnet_user_id, user_province_id, service_id, service_item_id,
-                 service_item_name, product_id, fee_type, fee, batch_count, charge_at, ledger_date, bill_month, roam_type, order_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                 service_item_name, product_id, fee_type, fee, batch_count, charge_at, ledger_date, bill_month, roam_type, order_id, link)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         )?
         .execute(params![
             c.spid,
@@ -56,7 +58,8 @@ pub fn insert(tx: &Write, c: &NewCharge) -> DbResult<()> {
             c.ledger_date,
             c.bill_month,
             c.roam_type,
-            c.order_id
+            c.order_id,
+            link
         ])?;
     Ok(())
 }

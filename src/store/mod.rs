@@ -8,6 +8,7 @@ pub mod charges;
 pub mod health;
 pub mod idempotency;
 pub mod job_state;
+pub mod ledger;
 pub mod lock;
 pub mod orders;
 pub mod outbox;

@@ -2031,3 +2031,120 @@ fn kill9_during_a_charge_burst_loses_no_acknowledged_charge() {
     assert_gapless(&ch2, "CHARGE after recovery");
     assert_eq!(ch2.last().unwrap().f("TransactionID"), "K-after");
 }
+
+// ---------------------------------------------------------------- the ledger's hash chain (issue 12)
+
+/// Runs `sql` on the daemon's database as an outsider would with sqlite3.
+fn tamper(d: &Daemon, sql: &str) {
+    let c = rusqlite::Connection::open(&d.db).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// `vnetd ledger verify`: Ok(stdout) or Err(stderr).
+fn ledger_verify(d: &Daemon, from: Option<&str>) -> Result<String, String> {
+    let mut args = vec!["ledger", "verify"];
+    if let Some(f) = from {
+        args.extend(["--from", f]);
+    }
+    let o = d.cli(&args);
+    if o.status.success() { Ok(stdout(&o)) } else { Err(stderr(&o)) }
+}
+
+fn charge_id(d: &Daemon, tx: &str) -> i64 {
+    let c = rusqlite::Connection::open(&d.db).unwrap();
+    c.query_row("SELECT id FROM charge WHERE spid = ?1 AND transaction_id = ?2", [SP_ID, tx], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn the_ledger_chain_catches_edits_deletions_reorders_and_rewrites() {
+    let start = mid_month();
+    let mut d = daemon_at(start, "", None);
+    let day = ymd(start);
+    let u = postpaid(&d, "lg-u", 50000);
+    for i in 1..=4 {
+        assert_code(&charge(&d, &u, PERUSE, "200", "1", &format!("LG-{i}")), 0, "charge");
+    }
+    order_ok(&d, &u, MONTHLY, "1", "LG-O");
+    let ok = ledger_verify(&d, None).expect("an untouched ledger verifies");
+    assert!(ok.contains("ledger ok: 5 charges chained"), "{ok}");
+
+    // Close the day: its head is stored and shown by recon export (on stderr, the file keeps its format).
+    let next_midnight = at(start.year(), start.month() as u8, start.day(), 0, 0, 0) + time::Duration::days(1);
+    d.restart_with_offset(offset_to(next_midnight + time::Duration::minutes(31)));
+    let reconcile = |d: &Daemon| sp(d, "Reconcile", &[("LedgerDate", &day), ("TotalCount", "0"), ("TotalFee", "0")]);
+    assert!(wait_until(Duration::from_secs(5), || reconcile(&d).result() != -22003), "day closed");
+    let o = d.cli(&["recon", "export", "--sp", SP_ID, "--date", &day]);
+    assert!(o.status.success());
+    let head_line = stderr(&o).lines().find(|l| l.starts_with("ledger head at the close of")).map(str::to_string).expect("head printed");
+    let head = head_line.split(": ").nth(1).and_then(|h| h.split(' ').next()).unwrap().to_string();
+    assert!(head.len() == 64 && head.bytes().all(|b| b.is_ascii_hexdigit()), "{head_line}");
+    assert!(stdout(&o).starts_with(&format!("#{SP_ID}|{day}|")), "the export itself is unchanged");
+    let ok = ledger_verify(&d, None).unwrap();
+    assert!(ok.contains("5 charges chained, 1 day heads match"), "{ok}");
+    assert!(ledger_verify(&d, Some(&day)).unwrap().contains("from"), "--from");
+
+    let (id2, id3, last) = (charge_id(&d, "LG-2"), charge_id(&d, "LG-3"), charge_id(&d, "LG-O"));
+    // An edited fee.
+    tamper(&d, &format!("UPDATE charge SET fee = 1 WHERE id = {id2}"));
+    let e = ledger_verify(&d, None).expect_err("an edit is caught");
+    assert!(e.contains(&format!("charge {id2} ")) && e.contains("LG-2"), "{e}");
+    tamper(&d, &format!("UPDATE charge SET fee = 200 WHERE id = {id2}"));
+    assert!(ledger_verify(&d, None).is_ok(), "restored");
+    // A deleted row: the break is named at the next one.
+    tamper(&d, &format!("CREATE TABLE saved AS SELECT * FROM charge WHERE id = {id2}; DELETE FROM charge WHERE id = {id2};"));
+    let e = ledger_verify(&d, None).expect_err("a deletion is caught");
+    assert!(e.contains(&format!("charge {id3} ")), "{e}");
+    tamper(&d, "INSERT INTO charge SELECT * FROM saved; DROP TABLE saved;");
+    assert!(ledger_verify(&d, None).is_ok(), "restored");
+    // Two rows swapped.
+    tamper(&d, &format!("UPDATE charge SET id = -1 WHERE id = {id2}; UPDATE charge SET id = {id2} WHERE id = {id3}; UPDATE charge SET id = {id3} WHERE id = -1;"));
+    let e = ledger_verify(&d, None).expect_err("a reorder is caught");
+    assert!(e.contains(&format!("charge {id2} ")) && e.contains("LG-3"), "{e}");
+    tamper(&d, &format!("UPDATE charge SET id = -1 WHERE id = {id2}; UPDATE charge SET id = {id2} WHERE id = {id3}; UPDATE charge SET id = {id3} WHERE id = -1;"));
+    assert!(ledger_verify(&d, None).is_ok(), "restored");
+    // The day's last charge deleted: only the day head knows it was there.
+    tamper(&d, &format!("CREATE TABLE saved AS SELECT * FROM charge WHERE id = {last}; DELETE FROM charge WHERE id = {last};"));
+    let e = ledger_verify(&d, None).expect_err("deleting the last charge is caught by the head");
+    assert!(e.contains(&format!("ended at charge {last}, which is gone")), "{e}");
+    tamper(&d, "INSERT INTO charge SELECT * FROM saved; DROP TABLE saved;");
+    // The last charge edited and its link recomputed (a rewritten chain): the head catches it.
+    let c = rusqlite::Connection::open(&d.db).unwrap();
+    let prev: String = c.query_row("SELECT link FROM charge WHERE id < ?1 ORDER BY id DESC LIMIT 1", [last], |r| r.get(0)).unwrap();
+    let mut row = c
+        .query_row(
+            "SELECT spid, transaction_id, operation, vnet_user_id, user_province_id, service_id, service_item_id, service_item_name,
+                    product_id, fee_type, fee, batch_count, charge_at, ledger_date, bill_month, roam_type, order_id FROM charge WHERE id = ?1",
+            [last],
+            |r| {
+                Ok((
+                    r.get::<_, String>(2)?,
+                    vnetd::store::charges::NewCharge {
+                        spid: r.get(0)?,
+                        transaction_id: r.get(1)?,
+                        operation: "",
+                        vnet_user_id: r.get(3)?,
+                        user_province_id: r.get(4)?,
+                        service_id: r.get(5)?,
+                        service_item_id: r.get(6)?,
+                        service_item_name: r.get(7)?,
+                        product_id: r.get(8)?,
+                        fee_type: r.get(9)?,
+                        fee: r.get(10)?,
+                        batch_count: r.get(11)?,
+                        charge_at: r.get(12)?,
+                        ledger_date: r.get(13)?,
+                        bill_month: r.get(14)?,
+                        roam_type: r.get(15)?,
+                        order_id: r.get(16)?,
+                    },
+                ))
+            },
+        )
+        .unwrap();
+    row.1.fee = 1;
+    let link = vnetd::store::ledger::link(&prev, &vnetd::store::ledger::canonical_with(&row.1, &row.0));
+    tamper(&d, &format!("UPDATE charge SET fee = 1, link = '{link}' WHERE id = {last}"));
+    let e = ledger_verify(&d, None).expect_err("a rewritten chain is caught by the day head");
+    assert!(e.contains(&format!("the head stored at the close of {day}")), "{e}");
+}

@@ -14,6 +14,7 @@ use crate::store::{Read, Write};
 
 
 mod charges;
+pub mod ledger;
 mod orders;
 mod periodic;
 mod queries;

@@ -88,6 +88,8 @@ pub fn close_day(ctx: &WriteCtx, date8: &str) -> DbResult<usize> {
         };
         outbox::enqueue_record(ctx.tx, &outbound::SETTLE_RECORD, &record.values(), ctx.now)?;
     }
+    // The ledger chain's head at this close (tamper evidence: `recon export` prints it).
+    crate::store::ledger::record_head(ctx.tx, date8, ctx.now)?;
     set_job_state(ctx.tx, CLOSED_THROUGH, date8)?;
     Ok(rows.len())
 }
