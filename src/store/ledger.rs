@@ -147,3 +147,47 @@ pub fn heads_from(tx: &Read, date8: &str) -> DbResult<Vec<(String, i64, String)>
     let rows = st.query_map([date8], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> NewCharge {
+        NewCharge {
+            spid: "35000001".into(),
+            transaction_id: "T1".into(),
+            operation: "Charge",
+            vnet_user_id: "350000000001".into(),
+            user_province_id: "35".into(),
+            service_id: "3500000100000001".into(),
+            service_item_id: "3500000100000101".into(),
+            service_item_name: "item".into(),
+            product_id: String::new(),
+            fee_type: "1".into(),
+            fee: 200,
+            batch_count: 1,
+            charge_at: 1_700_000_000,
+            ledger_date: "20231114".into(),
+            bill_month: "202311".into(),
+            roam_type: String::new(),
+            order_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_link_is_sha256_of_the_previous_link_and_length_prefixed_fields() {
+        // Computed independently: Python's hashlib over the same bytes.
+        let l = link(GENESIS, &canonical(&sample()));
+        assert_eq!(l, "97854f3fe37477fd0a0bcf450583b320244932b9470a7618e202b692941b96a2");
+        assert_ne!(link(&l, &canonical(&sample())), l, "the same content later in the chain links differently");
+    }
+
+    #[test]
+    fn values_cannot_run_into_their_neighbours() {
+        let (mut a, mut b) = (sample(), sample());
+        (a.service_item_name, a.product_id) = ("ab".into(), "c".into());
+        (b.service_item_name, b.product_id) = ("a".into(), "bc".into());
+        assert_ne!(canonical(&a), canonical(&b));
+        assert_eq!(canonical_with(&NewCharge { operation: "", ..sample() }, "Charge"), canonical(&sample()));
+    }
+}
