@@ -21,7 +21,7 @@ pub struct KeySource {
     key_file: Option<PathBuf>,
     /// Read the key (48 hex digits) from the first line of standard input
     #[arg(long = "key-stdin")]
-    key_stdin: bool,
+    pub(super) key_stdin: bool,
 }
 
 /// Largest key file read (a key is 48 characters).
@@ -29,7 +29,7 @@ const MAX_KEY_FILE: u64 = 4096;
 
 impl KeySource {
     /// The key as 48 lowercase hex digits. Errors never contain the key.
-    fn read(&self) -> Result<String, Failed> {
+    pub(super) fn read(&self) -> Result<String, Failed> {
         let raw = if let Some(k) = &self.key {
             k.clone()
         } else if let Some(f) = &self.key_file {

@@ -4,13 +4,13 @@
 use super::{CliResult, Failed};
 use crate::crypto::{self, TdesKey};
 use crate::domain::peers::DEFAULT_IV;
+use super::peer::KeySource;
 use clap::Args;
 
 #[derive(Args)]
 pub struct AuthenticatorArgs {
-    /// 3DES key, 48 hex digits
-    #[arg(long)]
-    key: String,
+    #[command(flatten)]
+    key: KeySource,
     /// IV, 16 hex digits
     #[arg(long, default_value = DEFAULT_IV)]
     iv: String,
@@ -22,9 +22,8 @@ pub struct AuthenticatorArgs {
 
 #[derive(Args)]
 pub struct EncryptArgs {
-    /// 3DES key, 48 hex digits
-    #[arg(long)]
-    key: String,
+    #[command(flatten)]
+    key: KeySource,
     /// IV, 16 hex digits
     #[arg(long, default_value = DEFAULT_IV)]
     iv: String,
@@ -35,8 +34,9 @@ pub struct EncryptArgs {
     value: Option<String>,
 }
 
-fn key(k: &str, iv: &str) -> Result<TdesKey, Failed> {
-    TdesKey::from_hex(k, iv).map_err(|_| Failed("--key must be 48 hex digits and --iv 16 hex digits".into()))
+/// The key from --key, --key-file or --key-stdin. Errors never contain it.
+fn key(k: &KeySource, iv: &str) -> Result<TdesKey, Failed> {
+    TdesKey::from_hex(&k.read()?, iv).map_err(|_| Failed("--iv must be 16 hex digits".into()))
 }
 
 pub fn authenticator(a: AuthenticatorArgs) -> CliResult {
@@ -47,6 +47,9 @@ pub fn authenticator(a: AuthenticatorArgs) -> CliResult {
 }
 
 pub fn encrypt(a: EncryptArgs) -> CliResult {
+    if a.stdin && a.key.key_stdin {
+        return Err(Failed("--stdin and --key-stdin both read standard input: give the key with --key-file".into()));
+    }
     let k = key(&a.key, &a.iv)?;
     let value = match (a.stdin, a.value) {
         (true, _) => read_line()?,

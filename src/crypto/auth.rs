@@ -28,11 +28,8 @@ pub fn digest_concat(values: &[&str]) -> String {
 /// Equality of two byte strings in time independent of where they differ.
 /// (Only the lengths, which are public, may leak.)
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// `Base64(3DES-CBC(SHA1(concat of values)))`: values in the order listed for the operation,

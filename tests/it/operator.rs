@@ -191,6 +191,18 @@ fn keys_from_a_file_or_stdin() {
     }
     let o = d.cli(&["peer", "set-key", SP_ID, "--key-file", d.dir.path().join("missing.key").to_str().unwrap()]);
     assert_eq!(code(&o), 1);
+
+    // encrypt and authenticator take the key the same ways; the --key form stays.
+    let by_arg = d.ok(&["encrypt", "--key", SP_KEY, "Secret-1"]).trim().to_string();
+    assert_eq!(d.ok(&["encrypt", "--key-file", file.to_str().unwrap(), "Secret-1"]).trim(), by_arg);
+    let o = d.cli_stdin(&["encrypt", "--key-stdin", "Secret-1"], &format!("{SP_KEY}\n"));
+    assert_eq!((code(&o), stdout(&o).trim().to_string()), (0, by_arg.clone()), "{}", stderr(&o));
+    let o = d.cli_stdin(&["encrypt", "--key-stdin", "--stdin"], &format!("{SP_KEY}\nSecret-1\n"));
+    assert_eq!(code(&o), 1, "two things from stdin are refused");
+    let auth = d.ok(&["authenticator", "--key", SP_KEY, "35000001", "x"]).trim().to_string();
+    let o = d.cli_stdin(&["authenticator", "--key-stdin", "35000001", "x"], &format!("{SP_KEY}\n"));
+    assert_eq!(stdout(&o).trim(), auth);
+    assert_eq!(code(&d.cli(&["encrypt", "Secret-1"])), 2, "a key source is required");
 }
 
 #[test]
