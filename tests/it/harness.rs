@@ -91,12 +91,16 @@ impl Daemon {
     }
 
     pub fn wait_healthy(&mut self) {
-        let cfg = self.cfg.clone();
-        let healthy = || Command::new(BIN).arg("--config").arg(&cfg).arg("healthcheck").stdin(Stdio::null()).output().unwrap().status.success();
-        let c = self.child.as_mut().expect("daemon not started");
-        if let Err(e) = c.wait_ready("vnetd", Duration::from_secs(20), healthy) {
+        if let Err(e) = self.try_wait_healthy() {
             panic!("{e}\nwhole log:\n{}", self.log());
         }
+    }
+
+    /// Waits (20 s at most) until `vnetd healthcheck` passes; Err: the daemon exited or never did.
+    fn try_wait_healthy(&mut self) -> Result<(), String> {
+        let cfg = self.cfg.clone();
+        let healthy = || Command::new(BIN).arg("--config").arg(&cfg).arg("healthcheck").stdin(Stdio::null()).output().unwrap().status.success();
+        self.child.as_mut().expect("daemon not started").wait_ready("vnetd", Duration::from_secs(20), healthy)
     }
 
     pub fn log(&self) -> String {
@@ -644,10 +648,7 @@ impl Daemon {
         let log = self.dir.path().join("vnetd.log");
         let logged_before = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
         self.child = Some(ChildProcess::spawn(cmd, &log).unwrap());
-        let cfg = self.cfg.clone();
-        let healthy = || Command::new(BIN).arg("--config").arg(&cfg).arg("healthcheck").stdin(Stdio::null()).output().unwrap().status.success();
-        let ready = self.child.as_mut().expect("started").wait_ready("vnetd", Duration::from_secs(20), healthy);
-        if let Err(e) = ready {
+        if let Err(e) = self.try_wait_healthy() {
             // The ports were free when chosen, but another test's connection can take one as its
             // local port before the daemon binds it: choose again (the daemon never started).
             let this_start = self.log().get(logged_before..).unwrap_or_default().to_string();

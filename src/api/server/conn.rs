@@ -6,7 +6,6 @@ use super::deadline::{Deadline, Deadlines};
 use super::head::{Chunked, Framing, Head, Scan, Scanned, Step};
 use super::stream::Stream;
 use super::{Body, Request, Response, Server, Service};
-use smol::future::FutureExt;
 use smol::io::{AsyncRead, AsyncWriteExt};
 use super::rt::Tcp;
 use std::io::{self, ErrorKind};
@@ -72,13 +71,7 @@ pub(super) async fn serve(cx: &Ctx, s: Tcp, peer: SocketAddr) {
 async fn handshake(cx: &Ctx, dl: &Deadline, cfg: Arc<rustls::ServerConfig>, s: Tcp, peer: SocketAddr) -> Option<Stream> {
     let sv = &cx.server;
     dl.set(Instant::now() + sv.read_timeout());
-    let accept = futures_rustls::TlsAcceptor::from(cfg).accept(s);
-    let done = accept
-        .or(async {
-            dl.expired().await;
-            Err(io::Error::from(ErrorKind::TimedOut))
-        })
-        .await;
+    let done = dl.bound(futures_rustls::TlsAcceptor::from(cfg).accept(s)).await;
     match done {
         Ok(t) => Some(Stream::Tls(Box::new(t))),
         Err(e) => {
@@ -180,12 +173,7 @@ impl Conn<'_> {
                 got
             })
         });
-        let got = read
-            .or(async {
-                dl.expired().await;
-                Err(io::Error::from(ErrorKind::TimedOut))
-            })
-            .await;
+        let got = dl.bound(read).await;
         match got {
             Ok(n) if n > 0 => Ok(n),
             Ok(_) => Err(Gone::Closed),
@@ -265,12 +253,9 @@ impl Conn<'_> {
         let sv = &self.cx.server;
         sv.0.in_flight.fetch_add(1, Ordering::SeqCst);
         let started = Instant::now();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.cx.service.handle(rq)));
+        let resp = handle_caught(&*self.cx.service, sv.0.name, rq);
         sv.inline_took(started.elapsed());
-        r.unwrap_or_else(|_| {
-            log::error!("{}: a request handler panicked", sv.0.name);
-            Response::text(500, "internal error\n")
-        })
+        resp
     }
 
     /// Runs the handler on a worker; a full queue is answered 503 at once.
@@ -281,12 +266,7 @@ impl Conn<'_> {
         let service = self.cx.service.clone();
         let name = sv.0.name;
         let job = Box::new(move || {
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| service.handle(rq)));
-            let resp = r.unwrap_or_else(|_| {
-                log::error!("{name}: a request handler panicked");
-                Response::text(500, "internal error\n")
-            });
-            let _ = tx.try_send(resp);
+            let _ = tx.try_send(handle_caught(&*service, name, rq));
         });
         if !sv.pool().try_submit(job) {
             sv.count(503);
@@ -298,16 +278,11 @@ impl Conn<'_> {
     async fn write_all(&mut self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
         self.dl.set(deadline);
         let (w, dl) = (&mut self.s, &self.dl);
-        let write = async {
+        dl.bound(async {
             w.write_all(bytes).await?;
             w.flush().await
-        };
-        write
-            .or(async {
-                dl.expired().await;
-                Err(io::Error::from(ErrorKind::TimedOut))
-            })
-            .await
+        })
+        .await
     }
 
     /// Writes `resp` within `timeout`; false: not written (the connection is to be closed).
@@ -366,6 +341,14 @@ impl Conn<'_> {
         }
         let _ = self.s.tcp().get_ref().shutdown(how);
     }
+}
+
+/// `service.handle(rq)`, a panic answered 500 (and logged) instead of taking the thread down.
+fn handle_caught(service: &dyn Service, name: &str, rq: Request) -> Response {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| service.handle(rq))).unwrap_or_else(|_| {
+        log::error!("{name}: a request handler panicked");
+        Response::text(500, "internal error\n")
+    })
 }
 
 fn reason(status: u16) -> &'static str {

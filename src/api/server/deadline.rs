@@ -46,6 +46,16 @@ impl Deadline {
     pub(super) fn expired(&self) -> Expired<'_> {
         Expired(self)
     }
+
+    /// `io` unless the deadline passes first: then `TimedOut`.
+    pub(super) async fn bound<T>(&self, io: impl Future<Output = std::io::Result<T>>) -> std::io::Result<T> {
+        use smol::future::FutureExt;
+        io.or(async {
+            self.expired().await;
+            Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
+        })
+        .await
+    }
 }
 
 pub(super) struct Expired<'a>(&'a Deadline);

@@ -337,16 +337,9 @@ impl Drop for Open<'_> {
 }
 
 async fn refuse_over_cap(mut stream: rt::Tcp, deadline: Arc<deadline::Deadline>) {
-    use smol::future::FutureExt;
     use smol::io::AsyncWriteExt;
     deadline.set(Instant::now() + Duration::from_millis(100));
-    let write = async { stream.write_all(CAP_503).await.is_ok() };
-    let _ = write
-        .or(async {
-            deadline.expired().await;
-            false
-        })
-        .await;
+    let _ = deadline.bound(stream.write_all(CAP_503)).await;
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
 }
 

@@ -147,10 +147,7 @@ pub(super) fn report(a: ReportArgs) -> CliResult {
     println!("| target | held idle | concurrency | requests | errors | req/s | p50 ms | p99 ms | max ms | vs nginx | server CPU (cores) | bench CPU (cores) | server RSS MiB |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut max_threads = idle_threads;
-    let get_build: Arc<Build> = {
-        let g = get.clone();
-        Arc::new(move || g.build())
-    };
+    let get_build = get.builder();
     let holds: Vec<usize> = if a.hold > 0 { vec![0, a.hold] } else { vec![0] };
     for &hold in &holds {
         for &n in &a.concurrency {
@@ -189,10 +186,7 @@ pub(super) fn report(a: ReportArgs) -> CliResult {
     println!();
     println!("| op | concurrency | requests | errors | req/s | p50 ms | p99 ms | max ms | writes per commit | writer CPU µs/req | daemon CPU (cores) | bench CPU (cores) |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let charge_build: Arc<Build> = {
-        let c = charge.clone();
-        Arc::new(move || c.build())
-    };
+    let charge_build = charge.builder();
     for &n in &a.charge_concurrency {
         let before = store_counters(&cfg);
         let r = run_load(addr, n, &load, charge_build.clone(), Arc::new(soap_ok), &[pid], true);
@@ -222,10 +216,7 @@ pub(super) fn report(a: ReportArgs) -> CliResult {
     println!();
     println!("| op | concurrency | accepted | accepted/s | p50 ms | p99 ms | refused (503) | refused/s | p50 ms | p99 ms | other errors | daemon CPU (cores) | bench CPU (cores) |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let auth_build: Arc<Build> = {
-        let u = auth.clone();
-        Arc::new(move || u.build())
-    };
+    let auth_build = auth.builder();
     let polite = LoadArgs { honour_retry_after: true, ..load.clone() };
     let runs = a.login_concurrency.iter().flat_map(|&n| [(n, false), (n, true)]);
     for (n, honour) in runs {

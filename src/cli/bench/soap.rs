@@ -35,6 +35,12 @@ impl SoapReq {
         })
     }
 
+    /// The load generator's request builder.
+    pub(super) fn builder(self: &Arc<Self>) -> Arc<Build> {
+        let me = self.clone();
+        Arc::new(move || me.build())
+    }
+
     /// Whether every request must be new (a TransactionID each).
     pub(super) fn fresh(&self) -> bool {
         matches!(self.op, "Charge" | "Order")
@@ -266,7 +272,7 @@ pub(super) fn soap(a: SoapArgs) -> CliResult {
         let op = op_name(op);
         let r = reqs.iter().find(|(o, _)| *o == op).map(|(_, r)| r.clone()).expect("a builder per op");
         let fresh = r.fresh();
-        let build: Arc<Build> = Arc::new(move || r.build());
+        let build = r.builder();
         for &n in &a.load.concurrency {
             // Reset the peak (Linux: "5" clears VmHWM) so each run reports its own.
             let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
