@@ -55,6 +55,9 @@ pub fn run(cfg: Config) -> CliResult {
     // Missed rollovers and day closes are done before the first request is served.
     status("running the jobs missed while down");
     crate::jobs::catch_up(&app).map_err(|e| Failed(format!("cannot run the jobs missed while down: {e}")))?;
+    // A disk that is full or read-only already: unready from the start, serving reads (logged
+    // by store::health, which holds it until a write commits).
+    let _ = store.probe_writes();
     let stop_jobs = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let jobs = crate::jobs::spawn(app.clone(), stop_jobs.clone()).map_err(|e| Failed(format!("cannot start the job thread: {e}")))?;
     let clock_sync = crate::jobs::clock_sync::spawn(app.clone(), stop_jobs.clone())

@@ -118,9 +118,16 @@ impl Resp {
     pub fn with_result(self, result: i32, desc: impl Into<String>) -> Resp {
         Resp { result, desc: desc.into(), ..self }
     }
-    /// A database failure, logged here once with its cause; the peer sees only the code.
+    /// A database failure, logged here once with its cause; the peer sees only the code. A
+    /// refused write (disk full, read-only) is logged at error once per episode by
+    /// `store::health` and counted per request in `vnetd_requests_total{result="-22501"}`: a line
+    /// per request would flood a log that may be on the full disk.
     pub fn db(e: &crate::store::DbError) -> Resp {
-        log::error!("database error: {e}");
+        if e.is_write_refused() {
+            log::debug!("database error: {e}");
+        } else {
+            log::error!("database error: {e}");
+        }
         Resp::code(if e.is_disk() { codes::DISK_ERROR } else { codes::SYSTEM_ERROR })
     }
     /// Stored as the idempotent answer? Not for parameter or system errors (spec 11).

@@ -82,6 +82,37 @@ impl DbError {
     pub fn is_failure(&self) -> bool {
         self.is_disk() || matches!(self, DbError::WriterGone)
     }
+
+    /// The disk refused a write: full (SQLITE_FULL), read-only (SQLITE_READONLY), or an I/O
+    /// error while writing, syncing, truncating or growing a file (SQLITE_IOERR_WRITE, _FSYNC,
+    /// _DIR_FSYNC, _TRUNCATE, _SHMSIZE). Such a failure lasts until a write commits again
+    /// (`health`); a read error does not prove the write path either way.
+    pub fn is_write_refused(&self) -> bool {
+        use rusqlite::ffi::{self, ErrorCode::*};
+        let DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) = self else { return false };
+        match e.code {
+            DiskFull | ReadOnly => true,
+            SystemIoFailure => matches!(
+                e.extended_code,
+                ffi::SQLITE_IOERR_WRITE | ffi::SQLITE_IOERR_FSYNC | ffi::SQLITE_IOERR_DIR_FSYNC | ffi::SQLITE_IOERR_TRUNCATE | ffi::SQLITE_IOERR_SHMSIZE
+            ),
+            _ => false,
+        }
+    }
+
+    /// The same failure for another caller (the writer answers every job of a failed batch with
+    /// the batch's error): SQLite's code and message are kept, so each caller still tells a disk
+    /// failure (-22501) from any other (-22500). `context` is put before the message.
+    pub fn again(&self, context: &str) -> DbError {
+        match self {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, msg)) => {
+                let msg = msg.clone().unwrap_or_else(|| e.to_string());
+                DbError::Sqlite(rusqlite::Error::SqliteFailure(*e, Some(format!("{context}{msg}"))))
+            }
+            DbError::WriterGone => DbError::WriterGone,
+            other => DbError::Other(format!("{context}{other}")),
+        }
+    }
 }
 
 pub type DbResult<T> = Result<T, DbError>;
@@ -193,6 +224,14 @@ impl Store {
     /// What /readyz reports: `Some(reason)` while the database is considered failing.
     pub fn health(&self) -> &Health {
         &self.inner.health
+    }
+
+    /// Commit a small change (the counter row `PROBE_COUNTER`) to learn whether the disk takes
+    /// writes. A refusal (disk full, read-only) is then held by `health`, so /readyz is unready
+    /// at once rather than at the first refused request, and the writer probes until writes
+    /// commit again. `vnetd run` calls it before serving.
+    pub fn probe_writes(&self) -> DbResult<()> {
+        self.write(|tx| next_counter(tx, PROBE_COUNTER).map(|_| ()))
     }
 
     /// Ask the writer thread to answer once it is between batches (the watchdog's probe); the
@@ -340,6 +379,10 @@ pub fn answers(tx: &Read) -> DbResult<()> {
     tx.conn().query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
     Ok(())
 }
+
+/// The counter the storage probes bump (`Store::probe_writes`, the writer's probe while writes
+/// are refused): how many there were.
+pub const PROBE_COUNTER: &str = "storage_probe";
 
 /// Next value of a named counter (inside a write transaction).
 pub fn next_counter(tx: &Write, name: &str) -> DbResult<i64> {

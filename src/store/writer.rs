@@ -4,13 +4,21 @@
 //! The answers are sent by a second thread (`db-replies`): waking each waiting caller costs a
 //! syscall, ~13 % of the writer's time per Charge in a profile, and the writer can meanwhile
 //! start the next batch.
+//!
+//! A batch that cannot commit (disk full, read-only, an I/O error) answers every job of it with
+//! that error at once (SQLite's code kept: the callers answer -22501); nothing of it is kept.
+//! While such a refused write is held (`health`), a commit that wrote rows ends it, and every
+//! `PROBE_EVERY` the writer commits a probe between batches (the counter `PROBE_COUNTER`), so
+//! the node notices that space was freed without waiting for traffic that writes.
 
+use super::health::PROBE_EVERY;
 use super::{DbError, DbResult, Health};
 use rusqlite::Connection;
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// What a job leaves behind after it ran: a reply to send once the commit outcome is known.
 type Reply = Box<dyn FnOnce(Option<&DbError>) + Send>;
@@ -95,12 +103,12 @@ impl Writer {
             let outcome = match conn {
                 Ok(conn) => std::panic::catch_unwind(AssertUnwindSafe(|| f(&super::Write::new(conn))))
                     .unwrap_or_else(|_| Err(DbError::Other("write job panicked".into()))),
-                Err(e) => Err(DbError::Other(e.to_string())),
+                Err(e) => Err(e.again("")),
             };
             let keep = matches!(outcome, Ok((_, true)));
             let reply: Reply = Box::new(move |commit_err: Option<&DbError>| {
                 let msg = match (outcome, commit_err) {
-                    (Ok((_, true)), Some(e)) => Err(DbError::Other(format!("commit failed: {e}"))),
+                    (Ok((_, true)), Some(e)) => Err(e.again("commit failed: ")),
                     (Ok((t, _)), _) => Ok(t),
                     (Err(e), _) => Err(e),
                 };
@@ -142,7 +150,28 @@ impl Writer {
 fn run(conn: &Connection, rx: Receiver<Msg>, done: &Sender<Done>, health: &Health) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut pings = Vec::new();
-    while let Ok(first) = rx.recv() {
+    let mut probed = Instant::now();
+    loop {
+        // While writes are refused, a probe every PROBE_EVERY, between batches (see the module
+        // doc): jobs that change nothing commit without writing and prove nothing.
+        let first = if health.write_refused() {
+            let due = probed + PROBE_EVERY;
+            let Some(wait) = due.checked_duration_since(Instant::now()).filter(|w| !w.is_zero()) else {
+                probe(conn, health);
+                probed = Instant::now();
+                continue;
+            };
+            match rx.recv_timeout(wait) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            }
+        };
         test_hook_hang();
         let mut next = Some(first);
         while let Some(msg) = next.take() {
@@ -195,9 +224,13 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, done: &Sender<Done>, healt
     let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut st| st.execute([])).map(|_| ());
     if let Err(e) = run("BEGIN IMMEDIATE") {
         let err = DbError::Sqlite(e);
-        log::error!("cannot begin write transaction: {err}");
+        if err.is_write_refused() {
+            log::debug!("cannot begin write transaction: {err}");
+        } else {
+            log::error!("cannot begin write transaction: {err}");
+        }
         if err.is_failure() {
-            health.record("BEGIN of a write transaction".into(), err.to_string(), err.is_corrupt());
+            health.record("BEGIN of a write transaction".into(), &err);
         }
         for job in batch.drain(..) {
             let (_, reply) = job(Err(&err));
@@ -205,6 +238,8 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, done: &Sender<Done>, healt
         }
         return;
     }
+    // Did a kept job change rows? Only then does the commit write, and prove the disk takes writes.
+    let mut wrote = false;
     for job in batch.drain(..) {
         if let Err(e) = run("SAVEPOINT job") {
             let err = DbError::Sqlite(e);
@@ -212,25 +247,64 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, done: &Sender<Done>, healt
             replies.push(reply);
             continue;
         }
+        let changes = conn.total_changes();
         let (ok, reply) = job(Ok(conn));
         let end = if ok { run("RELEASE job") } else { conn.execute_batch("ROLLBACK TO job; RELEASE job") };
         if let Err(e) = end {
             log::error!("savepoint end failed: {e}");
         }
+        wrote |= ok && conn.total_changes() > changes;
         replies.push(reply);
     }
     let commit = run("COMMIT").map_err(DbError::Sqlite);
-    if let Err(e) = &commit {
-        log::error!("commit failed, {} writes rolled back: {e}", replies.len());
-        if e.is_failure() {
-            health.record("COMMIT of a write transaction".into(), e.to_string(), e.is_corrupt());
+    match &commit {
+        Err(e) => {
+            // A refused write is logged once per episode by `health`; every batch of it would
+            // otherwise log here.
+            if e.is_write_refused() {
+                log::debug!("commit failed, {} writes rolled back: {e}", replies.len());
+            } else {
+                log::error!("commit failed, {} writes rolled back: {e}", replies.len());
+            }
+            if e.is_failure() {
+                health.record("COMMIT of a write transaction".into(), e);
+            }
+            let _ = conn.execute_batch("ROLLBACK");
         }
-        let _ = conn.execute_batch("ROLLBACK");
-    }
-    if commit.is_ok() {
-        COMMITS.fetch_add(1, Ordering::Relaxed);
-        JOBS.fetch_add(replies.len() as u64, Ordering::Relaxed);
+        Ok(()) => {
+            COMMITS.fetch_add(1, Ordering::Relaxed);
+            JOBS.fetch_add(replies.len() as u64, Ordering::Relaxed);
+            if wrote {
+                health.committed();
+            }
+        }
     }
     // The reply thread outlives the writer thread (it ends when `done` is dropped).
     let _ = done.send((replies, commit.err()));
+}
+
+/// While a refused write is held and no job came: commit one small change (the counter
+/// `PROBE_COUNTER`); if it commits, the disk takes writes again and the hold ends.
+fn probe(conn: &Connection, health: &Health) {
+    let attempt = || -> DbResult<()> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let wrote = super::next_counter(&super::Write::new(conn), super::PROBE_COUNTER)
+            .and_then(|_| Ok(conn.prepare_cached("COMMIT")?.execute([])?));
+        if wrote.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        wrote.map(|_| ())
+    };
+    match attempt() {
+        Ok(()) => {
+            COMMITS.fetch_add(1, Ordering::Relaxed);
+            health.committed();
+        }
+        Err(e) => {
+            log::debug!("storage probe: {e}");
+            if e.is_failure() {
+                health.record("the writer's storage probe".into(), &e);
+            }
+        }
+    }
 }

@@ -13,6 +13,10 @@
 //!   time. Definitive rejections dead-letter a message at once; so does age beyond
 //!   `dead_letter_after_h`. A BatchSync stream is never dead-lettered by age; a definitive
 //!   rejection stalls it (its records become `dead`) until `vnetd outbox retry --dead`.
+//! - While the database refuses writes (disk full, read-only: `store::health`) nothing is sent:
+//!   an outcome that cannot be recorded would only be sent again. A delivery whose outcome could
+//!   not be recorded for another reason holds every dispatch back for a growing pause (1 s …
+//!   `retry_max_s`). Such failures are logged at error once per streak.
 
 use crate::app::App;
 use crate::crypto::TdesKey;
@@ -59,6 +63,8 @@ struct Done {
     reachable: bool,
     /// A batch that left records of its stream waiting.
     more: bool,
+    /// The outcome could not be written to the database (the row stays as it was).
+    unrecorded: bool,
 }
 
 /// The running relay.
@@ -97,6 +103,8 @@ impl Relay {
             warned_no_url: HashSet::new(),
             retry_marker: None,
             cursors: HashMap::new(),
+            unrecorded: 0,
+            hold_until: None,
         };
         let (stop2, hb) = (stop.clone(), heartbeat.clone());
         let dispatcher = std::thread::Builder::new().name("relay".into()).spawn(move || d.run(&stop2, &hb))?;
@@ -131,6 +139,9 @@ struct Dispatcher {
     retry_marker: Option<String>,
     /// Per destination, the ordering key the last round stopped at.
     cursors: HashMap<String, String>,
+    /// Deliveries in a row whose outcome could not be recorded, and no dispatch before this.
+    unrecorded: u32,
+    hold_until: Option<Instant>,
 }
 
 impl Dispatcher {
@@ -173,6 +184,13 @@ impl Dispatcher {
 
     fn finished(&mut self, d: Done) {
         self.in_flight.remove(&(d.destination.clone(), d.key.clone()));
+        if d.unrecorded {
+            self.unrecorded += 1;
+            let wait = backoff_s(self.unrecorded as i64, self.app.cfg.sync.retry_max_s as i64);
+            self.hold_until = Some(Instant::now() + Duration::from_secs(wait as u64));
+            return;
+        }
+        self.unrecorded = 0;
         if d.reachable {
             self.down_until.remove(&d.destination);
             self.down_failures.remove(&d.destination);
@@ -193,6 +211,10 @@ impl Dispatcher {
 
     /// One look at every destination.
     fn round(&mut self) -> DbResult<()> {
+        // Outcomes could not be recorded: send nothing until they can (see the module doc).
+        if self.app.store.health().write_refused() || self.hold_until.is_some_and(|t| Instant::now() < t) {
+            return Ok(());
+        }
         // Destinations with a waiting message, and the centre (its BatchSync streams).
         // A skip scan over the heads index: one look-up per destination, however long the backlog.
         let mut destinations: Vec<String> = self.app.store.read(outbox::destinations_waiting)?;
@@ -321,10 +343,22 @@ fn worker(app: &App, client: &Client, jobs: &Mutex<Receiver<Job>>, done: &Sender
             Job::Single(row) => deliver_one(app, client, row),
             Job::Batch { stream } => deliver_batch(app, client, stream),
         };
-        let report = report.unwrap_or_else(|(dest, key, e)| {
-            log::error!("outbox: cannot record a delivery for {dest} ({key}): {e}");
-            Done { destination: dest, key, reachable: true, more: false }
-        });
+        let report = match report {
+            Ok(d) => {
+                if RECORD_FAILING.swap(false, Ordering::Relaxed) {
+                    log::warn!("outbox: delivery outcomes are recorded again");
+                }
+                d
+            }
+            Err((dest, key, e)) => {
+                if RECORD_FAILING.swap(true, Ordering::Relaxed) {
+                    log::debug!("outbox: cannot record a delivery for {dest} ({key}): {e}");
+                } else {
+                    log::error!("outbox: cannot record a delivery for {dest} ({key}): {e}; deliveries pause until the database takes writes, and what was sent goes again");
+                }
+                Done { destination: dest, key, reachable: true, more: false, unrecorded: true }
+            }
+        };
         if done.send(report).is_err() {
             return;
         }
@@ -332,6 +366,9 @@ fn worker(app: &App, client: &Client, jobs: &Mutex<Receiver<Job>>, done: &Sender
 }
 
 type Failure = (String, String, crate::store::DbError);
+
+/// A delivery's outcome could not be recorded, and none has been since (logged once per streak).
+static RECORD_FAILING: AtomicBool = AtomicBool::new(false);
 
 /// The peer and key a message for `destination` goes to now.
 fn target(app: &App, destination: &str) -> Option<(Arc<Peer>, String, TdesKey, i64)> {
@@ -360,14 +397,14 @@ fn deliver_one(app: &App, client: &Client, row: Row) -> Result<Done, Failure> {
     let fail = |e| (dest.clone(), key.clone(), e);
     let Some((peer, url, tdes, version)) = target(app, &row.destination) else {
         // The peer lost its URL or key meanwhile: leave the row; the dispatcher warns.
-        return Ok(Done { destination: dest, key, reachable: true, more: false });
+        return Ok(Done { destination: dest, key, reachable: true, more: false, unrecorded: false });
     };
     let payload: Vec<(String, String)> = match serde_json::from_str(&row.payload) {
         Ok(p) => p,
         Err(e) => {
             log::error!("outbox: message {} has an unreadable payload ({e}); dead-lettered", row.id);
             mark(app, row.id, Outcome::Dead(format!("unreadable payload: {e}"))).map_err(fail)?;
-            return Ok(Done { destination: dest, key, reachable: true, more: false });
+            return Ok(Done { destination: dest, key, reachable: true, more: false, unrecorded: false });
         }
     };
     // The declaration of the operation says where the payload goes and what it must hold.
@@ -379,7 +416,7 @@ fn deliver_one(app: &App, client: &Client, row: Row) -> Result<Done, Failure> {
     let Some(op) = declared else {
         log::error!("outbox: message {} ({} to {dest}) does not match the declaration of its operation; dead-lettered", row.id, row.operation);
         mark(app, row.id, Outcome::Dead("payload does not match the operation's declaration".into())).map_err(fail)?;
-        return Ok(Done { destination: dest, key, reachable: true, more: false });
+        return Ok(Done { destination: dest, key, reachable: true, more: false, unrecorded: false });
     };
     let mut fields = match op.dest {
         Dest::Centre => client::centre_fields(&app.cfg.node.device_no, &app.cfg.node.province_id, payload),
@@ -390,7 +427,7 @@ fn deliver_one(app: &App, client: &Client, row: Row) -> Result<Done, Failure> {
     if let Some(v) = row.key_version.filter(|v| *v != version) {
         let Some(old) = peer.keys.iter().find(|k| k.version == v) else {
             mark(app, row.id, Outcome::Dead(format!("centre key version {v} is gone"))).map_err(fail)?;
-            return Ok(Done { destination: dest, key, reachable: true, more: false });
+            return Ok(Done { destination: dest, key, reachable: true, more: false, unrecorded: false });
         };
         for (name, value) in fields.iter_mut().filter(|(n, _)| op.is_enc(n)) {
             match old.key.decrypt_b64_str(value) {
@@ -420,7 +457,7 @@ fn deliver_one(app: &App, client: &Client, row: Row) -> Result<Done, Failure> {
     }
     count(app, &dest, &row.operation, &outcome);
     mark(app, row.id, outcome).map_err(fail)?;
-    Ok(Done { destination: dest, key, reachable, more: false })
+    Ok(Done { destination: dest, key, reachable, more: false, unrecorded: false })
 }
 
 /// A PUserInfoNotify's ContractID to keep on the user (spec 6.2).
@@ -483,13 +520,13 @@ fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Don
     let dest = crate::store::outbox::CENTRE.to_string();
     let fail = |e| (dest.clone(), key.clone(), e);
     let Some((_peer, url, tdes, _)) = target(app, crate::store::outbox::CENTRE) else {
-        return Ok(Done { destination: dest, key, reachable: true, more: false });
+        return Ok(Done { destination: dest, key, reachable: true, more: false, unrecorded: false });
     };
     let max = app.cfg.sync.batch_max_records.max(1) as i64;
     let k = key.clone();
     let rows = app.store.read(|c| outbox::stream_batch(c, &k, max + 1)).map_err(fail)?;
     if rows.is_empty() {
-        return Ok(Done { destination: dest, key, reachable: true, more: false });
+        return Ok(Done { destination: dest, key, reachable: true, more: false, unrecorded: false });
     }
     let more = rows.len() as i64 > max;
     let batch = &rows[..rows.len().min(max as usize)];
@@ -502,7 +539,7 @@ fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Don
                 log::error!("outbox: {stream} record {id} has an unreadable payload ({e}); the stream stalls");
                 let id = *id;
                 app.store.write(move |c| outbox::mark_dead(c, id, "unreadable payload")).map_err(fail)?;
-                return Ok(Done { destination: dest, key, reachable: true, more: false });
+                return Ok(Done { destination: dest, key, reachable: true, more: false, unrecorded: false });
             }
         }
     }
@@ -560,7 +597,7 @@ fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Don
     };
     let outcome = if answer.as_ref().is_ok_and(|a| a.result == 0) { "delivered" } else { "retry" };
     app.metrics.inc_counter("vnetd_outbox_batches_total", "BatchSync batches sent by stream and outcome", &[("stream", stream), ("outcome", outcome)], 1);
-    Ok(Done { destination: dest, key, reachable, more: more || result })
+    Ok(Done { destination: dest, key, reachable, more: more || result, unrecorded: false })
 }
 
 /// The centre holds everything up to `l`: mark the waiting records from `first` (the lowest one
