@@ -125,8 +125,9 @@ pub fn declare_series(app: &App) {
             m.set_gauge("vnetd_outbox_dead_letters", "Dead-lettered messages", &[("destination", dest)], 0.0);
         }
     }
-    m.set_gauge("vnetd_clock_offset_seconds", "Offset of the centre clock from node time (ServerTime - midpoint)", &[], 0.0);
-    m.set_gauge("vnetd_clock_alarm", "1 while the centre clock is more than clock_alarm_s away", &[], 0.0);
+    // Set by the clock-sync thread, which starts before the listeners: declared, not reset.
+    m.declare_gauge("vnetd_clock_offset_seconds", "Offset of the centre clock from node time (ServerTime - midpoint)", &[]);
+    m.declare_gauge("vnetd_clock_alarm", "1 while the centre clock is more than clock_alarm_s away", &[]);
     m.set_gauge("vnetd_open_connections", "Open connections on the SOAP listener", &[], 0.0);
     m.inc_counter(STORE_COMMITS, STORE_COMMITS_HELP, &[], 0);
     if app.cfg.tls.inbound() {

@@ -182,6 +182,15 @@ impl Metrics {
         }
     }
 
+    /// Make a gauge's series exist (at 0 if new) without overwriting a value a thread already
+    /// set: the clock-sync thread may have measured before the listeners declare their series.
+    pub fn declare_gauge(&self, name: &'static str, help: &'static str, labels: &[(&'static str, &str)]) {
+        match self.family(name, help, || Handle::Gauge(Family::default(), Arc::default())) {
+            Handle::Gauge(f, n) => with_series!(self, f, n, labels, |g| drop(g)),
+            other => mismatch::<()>(name, "gauge", other.kind()).unwrap_or(()),
+        }
+    }
+
     fn histogram_family(&self, name: &'static str, help: &'static str) -> Option<(HistogramFamily, Arc<AtomicUsize>)> {
         let make = || Handle::Histogram(Family::new_with_constructor(latency_histogram as fn() -> Histogram), Arc::default());
         match self.family(name, help, make) {
@@ -270,6 +279,17 @@ mod tests {
         assert_eq!(value(&r, "vnetd_clock_offset_seconds"), Some(-0.25), "{r}");
         assert_eq!(value(&r, "vnetd_outbox_backlog{destination=\"centre\"}"), Some(4.0));
         assert_eq!(value(&r, "vnetd_metrics_series_refused_total"), Some(0.0));
+    }
+
+    #[test]
+    fn a_declared_gauge_keeps_a_value_set_before_and_shows_zero_when_new() {
+        let m = Metrics::new();
+        m.set_gauge("vnetd_clock_alarm", "Alarm", &[], 1.0);
+        m.declare_gauge("vnetd_clock_alarm", "Alarm", &[]);
+        m.declare_gauge("vnetd_open_connections", "Open", &[]);
+        let r = m.render();
+        assert_eq!(value(&r, "vnetd_clock_alarm"), Some(1.0), "{r}");
+        assert_eq!(value(&r, "vnetd_open_connections"), Some(0.0), "{r}");
     }
 
     #[test]
