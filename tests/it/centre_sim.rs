@@ -67,7 +67,16 @@ impl CentreSim {
         let mut addr = None;
         let listening = |addr: &mut Option<String>| {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            *addr = log.get(skip..).unwrap_or("").lines().find_map(|l| l.strip_prefix("centre-sim listening on ")).map(|a| a.trim().to_string());
+            // Complete lines only: stderr is unbuffered, so the line can be seen half written
+            // ("centre-sim listening on " without its address yet).
+            *addr = log
+                .get(skip..)
+                .unwrap_or("")
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
+                .find_map(|l| l.strip_prefix("centre-sim listening on "))
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty());
             addr.is_some()
         };
         if let Err(e) = child.wait_ready("centre-sim", Duration::from_secs(20), || listening(&mut addr)) {
@@ -106,6 +115,18 @@ impl CentreSim {
 
     pub(crate) fn count(&self, sql: &str) -> i64 {
         self.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// SIGKILL, at once (what it committed is all it keeps); `restart` starts it again.
+    pub(crate) fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill9();
+        }
+    }
+
+    /// The directory of its database, users file and log.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// SIGTERM; returns whether it exited with status 0 within 10 s.

@@ -535,6 +535,18 @@ impl Daemon {
         self.spawn();
     }
 
+    /// After `kill9` or `stop`: start again with the node clock shifted to `offset_s`, without
+    /// waiting until it is healthy (the chaos campaign kills it during its start-up catch-up;
+    /// `wait_healthy` waits).
+    pub fn start_unready_with_offset(&mut self, offset_s: i64) {
+        assert!(self.child.is_none(), "daemon still running");
+        self.offset_s = offset_s;
+        self.write_config();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--config", self.cfg.to_str().unwrap(), "run"]);
+        self.child = Some(ChildProcess::spawn(cmd, &self.dir.path().join("vnetd.log")).unwrap());
+    }
+
     /// GET on the admin listener.
     pub fn admin_get(&self, path: &str) -> Http {
         try_http(&format!("127.0.0.1:{}", self.admin_port), "GET", path, &[], b"", Duration::from_secs(10))

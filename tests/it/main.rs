@@ -24,4 +24,5 @@ mod access;
 mod safety;
 mod observability;
 mod operator;
+mod chaos;
 mod disk_full;
