@@ -24,3 +24,4 @@ mod access;
 mod safety;
 mod observability;
 mod operator;
+mod chaos;
