@@ -133,14 +133,16 @@ fn roaming_consumption<R: Reply>(app: &App, call: &Call, req: Req, op: &'static 
 }
 
 /// Run an idempotent ordering operation of a local user in the writer: resolve the request,
-/// then `f`.
+/// then `f`. The time is read in the writer, in the transaction: an order queued before 00:00
+/// on the 1st and written after the month rollover's marker must belong to the new month, or
+/// no rollover would ever renew or expire it (the rollover's chunks go through the same writer).
 fn ordering<F>(app: &App, call: &Call, req: Req, f: F) -> Resp
 where
     F: FnOnce(&WriteCtx, Target) -> DbResult<Resp> + Send + 'static,
 {
-    let (cal, province, now) = (Cal::new(app.clock.tz()), app.cfg.node.province_id.clone(), app.clock.unix());
+    let (cal, province, clock) = (Cal::new(app.clock.tz()), app.cfg.node.province_id.clone(), app.clock.clone());
     write_idempotent(app, call, move |conn| {
-        let ctx = WriteCtx::new(conn, cal, &province, now);
+        let ctx = WriteCtx::new(conn, cal, &province, clock.unix());
         match bl::resolve(&ctx, &req)? {
             Err(e) => Ok(Resp::from(e)),
             // A user of another province reaches here only through another channel: unknown.

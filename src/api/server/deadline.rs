@@ -33,7 +33,8 @@ pub(super) struct Deadline {
 impl Deadline {
     /// Sets the deadline of the next waits.
     pub(super) fn set(&self, at: Instant) {
-        let ms = at.saturating_duration_since(self.base).as_millis().min(u128::from(NONE - 1)) as u64;
+        // Rounded up: a deadline never passes early (`passed` truncates the time now).
+        let ms = at.saturating_duration_since(self.base).as_micros().div_ceil(1000).min(u128::from(NONE - 1)) as u64;
         self.at_ms.store(ms, Ordering::Relaxed);
     }
 
