@@ -7,6 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/vnetd/vnetd.toml";
+/// Largest `node.time_offset_s` either way: node time stays a four-digit year (`ts`), and the
+/// clock's arithmetic cannot leave the date range (a larger offset panicked on the first read).
+const MAX_TIME_OFFSET_S: u64 = 100 * 31_557_600;
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -265,6 +268,9 @@ impl Config {
         if crate::clock::parse_utc_offset(&self.node.timezone).is_none() {
             errs.push("node.timezone must look like +08:00".into());
         }
+        if self.node.time_offset_s.unsigned_abs() > MAX_TIME_OFFSET_S {
+            errs.push(format!("node.time_offset_s must be within ±{MAX_TIME_OFFSET_S} (100 years)"));
+        }
         let cc = &self.node.default_city_code;
         if cc.is_empty() || cc.len() > 6 || !cc.bytes().all(|b| b.is_ascii_digit()) {
             errs.push("node.default_city_code must be 1 to 6 digits".into());
@@ -404,6 +410,15 @@ mod tests {
     fn validation_names_the_key() {
         let c = Config::parse("[node]\nprovince_id = \"3\"\n").unwrap();
         assert!(c.validate().unwrap_err().contains("node.province_id"));
+        // Found by fuzz/ config: an offset past the date range panicked at the first clock read,
+        // and a large negative one gave a five-character year.
+        for off in ["9000000000000", "-64000000000", "3155760001"] {
+            let c = Config::parse(&format!("[node]\ntime_offset_s = {off}\n")).unwrap();
+            assert!(c.validate().unwrap_err().contains("node.time_offset_s"), "{off}");
+        }
+        let c = Config::parse("[node]\ntime_offset_s = -3155760000\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.clock().now_ts().len(), 19);
         let c = Config::parse("[log]\ntarget = \"file\"\n").unwrap();
         assert!(c.validate().unwrap_err().contains("log.target"));
         let e = Config::parse("[server]\nmax_body_bytes = \"big\"\n").unwrap_err();

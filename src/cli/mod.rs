@@ -17,6 +17,10 @@ mod tools;
 mod user;
 mod watchdog;
 
+/// `user import`'s row checks, for the fuzz targets (`crate::fuzzing`).
+#[doc(hidden)]
+pub use user::{check_csv as user_import_check, split_csv as user_import_split_csv};
+
 use crate::config::Config;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -149,6 +149,10 @@ pub fn parse(xml: &str) -> Result<Envelope, ReadError> {
                     }
                 }
                 let local = e.local_name().as_ref().to_string();
+                // quick-xml reads `< a="1"/>` and `<p:>` as elements with an empty name.
+                if local.is_empty() {
+                    return Err(ReadError::NotXml("element without a name".into()));
+                }
                 if stack.is_empty() {
                     if op.is_some() || version.is_some() {
                         return Err(ReadError::NotXml("more than one root element".into()));
@@ -277,6 +281,10 @@ mod tests {
         assert_eq!(parse(&dt).unwrap_err(), ReadError::Doctype);
         assert!(matches!(parse(&env("<Op><A>&xxe;</A></Op>")).unwrap_err(), ReadError::NotXml(_)));
         assert!(matches!(parse(&env("")).unwrap_err(), ReadError::NotEnvelope(_)));
+        // An operation without a name (found by fuzz/ envelope: it was read as operation "").
+        for nameless in ["< a=\"1\"/>", "<m:/>", "<Op><  ></  ></Op>"] {
+            assert!(matches!(parse(&env(nameless)).unwrap_err(), ReadError::NotXml(_)), "{nameless}");
+        }
         for bad in [format!("junk{}", env("<Op/>")), format!("{}junk", env("<Op/>")), format!("{}&amp;", env("<Op/>")), format!("{}<?xml version=\"1.0\"?>", env("<Op/>"))] {
             assert!(matches!(parse(&bad).unwrap_err(), ReadError::NotXml(_)), "{bad}");
         }

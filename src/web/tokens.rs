@@ -2,6 +2,7 @@
 //! from SPs, SSOResponse and PayResponse back to them, and the ReturnURL rules.
 
 use crate::app::App;
+use crate::clock::Clock;
 use crate::crypto::token;
 use crate::crypto::TdesKey;
 use crate::domain::peers::Peer;
@@ -66,12 +67,34 @@ impl Opened {
 /// correct Digest; the ReturnURL must start with one of the SP's prefixes; with `check_time`,
 /// the TimeStamp must be within `clock_tolerance_s` of node time.
 pub fn open(app: &App, tok: &str, layout: &Layout, check_time: bool) -> Result<Opened, Refused> {
+    let s = &app.cfg.security;
+    let rules = Rules { grace_s: s.key_grace_h * 3600, tolerance_s: s.clock_tolerance_s };
+    open_with(|id| app.peers.get(id), &app.clock, rules, tok, layout, check_time)
+}
+
+/// The settings [`open`] takes from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// `key_grace_h` in seconds.
+    pub grace_s: i64,
+    /// `clock_tolerance_s`.
+    pub tolerance_s: i64,
+}
+
+/// [`open`] with the peer lookup, the clock and the settings given (the fuzz target calls it).
+pub fn open_with(
+    peer: impl FnOnce(&str) -> Option<Arc<Peer>>,
+    clock: &Clock,
+    rules: Rules,
+    tok: &str,
+    layout: &Layout,
+    check_time: bool,
+) -> Result<Opened, Refused> {
     let (id, body) = token::split_id(tok).ok_or(Refused::Invalid)?;
-    let sp = app.peers.get(id).filter(|p| p.active && p.kind == "sp").ok_or(Refused::Invalid)?;
-    let now = app.clock.unix();
-    let grace = app.cfg.security.key_grace_h * 3600;
+    let sp = peer(id).filter(|p| p.active && p.kind == "sp").ok_or(Refused::Invalid)?;
+    let now = clock.unix();
     let mut opened = None;
-    for k in sp.verify_keys(now, grace) {
+    for k in sp.verify_keys(now, rules.grace_s) {
         let Ok((values, digest)) = token::decrypt_body(&k.key, body, layout.fields.len(), layout.free) else { continue };
         let mut over: Vec<&str> = vec![id];
         over.extend(values.iter().map(String::as_str));
@@ -86,7 +109,7 @@ pub fn open(app: &App, tok: &str, layout: &Layout, check_time: bool) -> Result<O
         return Err(Refused::ForeignReturnUrl);
     }
     if check_time {
-        let ok = app.clock.parse_ts(o.get("TimeStamp")).is_some_and(|t| (t - now).abs() <= app.cfg.security.clock_tolerance_s);
+        let ok = clock.parse_ts(o.get("TimeStamp")).is_some_and(|t| (t - now).abs() <= rules.tolerance_s);
         if !ok {
             return Err(Refused::Stale);
         }

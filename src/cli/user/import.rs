@@ -51,7 +51,7 @@ pub(super) fn parse_row(cfg: &Config, f: &[String]) -> Result<NewUser, String> {
 }
 
 /// Split one CSV line (RFC 4180 quoting within the line).
-fn split_csv(line: &str) -> Result<Vec<String>, String> {
+pub fn split_csv(line: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut chars = line.chars().peekable();
@@ -165,8 +165,15 @@ fn hash_passwords(hasher: PasswordHasher, rows: &mut [ImportRow]) {
     });
 }
 
-pub(super) fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
-    let text = std::fs::read_to_string(file).map_err(|e| Failed(format!("cannot read {}: {e}", file.display())))?;
+/// Errors of an import file, by line.
+type LineErrors = Vec<(usize, String)>;
+
+/// A row [`check_csv`] accepted: its line, the user, and its plain-text password still to hash.
+pub type CheckedRow = (usize, NewUser, Option<String>);
+
+/// Step 1 of an import: the header, then every row on its own (CSV, fields, password column,
+/// repeats within the file), no database. Err: the header is wrong.
+fn check_rows(cfg: &Config, text: &str) -> Result<(Vec<ImportRow>, LineErrors), String> {
     let mut lines = text.lines().enumerate();
     let with_password = match lines.next() {
         Some((_, h)) => {
@@ -176,19 +183,13 @@ pub(super) fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
             } else if h.strip_prefix(CSV_HEADER) == Some(",password") {
                 true
             } else {
-                return Err(Failed(format!("{}: line 1 must be the header {CSV_HEADER}[,password]", file.display())));
+                return Err(format!("line 1 must be the header {CSV_HEADER}[,password]"));
             }
         }
-        None => return Err(Failed(format!("{}: line 1 must be the header {CSV_HEADER}[,password]", file.display()))),
+        None => return Err(format!("line 1 must be the header {CSV_HEADER}[,password]")),
     };
-    let hasher = {
-        let s = &cfg.security;
-        PasswordHasher::new(s.argon2_m_kib, s.argon2_t, s.argon2_p)?
-    };
-
-    // 1. Every row on its own.
     let mut rows: Vec<ImportRow> = Vec::new();
-    let mut errors: Vec<(usize, String)> = Vec::new();
+    let mut errors: LineErrors = Vec::new();
     let mut seen = std::collections::HashMap::new();
     for (i, line) in lines {
         let n = i + 1;
@@ -228,7 +229,34 @@ pub(super) fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
             Err(e) => errors.push((n, e)),
         }
     }
-    drop(seen);
+    Ok((rows, errors))
+}
+
+/// An import file's step 1 for the fuzz target (`fuzz/`, through `vnetd::fuzzing`): the rows
+/// accepted and the errors by line; Err: the header is wrong.
+pub fn check_csv(cfg: &Config, text: &str) -> Result<(Vec<CheckedRow>, LineErrors), String> {
+    let (rows, errors) = check_rows(cfg, text)?;
+    let rows = rows
+        .into_iter()
+        .map(|r| {
+            let plain = match r.password {
+                ImportPassword::Plain(p) => Some(p),
+                ImportPassword::None | ImportPassword::Phc(_) => None,
+            };
+            (r.line, r.user, plain)
+        })
+        .collect();
+    Ok((rows, errors))
+}
+
+pub(super) fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
+    let text = std::fs::read_to_string(file).map_err(|e| Failed(format!("cannot read {}: {e}", file.display())))?;
+    // 1. Every row on its own.
+    let (rows, errors) = check_rows(cfg, &text).map_err(|e| Failed(format!("{}: {e}", file.display())))?;
+    let hasher = {
+        let s = &cfg.security;
+        PasswordHasher::new(s.argon2_m_kib, s.argon2_t, s.argon2_p)?
+    };
 
     // 2. Against the database (a read connection: the writer is not held): an account already
     // held with the same values is skipped (a rerun after an interrupted import), with other

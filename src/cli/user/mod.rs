@@ -3,6 +3,7 @@
 mod import;
 
 use import::{import, parse_row};
+pub use import::{check_csv, split_csv};
 
 use super::{open_store, print_table, CliResult, Failed};
 use crate::config::Config;
