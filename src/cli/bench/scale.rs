@@ -62,7 +62,7 @@ pub struct ScaleArgs {
 
 const OPS: [&str; 4] = ["GetUserinfo", "UserAuth", "Charge", "OrderQuery"];
 const COMPLETE: &str = "complete.txt";
-/// Written when the history starts: a data set interrupted after it is made anew.
+/// Written when the history starts (the import is complete).
 const HISTORY_STARTED: &str = "history-started";
 
 /// A generated data set.
@@ -278,7 +278,7 @@ fn prepare(a: &ScaleArgs, base: &Path, n: u64) -> Result<Dataset, Failed> {
     let mut ds = Dataset { n, dir, made: Vec::new() };
     let db = ds.db();
     // An import interrupted (by a stop of the bench) goes on from the first user it lacks: the
-    // users come in CSV order, one committed chunk at a time. The history is never resumed.
+    // users come in CSV order, one committed chunk at a time; so does the history (`gen::history`).
     let imported = |db: &Path, province: &str| -> u64 {
         let has = |i: u64| crate::store::files::read_beside(db, |tx| crate::store::users::by_id(tx, &gen::user_id(province, i))).ok().flatten().is_some();
         let (mut lo, mut hi) = (0, n);
@@ -288,14 +288,13 @@ fn prepare(a: &ScaleArgs, base: &Path, n: u64) -> Result<Dataset, Failed> {
         }
         lo
     };
-    let resume = db.is_file() && !ds.dir.join(HISTORY_STARTED).exists();
-    if !resume {
+    let mut from = if db.is_file() { imported(&db, &Config::default().node.province_id) } else { 0 };
+    if from == 0 {
         let _ = std::fs::remove_dir_all(&ds.dir);
     }
     std::fs::create_dir_all(&ds.dir)?;
     eprintln!("{n} users: generating in {}", ds.dir.display());
     let (cfg_path, cfg) = write_config(&ds, "vnetd.toml", "warn", "")?;
-    let mut from = if resume { imported(&db, &cfg.node.province_id) } else { 0 };
     if from == 0 {
         // The daemon makes the database (schema, job markers) as at an installation.
         start_timed(&ds, &cfg_path, &cfg, Duration::from_secs(60))?.0.stop();

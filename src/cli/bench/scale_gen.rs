@@ -129,8 +129,29 @@ pub(super) fn history(store: &crate::store::Store, cfg: &Config, n: u64, charges
     let charge_from = end - HISTORY_DAYS * 86_400;
     let order_from = cal.month_start(cal.month(end)).max(charge_from).min(end - 1);
     let orders = orders.min(n);
-    let (mut k, mut j) = (0u64, 0u64);
-    let mut out = History::default();
+    // A history interrupted goes on after the last event committed: events are made in one
+    // deterministic order, each batch commits whole, and every charge (an order's too) carries
+    // its event's TransactionID (GC<k>, GO<j>), so the first ones missing are where to go on.
+    // (A charge refused for credit leaves a gap that would stop this search early; the data sets
+    // have none.)
+    let first_missing = |prefix: &'static str, count: u64| -> Result<u64, Failed> {
+        let (mut lo, mut hi) = (0, count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let txid = format!("{prefix}{mid:012}");
+            if store.read(|tx| crate::store::charges::txid_taken(tx, SP_ID, &txid)).map_err(|e| Failed(e.to_string()))? {
+                lo = mid + 1
+            } else {
+                hi = mid
+            }
+        }
+        Ok(lo)
+    };
+    let (mut k, mut j) = (first_missing("GC", charges)?, first_missing("GO", orders)?);
+    if k + j > 0 {
+        eprintln!("  resuming the history after {k} charges and {j} orders");
+    }
+    let mut out = History { charges: k, orders: j, ..Default::default() };
     let progress = std::io::stderr().is_terminal();
     while k < charges || j < orders {
         let mut batch = Vec::with_capacity(EVENTS_PER_TX);
