@@ -121,13 +121,14 @@ fn start_up_check(cfg: &Config) -> Result<Option<CheckGoesOn>, Failed> {
     let started = std::time::Instant::now();
     let (tx, rx) = std::sync::mpsc::channel::<CheckResult>();
     let path = db.clone();
+    let background = size > CHECK_BEFORE_SERVING_BYTES;
     std::thread::Builder::new()
         .name("quick-check".into())
         .spawn(move || {
             let _ = tx.send(crate::store::quick_check(&path, Duration::from_secs(secs)));
         })
         .map_err(|e| Failed(format!("cannot start the start-up quick_check: {e}")))?;
-    if size > CHECK_BEFORE_SERVING_BYTES {
+    if background {
         log::info!(
             "start-up quick_check of {} ({} MiB) goes on in the background while the daemon serves (at most storage.quick_check_s = {secs} s)",
             db.display(),
