@@ -48,9 +48,12 @@ pub fn run(cfg: Config) -> CliResult {
     crate::store::create_dir_for(&db).map_err(|e| Failed(e.to_string()))?;
     let _db_lock = crate::store::lock::acquire(&db).map_err(Failed)?;
     status("checking the database (quick_check)");
-    start_up_check(&cfg)?;
+    let check_goes_on = start_up_check(&cfg)?;
     status("opening the database (migrations)");
     let store = crate::store::Store::open(&db).map_err(|e| Failed(format!("cannot open database {}: {e}", db.display())))?;
+    if let Some((rx, started)) = check_goes_on {
+        finish_check_in_background(rx, started, db.clone(), cfg.storage.quick_check_s, store.clone());
+    }
     let app = Arc::new(App::new(cfg, clock, store.clone()).map_err(Failed)?);
     // Missed rollovers and day closes are done before the first request is served.
     status("running the jobs missed while down");
@@ -98,16 +101,75 @@ fn status(what: &str) {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(what)]);
 }
 
-/// The start-up `PRAGMA quick_check`, bounded by `storage.quick_check_s` (0: skipped): refuse to
-/// start on a damaged database.
-fn start_up_check(cfg: &Config) -> CliResult {
-    let (db, secs) = (&cfg.storage.path, cfg.storage.quick_check_s);
+/// Databases up to this size are checked whole before the daemon serves (a fraction of a second):
+/// a damaged one is refused before anything is served. A larger one is checked in the
+/// background while the daemon serves, so that start-up to ready does not grow with the database
+/// (docs/capacity.md: 10 million users, 10+ GB, would wait `quick_check_s` at every start), and
+/// damage found there makes /readyz unready.
+const CHECK_BEFORE_SERVING_BYTES: u64 = 64 << 20;
+
+type CheckResult = crate::store::DbResult<crate::store::QuickCheck>;
+type CheckGoesOn = (std::sync::mpsc::Receiver<CheckResult>, std::time::Instant);
+
+/// The start-up `PRAGMA quick_check`, bounded by `storage.quick_check_s` (0: skipped), on a
+/// thread of its own: a database up to CHECK_BEFORE_SERVING_BYTES is waited for (refused when
+/// damaged); for a larger one the receiver of the result to come is returned.
+fn start_up_check(cfg: &Config) -> Result<Option<CheckGoesOn>, Failed> {
+    let (db, secs) = (cfg.storage.path.clone(), cfg.storage.quick_check_s);
     if secs == 0 || !db.exists() {
-        return Ok(());
+        return Ok(None);
     }
+    let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
+    let size = [&db, &wal].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum::<u64>();
     let started = std::time::Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel::<CheckResult>();
+    let path = db.clone();
+    let background = size > CHECK_BEFORE_SERVING_BYTES;
+    std::thread::Builder::new()
+        .name("quick-check".into())
+        .spawn(move || {
+            let _ = tx.send(crate::store::quick_check(&path, Duration::from_secs(secs)));
+        })
+        .map_err(|e| Failed(format!("cannot start the start-up quick_check: {e}")))?;
+    if background {
+        log::info!(
+            "start-up quick_check of {} ({} MiB) goes on in the background while the daemon serves (at most storage.quick_check_s = {secs} s)",
+            db.display(),
+            size >> 20
+        );
+        return Ok(Some((rx, started)));
+    }
+    let found = rx.recv().unwrap_or_else(|_| Err(crate::store::DbError::Other("the quick_check thread ended without an answer".into())));
+    check_verdict(&db, secs, started, found).map(|()| None).map_err(|msg| {
+        let msg = format!("{msg}; refusing to start{}", if msg.contains("damaged") { ": restore a backup (`vnetd restore FILE`)" } else { "" });
+        log::error!("{msg}");
+        Failed(msg)
+    })
+}
+
+/// Wait for the start-up quick_check on a thread of its own; damage found makes /readyz unready
+/// (as a damaged page met by a request does) until the daemon is restarted.
+fn finish_check_in_background(rx: std::sync::mpsc::Receiver<CheckResult>, started: std::time::Instant, db: std::path::PathBuf, secs: u64, store: crate::store::Store) {
+    let spawned = std::thread::Builder::new().name("quick-check-wait".into()).spawn(move || {
+        let Ok(found) = rx.recv() else { return };
+        let damaged = matches!(found, Ok(crate::store::QuickCheck::Damaged(_)));
+        if let Err(msg) = check_verdict(&db, secs, started, found) {
+            if damaged {
+                store.health().record("the start-up quick_check".into(), msg, true);
+            } else {
+                log::warn!("{msg}");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        log::warn!("cannot wait for the start-up quick_check: {e}");
+    }
+}
+
+/// Log what the quick_check found; Err(message) when the database is damaged or cannot be read.
+fn check_verdict(db: &std::path::Path, secs: u64, started: std::time::Instant, found: CheckResult) -> Result<(), String> {
     use crate::store::QuickCheck;
-    match crate::store::quick_check(db, Duration::from_secs(secs)) {
+    match found {
         Ok(QuickCheck::Ok) => {
             log::info!("start-up quick_check of {}: ok ({} ms)", db.display(), started.elapsed().as_millis());
             Ok(())
@@ -119,16 +181,8 @@ fn start_up_check(cfg: &Config) -> CliResult {
             );
             Ok(())
         }
-        Ok(QuickCheck::Damaged(what)) => {
-            let msg = format!("database {} is damaged (start-up quick_check: {what}); refusing to start: restore a backup (`vnetd restore FILE`)", db.display());
-            log::error!("{msg}");
-            Err(Failed(msg))
-        }
-        Err(e) => {
-            let msg = format!("cannot check database {}: {e}; refusing to start", db.display());
-            log::error!("{msg}");
-            Err(Failed(msg))
-        }
+        Ok(QuickCheck::Damaged(what)) => Err(format!("database {} is damaged (start-up quick_check: {what})", db.display())),
+        Err(e) => Err(format!("cannot check database {}: {e}", db.display())),
     }
 }
 

@@ -26,6 +26,23 @@ pub use tx::{Read, Write};
 pub use shared::{end_shared_reads, share_reads_on_this_thread};
 #[cfg(test)]
 pub(crate) use tx::memory_db;
+
+/// `EXPLAIN QUERY PLAN` of `sql` in `tx`, one line per step (unit tests of the hot queries: no
+/// scan of a table that grows with the province, no sort of all its rows).
+#[cfg(test)]
+pub(crate) fn query_plan(tx: &Read, sql: &str) -> String {
+    let conn = tx.test_conn();
+    let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    for i in 1..=st.parameter_count() {
+        st.raw_bind_parameter(i, rusqlite::types::Null).unwrap();
+    }
+    let mut rows = st.raw_query();
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().unwrap() {
+        out.push(r.get::<_, String>(3).unwrap());
+    }
+    out.join("\n")
+}
 pub use writer::{COMMITS, JOBS};
 
 pub use migrations::LATEST as SCHEMA_VERSION;

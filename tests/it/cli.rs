@@ -514,3 +514,45 @@ fn benchmarks_run_end_to_end() {
         assert!(stdout(&out).contains('|') || stdout(&out).contains("records/s") || stdout(&out).contains("hashes"), "vnetd {}: {}", args.join(" "), stdout(&out));
     }
 }
+
+/// `bench scale` at tiny sizes (the tool must not rot; its numbers are not checked): the data set
+/// it generates through the import and the billing code holds what it says (30 % of the users
+/// with an order, 2 charges per user plus the orders' monthly charges), every operation answers
+/// Result 0 for random users of the set, and the month rollover handles every order.
+#[test]
+fn bench_scale_runs_at_small_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "bench", "scale", "--users", "300,600", "--passwords", "10", "--concurrency", "2", "--auth-concurrency", "1",
+        "--duration-s", "0.3", "--warmup-s", "0", "--starts", "1", "--dir",
+    ];
+    let out = Command::new(BIN).args(args).arg(dir.path()).stdin(Stdio::null()).output().unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}\n{text}", stderr(&out));
+    for (n, orders, charges) in [(300, 90, 690), (600, 180, 1380)] {
+        let part = text.split(&format!("## {n} users")).nth(1).unwrap_or_else(|| panic!("no section for {n} users:\n{text}"));
+        let part = part.split("## ").next().unwrap();
+        assert!(part.contains(&format!("- orders: {orders}\n")), "{part}");
+        assert!(part.contains(&format!("- charges: {charges}\n")), "{part}");
+        assert!(part.contains("- refused by the credit rules while generating: 0\n"), "{part}");
+        for op in ["GetUserinfo", "UserAuth", "Charge", "OrderQuery"] {
+            let row = part.lines().find(|l| l.starts_with(&format!("| {op} |"))).unwrap_or_else(|| panic!("no {op} row:\n{part}"));
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            assert!(cells[3].parse::<f64>().unwrap() > 0.0, "{op} answered nothing: {row}");
+            assert_eq!(cells[6], "0", "{op} had errors: {row}\n{part}");
+        }
+        let roll = part.lines().find(|l| l.contains("monthly rollover")).unwrap_or_else(|| panic!("no rollover:\n{part}"));
+        let nums: Vec<u64> = roll.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+        // "…: 202701: R orders renewed, E expired; …": R + E is every order.
+        let (renewed, expired) = roll.split("monthly rollover").nth(1).map(|r| {
+            let v: Vec<u64> = r.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+            (v[1], v[2])
+        }).unwrap();
+        assert_eq!(renewed + expired, orders, "{roll} ({nums:?})");
+        assert!(renewed > expired, "{roll}");
+        assert!(part.contains("- restore: "), "{part}");
+    }
+    assert!(text.contains("| users | 300 | 600 |"), "{text}");
+    // The data sets are kept for reuse, complete.
+    assert!(dir.path().join("users-600/complete.txt").is_file());
+}

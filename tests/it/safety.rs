@@ -216,6 +216,32 @@ fn start_refuses_a_damaged_database() {
     assert!(stderr(&out).contains("vnetd restore"), "{}", stderr(&out));
 }
 
+/// A database over 64 MiB is checked in the background while the daemon serves (start-up to
+/// ready must not grow with the database: docs/capacity.md); damage found there makes /readyz
+/// unready, naming the check, and it stays so.
+#[test]
+fn a_large_database_is_checked_in_the_background() {
+    let mut d = Daemon::with_peers(false);
+    add_user(&d, "damage-user3");
+    d.stop();
+    {
+        let c = rusqlite::Connection::open(&d.db).unwrap();
+        c.execute("INSERT INTO node_secret(name, value) VALUES ('test-padding', zeroblob(70000000))", []).unwrap();
+    }
+    damage_table_page(&d.db, "user");
+    d.restart();
+    let ready = |d: &Daemon| d.admin_get("/readyz");
+    assert!(
+        wait_until(Duration::from_secs(20), || ready(&d).status == 503),
+        "the background check did not report the damage; log:\n{}",
+        d.log()
+    );
+    let r = ready(&d);
+    assert!(r.text().contains("database damaged in the start-up quick_check"), "{}", r.text());
+    assert!(d.log().contains(&format!("database {} is damaged (start-up quick_check", d.db.display())), "log:\n{}", d.log());
+    assert_eq!(d.admin_get("/healthz").status, 200, "the database still answers");
+}
+
 #[test]
 fn readyz_turns_unready_after_a_request_meets_a_damaged_page() {
     let mut d = Daemon::with_peers(false);

@@ -43,6 +43,10 @@ pub enum BenchCmd {
     /// GetUserinfo vs nginx (also with 10,000 idle connections held), Charge vs SQLite's commit
     /// ceilings, UserAuth vs the raw Argon2id rate, idle and peak RSS and threads
     Report(report::ReportArgs),
+    /// A province's scale: N users (import), orders and a charge history, then start-up to
+    /// ready, GetUserinfo/UserAuth/Charge/OrderQuery p50/p99 beside the smallest size, database
+    /// size, backup, restore, the month rollover and RSS, per size (docs/capacity.md)
+    Scale(scale::ScaleArgs),
 }
 
 #[derive(Args, Clone)]
@@ -152,6 +156,8 @@ mod load;
 mod nginx;
 mod procstat;
 mod report;
+mod scale;
+mod scale_gen;
 mod soap;
 mod sqlite;
 mod sync;
@@ -171,6 +177,7 @@ pub fn run(cmd: BenchCmd) -> CliResult {
         BenchCmd::Sync(a) => sync::sync(a),
         BenchCmd::Web(a) => web::web(a),
         BenchCmd::Report(a) => report::report(a),
+        BenchCmd::Scale(a) => scale::scale(a),
         BenchCmd::Soap(a) => soap(a),
         BenchCmd::Http(a) => http(a),
         BenchCmd::Argon2(a) => argon2(a),

@@ -56,7 +56,7 @@ impl SoapReq {
         let user = |i: usize| self.users.get(i % users).map_or("", String::as_str);
         // The typed requests of `spec::incoming`: field names and order come from the declaration.
         // The bench puts the ciphertext it made in the `enc` Password field.
-        use crate::spec::incoming::{client_fields, Charge, GetUserinfo, Order, UserAuth};
+        use crate::spec::incoming::{Charge, GetUserinfo, Order, UserAuth};
         let body = match self.op {
             "UserAuth" => UserAuth::Request {
                 AccountType: "01".into(),
@@ -89,32 +89,36 @@ impl SoapReq {
             .values(),
             _ => GetUserinfo::Request { VNetUserID: self.user_id.clone() }.values(),
         };
-        let mut fields = client_fields(crate::spec::Service::ProvinceForSP, SP_ID, body);
-        fields.push(("TimeStamp", ts));
-        let values: Vec<&str> = fields.iter().map(|(_, v)| v.as_str()).collect();
-        let auth = crypto::authenticator(&self.key, &values);
-        fields.push(("Authenticator", auth));
-        let mut body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><{}>", self.op);
-        for (k, v) in &fields {
-            // Charge and Order leave empty optional fields out (they still count as "" in the
-            // Authenticator).
-            if v.is_empty() && self.fresh() {
-                continue;
-            }
-            body.push_str(&format!("<{k}>"));
-            crate::soap::writer::escape(&mut body, v);
-            body.push_str(&format!("</{k}>"));
-        }
-        body.push_str(&format!("</{}></soap:Body></soap:Envelope>", self.op));
-        let mut req = format!(
-            "POST {SOAP_PATH} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"\"\r\nContent-Length: {}\r\n\r\n",
-            self.host,
-            body.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(body.as_bytes());
-        req
+        signed_request(&self.host, &self.key, self.op, body, &ts, self.fresh())
     }
+}
+
+/// A ProvinceForSP request of `op` from the bench SP with the body fields `body`, signed at
+/// TimeStamp `ts`, as HTTP bytes. `skip_empty`: leave empty optional fields out of the XML (they
+/// still count as "" in the Authenticator).
+pub(super) fn signed_request(host: &str, key: &TdesKey, op: &str, body: Vec<(&'static str, String)>, ts: &str, skip_empty: bool) -> Vec<u8> {
+    let mut fields = crate::spec::incoming::client_fields(crate::spec::Service::ProvinceForSP, SP_ID, body);
+    fields.push(("TimeStamp", ts.to_string()));
+    let values: Vec<&str> = fields.iter().map(|(_, v)| v.as_str()).collect();
+    let auth = crypto::authenticator(key, &values);
+    fields.push(("Authenticator", auth));
+    let mut body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><{op}>");
+    for (k, v) in &fields {
+        if v.is_empty() && skip_empty {
+            continue;
+        }
+        body.push_str(&format!("<{k}>"));
+        crate::soap::writer::escape(&mut body, v);
+        body.push_str(&format!("</{k}>"));
+    }
+    body.push_str(&format!("</{op}></soap:Body></soap:Envelope>"));
+    let mut req = format!(
+        "POST {SOAP_PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"\"\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body.as_bytes());
+    req
 }
 
 /// For Charge and Order: a catalogue whose SP is the bench peer (a per-use item and 4 monthly

@@ -295,7 +295,9 @@ pub(super) fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
     let province = cfg.node.province_id.clone();
     let total = rows.len();
     let progress = std::io::stderr().is_terminal();
-    let mut rows = rows;
+    // Taken from the front chunk by chunk: an iterator, not `Vec::drain(..n)`, which moves every
+    // row left behind at each chunk (a million rows: most of the import's time, docs/capacity.md).
+    let mut rows = rows.into_iter();
     let mut imported = 0usize;
     let mut raced: Vec<(usize, String)> = Vec::new();
     let mut raced_skips = 0usize;
@@ -303,9 +305,9 @@ pub(super) fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
     let mut worst_hold = Duration::ZERO;
     let mut commits = 0usize;
     let checkpointer = crate::store::files::Checkpointer::open(store.path(), Duration::from_millis(100));
-    while !rows.is_empty() {
+    while !rows.as_slice().is_empty() {
         let take = chunk.min(rows.len());
-        let mut part: Vec<ImportRow> = rows.drain(..take).collect();
+        let mut part: Vec<ImportRow> = rows.by_ref().take(take).collect();
         hash_passwords(hasher, &mut part);
         let (clock2, province2) = (clock.clone(), province.clone());
         let first_line = part.first().map(|r| r.line).unwrap_or(0);
@@ -354,7 +356,7 @@ pub(super) fn import(cfg: &Config, file: &std::path::Path) -> CliResult {
         if progress {
             eprint!("\rimported {imported}/{total}");
         }
-        if !rows.is_empty() {
+        if !rows.as_slice().is_empty() {
             let pause = Instant::now();
             // Copy the WAL into the database now, without the writer lock: otherwise the next
             // commit past the auto-checkpoint threshold does it, most often the daemon's, and a
