@@ -155,8 +155,7 @@ fn finish_check_in_background(rx: std::sync::mpsc::Receiver<CheckResult>, starte
         let damaged = matches!(found, Ok(crate::store::QuickCheck::Damaged(_)));
         if let Err(msg) = check_verdict(&db, secs, started, found) {
             if damaged {
-                let e = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT), Some(msg));
-                store.health().record("the start-up quick_check".into(), &crate::store::DbError::Sqlite(e));
+                store.health().record("the start-up quick_check".into(), &crate::store::DbError::damaged(msg));
             } else {
                 log::warn!("{msg}");
             }

@@ -94,6 +94,11 @@ impl DbError {
         matches!(self, DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) if matches!(e.code, DatabaseCorrupt | NotADatabase))
     }
 
+    /// A damaged database found by a check (SQLITE_CORRUPT, with `what` was found).
+    pub fn damaged(what: String) -> DbError {
+        DbError::Sqlite(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT), Some(what)))
+    }
+
     /// A failure of the database itself (disk, corruption, the writer gone), as opposed to a
     /// constraint or a domain error: these make /readyz unready (see `health`).
     pub fn is_failure(&self) -> bool {
