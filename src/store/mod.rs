@@ -162,6 +162,8 @@ struct Readers {
 const READERS: usize = 8;
 /// WAL pages between automatic checkpoints (SQLite's default: 1000, 4 MB).
 const WAL_AUTOCHECKPOINT: i64 = 4000;
+/// The writer's page cache in `Store::open_bulk`.
+const BULK_CACHE_MIB: i64 = 4096;
 
 fn open_conn(path: &Path, flags: OpenFlags) -> DbResult<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
@@ -194,7 +196,7 @@ impl Store {
     /// Open (creating the file and its directory with mode 0700/0600 when missing), migrate, start
     /// the writer thread. Only `vnetd run` (and tests and benchmarks) create a database.
     pub fn open(path: &Path) -> DbResult<Store> {
-        Store::open_inner(path, true)
+        Store::open_inner(path, true, false)
     }
 
     /// As `open`, but a missing database (or directory) is `DbError::Missing` and nothing is
@@ -203,10 +205,23 @@ impl Store {
         if !path.is_file() {
             return Err(DbError::Missing(path.to_path_buf()));
         }
-        Store::open_inner(path, false)
+        Store::open_inner(path, false, false)
     }
 
-    fn open_inner(path: &Path, create: bool) -> DbResult<Store> {
+    /// As `open_existing`, for generating a large data set in big transactions (`bench scale`),
+    /// never for serving: the writer's commits are not synced (a machine crash may lose the last
+    /// ones; a process crash loses nothing), its page cache is `BULK_CACHE_MIB` instead of 2 MB,
+    /// and its savepoint journals spill to a temporary file past 64 KiB (in memory, each
+    /// statement's release walks a job's whole journal: a job's cost grows with the square of
+    /// the pages it changes).
+    pub fn open_bulk(path: &Path) -> DbResult<Store> {
+        if !path.is_file() {
+            return Err(DbError::Missing(path.to_path_buf()));
+        }
+        Store::open_inner(path, false, true)
+    }
+
+    fn open_inner(path: &Path, create: bool, bulk: bool) -> DbResult<Store> {
         let create_flag = if create { OpenFlags::SQLITE_OPEN_CREATE } else { OpenFlags::empty() };
         if create {
             create_dir_for(path)?;
@@ -226,6 +241,12 @@ impl Store {
         // larger checkpoints copy a page changed many times in between (counters, index tails,
         // credit rows) once.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
+        if bulk {
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "temp_store", "FILE")?;
+            conn.pragma_update(None, "cache_size", -BULK_CACHE_MIB * 1024)?;
+            conn.pragma_update(None, "wal_autocheckpoint", BULK_CACHE_MIB * 256 / 8)?;
+        }
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             readers.push(open_conn(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?);

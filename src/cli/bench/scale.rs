@@ -338,7 +338,7 @@ fn prepare(a: &ScaleArgs, base: &Path, n: u64) -> Result<Dataset, Failed> {
     std::fs::write(ds.dir.join(HISTORY_STARTED), "")?;
     let history: History = {
         let _lock = crate::store::lock::acquire(&db).map_err(Failed)?;
-        let store = crate::store::Store::open_existing(&db).map_err(|e| Failed(e.to_string()))?;
+        let store = crate::store::Store::open_bulk(&db).map_err(|e| Failed(e.to_string()))?;
         let h = gen::history(&store, &cfg, n, charges, orders, a.outbox_days);
         store.shutdown();
         h?
