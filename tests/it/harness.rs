@@ -23,6 +23,53 @@ pub const BSS_KEY: &str = "00112233445566778899aabbccddeeff0011223344556677";
 pub const IV: &str = "0102030405060708";
 pub const SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 
+/// Catalogue fixture (`catalog import` TOML): the provincial music SP (SP_ID) and its service
+/// 3500000100000001, without items.
+pub const MUSIC_SP: &str = r#"
+[[sp]]
+spid = "35000001"
+name = "福建星空音乐"
+scope = "province"
+[[service]]
+service_id = "3500000100000001"
+spid = "35000001"
+name = "在线音乐"
+status = "active"
+"#;
+
+/// Catalogue fixture: a national SP (scope national → SPProvinceID 00) with its service, a
+/// per-use item 0000000400000101 (300 fen) and a monthly item 0000000400000102 (800 fen).
+pub const NATIONAL_GAMES: &str = r#"
+[[sp]]
+spid = "00000004"
+name = "全国星空游戏"
+scope = "national"
+[[service]]
+service_id = "0000000400000001"
+spid = "00000004"
+name = "全国游戏"
+status = "active"
+[[item]]
+service_item_id = "0000000400000101"
+service_id = "0000000400000001"
+name = "游戏单次"
+fee_type = "1"
+price = 300
+status = "active"
+[[item]]
+service_item_id = "0000000400000102"
+service_id = "0000000400000001"
+name = "游戏包月"
+fee_type = "2"
+price = 800
+status = "active"
+"#;
+
+/// One active `[[item]]` of a catalogue (fee_type "1" per use, "2" monthly; price in fen).
+pub fn catalog_item(item: &str, service: &str, name: &str, fee_type: &str, price: i64) -> String {
+    format!("[[item]]\nservice_item_id = \"{item}\"\nservice_id = \"{service}\"\nname = \"{name}\"\nfee_type = \"{fee_type}\"\nprice = {price}\nstatus = \"active\"\n")
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

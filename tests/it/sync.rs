@@ -26,34 +26,6 @@ const NAT_SP_KEY: &str = "2233445566778899aabbccddeeff00112233445566778899";
 const NAT_SVC: &str = "0000000400000001";
 const NAT_PERUSE: &str = "0000000400000101";
 const NAT_MONTHLY: &str = "0000000400000102";
-const NATIONAL_CATALOG: &str = r#"
-[[sp]]
-spid = "00000004"
-name = "全国星空游戏"
-scope = "national"
-
-[[service]]
-service_id = "0000000400000001"
-spid = "00000004"
-name = "全国游戏"
-status = "active"
-
-[[item]]
-service_item_id = "0000000400000101"
-service_id = "0000000400000001"
-name = "游戏单次"
-fee_type = "1"
-price = 300
-status = "active"
-
-[[item]]
-service_item_id = "0000000400000102"
-service_id = "0000000400000001"
-name = "游戏包月"
-fee_type = "2"
-price = 800
-status = "active"
-"#;
 
 // Request fields in the spec's (Authenticator) order, without TimeStamp and Authenticator.
 const SP_CHARGE: &[&str] = &["SPID", "ServiceID", "ServiceItemID", "VNetUserID", "Fee", "BatchCount", "TransactionID"];
@@ -807,7 +779,7 @@ fn vnet_charge(d: &Daemon, spid: &str, service: &str, item: &str, user: &str, fe
 #[test]
 fn roam_service_notify_governs_the_use_rules() {
     let mut sim = CentreSim::start(&[]);
-    let mut d = node(&sync_cfg(500), Some(&url(&sim.addr, "/centre")), None, NATIONAL_CATALOG);
+    let mut d = node(&sync_cfg(500), Some(&url(&sim.addr, "/centre")), None, NATIONAL_GAMES);
     d.ok(&["peer", "add", "--id", NAT_SP, "--kind", "sp", "--key", NAT_SP_KEY]);
     std::thread::sleep(Duration::from_millis(1100));
     let alice = open_user(&d, "alice@fj", "OPEN-a");

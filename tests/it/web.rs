@@ -24,32 +24,10 @@ const TICKET_VALIDATE: &[&str] = &["SPID", "Ticket"];
 const PAYMENT_QUERY: &[&str] = &["SPID", "OrderID"];
 const USER_LOGOUT: &[&str] = &["SPID", "VNetUserID"];
 
-const CATALOG: &str = r#"
-[[sp]]
-spid = "35000001"
-name = "福建星空音乐"
-scope = "province"
-[[service]]
-service_id = "3500000100000001"
-spid = "35000001"
-name = "在线音乐"
-status = "active"
-[[item]]
-service_item_id = "3500000100000101"
-service_id = "3500000100000001"
-name = "单次下载"
-fee_type = "1"
-price = 200
-status = "active"
-[[item]]
-service_item_id = "3500000100000102"
-service_id = "3500000100000001"
-name = "音乐包月"
-fee_type = "2"
-price = 1000
-status = "active"
-"#;
-
+/// The music SP with a per-use item (200 fen) and a monthly one (1,000 fen).
+fn catalog() -> String {
+    format!("{MUSIC_SP}{}{}", catalog_item(PERUSE, SERVICE, "单次下载", "1", 200), catalog_item(MONTHLY, SERVICE, "音乐包月", "2", 1000))
+}
 /// A node with the standard peers (SP with ReturnURL prefix http://sp.example/, BSS, centre),
 /// a second SP, the catalogue and one user (account fz001, password PW). Returns its VNetUserID.
 fn node() -> (Daemon, String) {
@@ -57,7 +35,7 @@ fn node() -> (Daemon, String) {
     d.ok(&["peer", "add", "--id", SP2_ID, "--kind", "sp", "--key", SP2_KEY, "--return-url", "http://sp2.example/", "--name", "第二商户"]);
     d.add_standard_peers(true);
     let cat = d.dir.path().join("catalog.toml");
-    std::fs::write(&cat, CATALOG).unwrap();
+    std::fs::write(&cat, catalog()).unwrap();
     d.ok(&["catalog", "import", cat.to_str().unwrap()]);
     let id = user(&d, "fz001", PW, &["--credit-limit", "10000000"]);
     (d, id)
@@ -698,7 +676,7 @@ fn users_of_other_provinces_pay_through_the_centre() {
     d.ok(&["peer", "add", "--id", SP_ID, "--kind", "sp", "--key", SP_KEY, "--return-url", "http://sp.example/"]);
     d.ok(&["peer", "add", "--id", CENTRE_ID, "--kind", "centre", "--key", CENTRE_KEY, "--url", &format!("http://{}/centre", sim.addr)]);
     let cat = d.dir.path().join("catalog.toml");
-    std::fs::write(&cat, CATALOG.replace("scope = \"province\"", "scope = \"province\"\nroam_out = true")).unwrap();
+    std::fs::write(&cat, catalog().replace("scope = \"province\"", "scope = \"province\"\nroam_out = true")).unwrap();
     d.ok(&["catalog", "import", cat.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(1100));
     let mut b = Browser::new(&d);

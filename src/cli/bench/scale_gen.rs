@@ -21,6 +21,9 @@ pub(super) const HISTORY_DAYS: i64 = 60;
 /// with it and a large cache, 500 events per job run at ~7,500 events/s on 10 M users (was
 /// ~4,200 in memory with a 2 MB cache).
 const EVENTS_PER_TX: usize = 500;
+/// Delivered outbox records older than the retention deleted per transaction: more than it adds,
+/// so a backlog (a history resumed by an older generator) shrinks too.
+const PRUNE_PER_TX: i64 = 4 * EVENTS_PER_TX as i64;
 /// A prime that divides no size of 10^k: order j goes to user (j × ORDER_STRIDE) mod N, each
 /// user at most once.
 const ORDER_STRIDE: u64 = 1_000_003;
@@ -149,6 +152,9 @@ pub(super) fn history(store: &crate::store::Store, cfg: &Config, n: u64, charges
         }
         Ok(lo)
     };
+    // Housekeeping's retention, here shorter than the daemon's (disk): what was delivered before
+    // the last `outbox_days` days goes.
+    let cutoff = now - outbox_days * 86_400;
     let (mut k, mut j) = (first_missing("GC", charges)?, first_missing("GO", orders)?);
     if k + j > 0 {
         eprintln!("  resuming the history after {k} charges and {j} orders");
@@ -225,8 +231,11 @@ pub(super) fn history(store: &crate::store::Store, cfg: &Config, n: u64, charges
                         None => refused += 1,
                     }
                 }
-                // The centre (and SPs) took every record as it was made.
+                // The centre (and SPs) took every record as it was made, and housekeeping
+                // prunes what was delivered before the retention (as the daemon's job does, in
+                // step: the delivered records of 10 M users' history would fill ~25 GB).
                 crate::store::outbox::deliver_all_pending(tx, last_at + 60)?;
+                crate::store::outbox::prune_delivered(tx, cutoff, PRUNE_PER_TX)?;
                 Ok((written, refused))
             })
             .map_err(|e| Failed(format!("generating the history: {e}")))?;
@@ -240,9 +249,7 @@ pub(super) fn history(store: &crate::store::Store, cfg: &Config, n: u64, charges
     if progress {
         eprintln!();
     }
-    // Housekeeping's retention, here shorter than the daemon's (disk): what was delivered before
-    // the last `outbox_days` days goes, 2,000 per transaction as the job does it.
-    let cutoff = now - outbox_days * 86_400;
+    // What is left of the delivered records older than the retention.
     loop {
         let gone = store.write(move |tx| crate::store::outbox::prune_delivered(tx, cutoff, 20_000)).map_err(|e| Failed(format!("pruning the outbox: {e}")))?;
         if gone < 20_000 {

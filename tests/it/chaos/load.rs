@@ -57,53 +57,12 @@ pub fn monthly_price(item: &str) -> i64 {
 }
 
 pub fn catalog() -> String {
-    let mut s = String::from(
-        r#"
-[[sp]]
-spid = "35000001"
-name = "福建星空音乐"
-scope = "province"
-[[service]]
-service_id = "3500000100000001"
-spid = "35000001"
-name = "在线音乐"
-status = "active"
-[[sp]]
-spid = "00000004"
-name = "全国星空游戏"
-scope = "national"
-[[service]]
-service_id = "0000000400000001"
-spid = "00000004"
-name = "全国游戏"
-status = "active"
-[[item]]
-service_item_id = "0000000400000101"
-service_id = "0000000400000001"
-name = "游戏单次"
-fee_type = "1"
-price = 300
-status = "active"
-[[item]]
-service_item_id = "0000000400000102"
-service_id = "0000000400000001"
-name = "游戏包月"
-fee_type = "2"
-price = 800
-status = "active"
-"#,
-    );
+    let mut s = format!("{MUSIC_SP}{NATIONAL_GAMES}");
     for (i, (item, price)) in PERUSE.iter().enumerate() {
-        s.push_str(&format!(
-            "[[item]]\nservice_item_id = \"{item}\"\nservice_id = \"{SVC}\"\nname = \"单次{i}\"\nfee_type = \"1\"\nprice = {price}\nstatus = \"active\"\n"
-        ));
+        s.push_str(&catalog_item(item, SVC, &format!("单次{i}"), "1", *price));
     }
     for (svc, item) in MONTHLY.iter().map(|i| (SVC, i)).chain(NAT_BULK.iter().map(|i| (NAT_SVC, i))) {
-        s.push_str(&format!(
-            "[[item]]\nservice_item_id = \"{item}\"\nservice_id = \"{svc}\"\nname = \"{}\"\nfee_type = \"2\"\nprice = {}\nstatus = \"active\"\n",
-            item_name(item),
-            monthly_price(item)
-        ));
+        s.push_str(&catalog_item(item, svc, &item_name(item), "2", monthly_price(item)));
     }
     s
 }

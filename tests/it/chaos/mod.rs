@@ -110,11 +110,9 @@ fn kill9_campaign_loses_duplicates_and_invents_nothing() {
     total.print(trials, started.elapsed());
 }
 
-/// What one trial did, for the summary.
+/// The counts of a trial, and their sums over the campaign.
 #[derive(Default)]
-struct Report {
-    seed: u64,
-    kind: Option<Kind>,
+struct Counts {
     /// Acknowledged changes (Result 0, including repeats that ran afresh) per kind.
     acked: BTreeMap<&'static str, usize>,
     refused: usize,
@@ -137,6 +135,37 @@ struct Report {
     centre_kills: usize,
     outages: usize,
     outage_s: f64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        for (k, n) in &o.acked {
+            *self.acked.entry(k).or_default() += n;
+        }
+        self.refused += o.refused;
+        self.unanswered += o.unanswered;
+        self.committed_unanswered += o.committed_unanswered;
+        self.ran_afresh += o.ran_afresh;
+        self.repeats += o.repeats;
+        self.kills += o.kills;
+        self.rollover_kills += o.rollover_kills;
+        self.rollover_kills_inside += o.rollover_kills_inside;
+        self.day_close_kills += o.day_close_kills;
+        self.day_close_kills_between += o.day_close_kills_between;
+        self.day_close_before += o.day_close_before;
+        self.day_close_after += o.day_close_after;
+        self.centre_kills += o.centre_kills;
+        self.outages += o.outages;
+        self.outage_s += o.outage_s;
+    }
+}
+
+/// What one trial did, for the summary.
+#[derive(Default)]
+struct Report {
+    seed: u64,
+    kind: Option<Kind>,
+    n: Counts,
     /// Most delivery attempts of one message.
     max_attempts: i64,
     seen: CentreSeen,
@@ -149,26 +178,26 @@ struct Report {
 
 impl Report {
     fn line(&self) -> String {
-        let acked: usize = self.acked.values().sum();
+        let acked: usize = self.n.acked.values().sum();
         format!(
             "seed {:#x} {:?} [{}]: {acked} acked, {} refused, {} unanswered ({} had committed, {} ran afresh), {} repeats; {} kills (rollover {}/{} inside, day close {}: {} between, {} before, {} after); centre kills {}, outage {:.1} s; fail rate {:.2}; centre records {:?}, {} duplicates dropped, {} notifications redelivered, max attempts {}{}",
             self.seed,
             self.kind.unwrap(),
             self.phases.iter().map(|(p, s)| format!("{p} {s:.1}")).collect::<Vec<_>>().join(", "),
-            self.refused,
-            self.unanswered,
-            self.committed_unanswered,
-            self.ran_afresh,
-            self.repeats,
-            self.kills,
-            self.rollover_kills_inside,
-            self.rollover_kills,
-            self.day_close_kills,
-            self.day_close_kills_between,
-            self.day_close_before,
-            self.day_close_after,
-            self.centre_kills,
-            self.outage_s,
+            self.n.refused,
+            self.n.unanswered,
+            self.n.committed_unanswered,
+            self.n.ran_afresh,
+            self.n.repeats,
+            self.n.kills,
+            self.n.rollover_kills_inside,
+            self.n.rollover_kills,
+            self.n.day_close_kills,
+            self.n.day_close_kills_between,
+            self.n.day_close_before,
+            self.n.day_close_after,
+            self.n.centre_kills,
+            self.n.outage_s,
             self.fail_rate,
             self.seen.records,
             self.seen.duplicate_records,
@@ -181,23 +210,8 @@ impl Report {
 
 #[derive(Default)]
 struct Totals {
-    acked: BTreeMap<&'static str, usize>,
+    n: Counts,
     kinds: BTreeMap<String, usize>,
-    refused: usize,
-    unanswered: usize,
-    committed_unanswered: usize,
-    ran_afresh: usize,
-    repeats: usize,
-    kills: usize,
-    rollover_kills: usize,
-    rollover_kills_inside: usize,
-    day_close_kills: usize,
-    day_close_kills_between: usize,
-    day_close_before: usize,
-    day_close_after: usize,
-    centre_kills: usize,
-    outages: usize,
-    outage_s: f64,
     longest_outage_s: f64,
     max_attempts: i64,
     records: BTreeMap<String, usize>,
@@ -211,26 +225,9 @@ struct Totals {
 
 impl Totals {
     fn add(&mut self, r: &Report) {
-        for (k, n) in &r.acked {
-            *self.acked.entry(k).or_default() += n;
-        }
+        self.n.add(&r.n);
         *self.kinds.entry(format!("{:?}", r.kind.unwrap())).or_default() += 1;
-        self.refused += r.refused;
-        self.unanswered += r.unanswered;
-        self.committed_unanswered += r.committed_unanswered;
-        self.ran_afresh += r.ran_afresh;
-        self.repeats += r.repeats;
-        self.kills += r.kills;
-        self.rollover_kills += r.rollover_kills;
-        self.rollover_kills_inside += r.rollover_kills_inside;
-        self.day_close_kills += r.day_close_kills;
-        self.day_close_kills_between += r.day_close_kills_between;
-        self.day_close_before += r.day_close_before;
-        self.day_close_after += r.day_close_after;
-        self.centre_kills += r.centre_kills;
-        self.outages += r.outages;
-        self.outage_s += r.outage_s;
-        self.longest_outage_s = self.longest_outage_s.max(r.outage_s);
+        self.longest_outage_s = self.longest_outage_s.max(r.n.outage_s);
         self.max_attempts = self.max_attempts.max(r.max_attempts);
         for (k, n) in &r.seen.records {
             *self.records.entry(k.clone()).or_default() += n;
@@ -243,19 +240,19 @@ impl Totals {
     }
 
     fn print(&self, trials: u64, elapsed: Duration) {
-        let acked: usize = self.acked.values().sum();
+        let acked: usize = self.n.acked.values().sum();
         let lines = [
             format!("trials: {trials} ({})", self.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")),
-            format!("acknowledged changes: {acked} ({})", self.acked.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")),
-            format!("refused (business outcome, no effect): {}", self.refused),
+            format!("acknowledged changes: {acked} ({})", self.n.acked.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")),
+            format!("refused (business outcome, no effect): {}", self.n.refused),
             format!(
                 "unanswered at a kill: {} ({} had committed and answered the stored response on repeat, {} had not and ran afresh, {} not repeatable: logins, probes, uncommitted KeyUpdates)",
-                self.unanswered,
-                self.committed_unanswered,
-                self.ran_afresh,
-                self.unanswered - self.committed_unanswered - self.ran_afresh
+                self.n.unanswered,
+                self.n.committed_unanswered,
+                self.n.ran_afresh,
+                self.n.unanswered - self.n.committed_unanswered - self.n.ran_afresh
             ),
-            format!("idempotent repeats: {} (every one answered as first answered)", self.repeats),
+            format!("idempotent repeats: {} (every one answered as first answered)", self.n.repeats),
             "losses: 0; duplicate effects: 0; effects or messages without a committed request: 0 (any one fails the campaign)".to_string(),
             format!(
                 "centre records accepted: {} (RecordSeq gapless, each once, each the node's committed record); gaps: 0",
@@ -267,11 +264,11 @@ impl Totals {
             ),
             format!(
                 "daemon kills: {} (rollover: {}, {} with the rollover part done; day close: {}, {} between two closes of a catch-up, {} just before and {} just after a close)",
-                self.kills, self.rollover_kills, self.rollover_kills_inside, self.day_close_kills, self.day_close_kills_between, self.day_close_before, self.day_close_after
+                self.n.kills, self.n.rollover_kills, self.n.rollover_kills_inside, self.n.day_close_kills, self.n.day_close_kills_between, self.n.day_close_before, self.n.day_close_after
             ),
             format!(
                 "centre kills: {}; long outages: {} ({:.0} s in all, longest {:.1} s, retry_max_s 1); most attempts of one message: {}; drains finished after the centre's faults were turned off: {}",
-                self.centre_kills, self.outages, self.outage_s, self.longest_outage_s, self.max_attempts, self.recovered
+                self.n.centre_kills, self.n.outages, self.n.outage_s, self.longest_outage_s, self.max_attempts, self.recovered
             ),
             "integrity_check: ok after every kill and at every end; ledger verify: ok".to_string(),
             format!("elapsed: {:.0} s", elapsed.as_secs_f64()),
@@ -498,7 +495,7 @@ impl Trial {
                 let month = self.month.next();
                 let deadline = Instant::now() + Duration::from_secs(30);
                 self.load_until(|t| Instant::now() >= deadline || t.rollover_seen(month));
-                self.report.rollover_kills += 1;
+                self.report.n.rollover_kills += 1;
             }
             Kind::DayClose => {
                 let d = cal().date8(self.node_now() + 600);
@@ -507,7 +504,7 @@ impl Trial {
                 let real = close - self.d.offset_s;
                 let at = std::time::UNIX_EPOCH + Duration::from_secs(real as u64) + Duration::from_millis(self.rng.range(0, 1600));
                 self.load_until(|_| std::time::SystemTime::now() >= at);
-                self.report.day_close_kills += 1;
+                self.report.n.day_close_kills += 1;
             }
         }
         self.after_kill(true);
@@ -515,9 +512,9 @@ impl Trial {
             let closed = self.kill_snap.as_ref().unwrap().jobs.get("closed_through").cloned().unwrap_or_default();
             let yesterday = cal().date8(self.node_now() - 86_400);
             if closed >= yesterday {
-                self.report.day_close_after += 1;
+                self.report.n.day_close_after += 1;
             } else {
-                self.report.day_close_before += 1;
+                self.report.n.day_close_before += 1;
             }
         }
         self.phase("load+kill");
@@ -530,7 +527,7 @@ impl Trial {
                 let month = cal().month(target);
                 self.restart_unready(target - now_unix());
                 self.kill_when(|t| t.rollover_seen(month));
-                self.report.rollover_kills += 1;
+                self.report.n.rollover_kills += 1;
                 self.after_kill(false);
             }
             Kind::DayCloseCatchUp => {
@@ -542,9 +539,9 @@ impl Trial {
                 self.kill_when(|t| t.closed_through().is_some_and(|c| c > first));
                 self.after_kill(false);
                 let closed = self.kill_snap.as_ref().unwrap().jobs.get("closed_through").cloned().unwrap_or_default();
-                self.report.day_close_kills += 1;
+                self.report.n.day_close_kills += 1;
                 if closed > first && closed < due {
-                    self.report.day_close_kills_between += 1;
+                    self.report.n.day_close_kills_between += 1;
                 }
             }
             _ => {}
@@ -586,7 +583,7 @@ impl Trial {
         self.sim_offset = offset;
         if self.sim_up {
             self.sim.kill9();
-            self.report.centre_kills += 1;
+            self.report.n.centre_kills += 1;
             self.start_sim();
         }
     }
@@ -610,7 +607,7 @@ impl Trial {
             o.began = Some(Instant::now());
             self.sim.kill9();
             self.sim_up = false;
-            self.report.centre_kills += 1;
+            self.report.n.centre_kills += 1;
         }
     }
 
@@ -626,8 +623,8 @@ impl Trial {
             std::thread::sleep(wait);
         }
         o.over = true;
-        self.report.outages += 1;
-        self.report.outage_s += began.elapsed().as_secs_f64();
+        self.report.n.outages += 1;
+        self.report.n.outage_s += began.elapsed().as_secs_f64();
         self.start_sim();
     }
 
@@ -650,7 +647,7 @@ impl Trial {
         // Errors from here on are expected: the flag goes up just before the kill.
         stop.store(true, Ordering::SeqCst);
         self.d.kill9();
-        self.report.kills += 1;
+        self.report.n.kills += 1;
         self.join(threads);
         self.assert_no_anomalies("load");
     }
@@ -676,7 +673,7 @@ impl Trial {
             std::thread::sleep(Duration::from_millis(1));
         }
         self.d.kill9();
-        self.report.kills += 1;
+        self.report.n.kills += 1;
     }
 
     fn poll_conn(&mut self) -> Option<&rusqlite::Connection> {
@@ -738,7 +735,7 @@ impl Trial {
             let n = snap.charges.values().filter(|c| c.operation == "Renewal").count()
                 + snap.orders.values().filter(|o| o.status == "expired" && o.end_at < start).count();
             if n > 0 && marker != m.to_string() {
-                self.report.rollover_kills_inside += 1;
+                self.report.n.rollover_kills_inside += 1;
             }
         }
         self.fail_on(problems, "after the kill");
@@ -790,8 +787,8 @@ impl Trial {
         self.assert_no_anomalies("after the restart");
         for e in self.clients.iter().flat_map(|c| &c.entries) {
             match e.settled {
-                load::Settled::Committed => self.report.committed_unanswered += 1,
-                load::Settled::RanAfresh => self.report.ran_afresh += 1,
+                load::Settled::Committed => self.report.n.committed_unanswered += 1,
+                load::Settled::RanAfresh => self.report.n.ran_afresh += 1,
                 _ => {}
             }
         }
@@ -838,16 +835,16 @@ impl Trial {
         for e in &entries {
             match &e.outcome {
                 Outcome::Answered(a) if result_of(a) == 0 && !matches!(e.what, What::UserAuth | What::Probe | What::TicketValidate) => {
-                    *self.report.acked.entry(e.what.name()).or_default() += 1
+                    *self.report.n.acked.entry(e.what.name()).or_default() += 1
                 }
-                Outcome::Answered(_) => self.report.refused += 1,
+                Outcome::Answered(_) => self.report.n.refused += 1,
                 Outcome::Unanswered(_) => {}
             }
             if e.settled != load::Settled::No {
-                self.report.unanswered += 1;
+                self.report.n.unanswered += 1;
             }
             if e.idempotent() {
-                self.report.repeats += 1;
+                self.report.n.repeats += 1;
             }
         }
     }
