@@ -346,17 +346,26 @@ fn prepare(a: &ScaleArgs, base: &Path, n: u64) -> Result<Dataset, Failed> {
     ds.made = vec![
         format!("users\t{n}"),
         format!("users with a password\t{with_pw}"),
-        format!(
-            "import\t{import_s:.1} s ({:.0} users/s{}), peak RSS {} MiB",
-            (n - first) as f64 / import_s.max(1e-9),
-            if first > 0 { format!("; the last {} users, after a resume", n - first) } else { String::new() },
-            import_peak / 1024
-        ),
+        if first == n {
+            "import\tin an earlier run (resumed after it)".to_string()
+        } else {
+            format!(
+                "import\t{import_s:.1} s ({:.0} users/s{}), peak RSS {} MiB",
+                (n - first) as f64 / import_s.max(1e-9),
+                if first > 0 { format!("; the last {} users, after a resume", n - first) } else { String::new() },
+                import_peak / 1024
+            )
+        },
         format!("orders\t{}", history.orders),
         format!("charges\t{}", history.charges + history.orders),
         format!("refused by the credit rules while generating\t{}", history.refused),
         format!("outbox rows kept (delivered, last {} days)\t{}", a.outbox_days, history.outbox_kept),
-        format!("history\t{:.1} s ({:.0} events/s)", history.secs, (history.charges + history.orders) as f64 / history.secs.max(1e-9)),
+        format!(
+            "history\t{:.1} s ({:.0} events/s{})",
+            history.secs,
+            (history.charges + history.orders - history.resumed) as f64 / history.secs.max(1e-9),
+            if history.resumed > 0 { format!("; the last {} events, after a resume", history.charges + history.orders - history.resumed) } else { String::new() }
+        ),
         format!("database after generation\t{:.2} GB", db_bytes(&db) as f64 / 1e9),
     ];
     std::fs::write(ds.dir.join(COMPLETE), ds.made.join("\n") + "\n")?;

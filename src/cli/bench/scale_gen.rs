@@ -104,6 +104,8 @@ pub(super) struct History {
     /// Charges and orders the billing rules refused (credit): not written.
     pub refused: u64,
     pub outbox_kept: u64,
+    /// Events made by an earlier run (this one resumed after them).
+    pub resumed: u64,
     pub secs: f64,
 }
 
@@ -159,7 +161,7 @@ pub(super) fn history(store: &crate::store::Store, cfg: &Config, n: u64, charges
     if k + j > 0 {
         eprintln!("  resuming the history after {k} charges and {j} orders");
     }
-    let mut out = History { charges: k, orders: j, ..Default::default() };
+    let mut out = History { charges: k, orders: j, resumed: k + j, ..Default::default() };
     let progress = std::io::stderr().is_terminal();
     while k < charges || j < orders {
         let mut batch = Vec::with_capacity(EVENTS_PER_TX);
