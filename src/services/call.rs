@@ -123,11 +123,7 @@ impl Resp {
     /// `store::health` and counted per request in `vnetd_requests_total{result="-22501"}`: a line
     /// per request would flood a log that may be on the full disk.
     pub fn db(e: &crate::store::DbError) -> Resp {
-        if e.is_write_refused() {
-            log::debug!("database error: {e}");
-        } else {
-            log::error!("database error: {e}");
-        }
+        log::log!(e.log_level(), "database error: {e}");
         Resp::code(if e.is_disk() { codes::DISK_ERROR } else { codes::SYSTEM_ERROR })
     }
     /// Stored as the idempotent answer? Not for parameter or system errors (spec 11).

@@ -122,6 +122,17 @@ impl DbError {
         }
     }
 
+    /// The level to log this failure at where it is met: a refused write at debug (`health`
+    /// logs it at error once per episode; a line per request or batch would flood a log that may
+    /// be on the full disk), anything else at error.
+    pub fn log_level(&self) -> log::Level {
+        if self.is_write_refused() {
+            log::Level::Debug
+        } else {
+            log::Level::Error
+        }
+    }
+
     /// The same failure for another caller (the writer answers every job of a failed batch with
     /// the batch's error): SQLite's code and message are kept, so each caller still tells a disk
     /// failure (-22501) from any other (-22500). `context` is put before the message.

@@ -224,11 +224,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, done: &Sender<Done>, healt
     let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut st| st.execute([])).map(|_| ());
     if let Err(e) = run("BEGIN IMMEDIATE") {
         let err = DbError::Sqlite(e);
-        if err.is_write_refused() {
-            log::debug!("cannot begin write transaction: {err}");
-        } else {
-            log::error!("cannot begin write transaction: {err}");
-        }
+        log::log!(err.log_level(), "cannot begin write transaction: {err}");
         if err.is_failure() {
             health.record("BEGIN of a write transaction".into(), &err);
         }
@@ -259,13 +255,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, done: &Sender<Done>, healt
     let commit = run("COMMIT").map_err(DbError::Sqlite);
     match &commit {
         Err(e) => {
-            // A refused write is logged once per episode by `health`; every batch of it would
-            // otherwise log here.
-            if e.is_write_refused() {
-                log::debug!("commit failed, {} writes rolled back: {e}", replies.len());
-            } else {
-                log::error!("commit failed, {} writes rolled back: {e}", replies.len());
-            }
+            log::log!(e.log_level(), "commit failed, {} writes rolled back: {e}", replies.len());
             if e.is_failure() {
                 health.record("COMMIT of a write transaction".into(), e);
             }

@@ -67,6 +67,14 @@ struct Done {
     unrecorded: bool,
 }
 
+impl Done {
+    /// Nothing was sent, or it was settled without the peer (left waiting, dead-lettered): the
+    /// destination is not held down, and nothing more of it waits.
+    fn idle(destination: String, key: String) -> Done {
+        Done { destination, key, reachable: true, more: false, unrecorded: false }
+    }
+}
+
 /// The running relay.
 pub struct Relay {
     stop: Arc<AtomicBool>,
@@ -356,7 +364,7 @@ fn worker(app: &App, client: &Client, jobs: &Mutex<Receiver<Job>>, done: &Sender
                 } else {
                     log::error!("outbox: cannot record a delivery for {dest} ({key}): {e}; deliveries pause until the database takes writes, and what was sent goes again");
                 }
-                Done { destination: dest, key, reachable: true, more: false, unrecorded: true }
+                Done { unrecorded: true, ..Done::idle(dest, key) }
             }
         };
         if done.send(report).is_err() {
@@ -397,14 +405,14 @@ fn deliver_one(app: &App, client: &Client, row: Row) -> Result<Done, Failure> {
     let fail = |e| (dest.clone(), key.clone(), e);
     let Some((peer, url, tdes, version)) = target(app, &row.destination) else {
         // The peer lost its URL or key meanwhile: leave the row; the dispatcher warns.
-        return Ok(Done { destination: dest, key, reachable: true, more: false, unrecorded: false });
+        return Ok(Done::idle(dest, key));
     };
     let payload: Vec<(String, String)> = match serde_json::from_str(&row.payload) {
         Ok(p) => p,
         Err(e) => {
             log::error!("outbox: message {} has an unreadable payload ({e}); dead-lettered", row.id);
             mark(app, row.id, Outcome::Dead(format!("unreadable payload: {e}"))).map_err(fail)?;
-            return Ok(Done { destination: dest, key, reachable: true, more: false, unrecorded: false });
+            return Ok(Done::idle(dest, key));
         }
     };
     // The declaration of the operation says where the payload goes and what it must hold.
@@ -416,7 +424,7 @@ fn deliver_one(app: &App, client: &Client, row: Row) -> Result<Done, Failure> {
     let Some(op) = declared else {
         log::error!("outbox: message {} ({} to {dest}) does not match the declaration of its operation; dead-lettered", row.id, row.operation);
         mark(app, row.id, Outcome::Dead("payload does not match the operation's declaration".into())).map_err(fail)?;
-        return Ok(Done { destination: dest, key, reachable: true, more: false, unrecorded: false });
+        return Ok(Done::idle(dest, key));
     };
     let mut fields = match op.dest {
         Dest::Centre => client::centre_fields(&app.cfg.node.device_no, &app.cfg.node.province_id, payload),
@@ -427,7 +435,7 @@ fn deliver_one(app: &App, client: &Client, row: Row) -> Result<Done, Failure> {
     if let Some(v) = row.key_version.filter(|v| *v != version) {
         let Some(old) = peer.keys.iter().find(|k| k.version == v) else {
             mark(app, row.id, Outcome::Dead(format!("centre key version {v} is gone"))).map_err(fail)?;
-            return Ok(Done { destination: dest, key, reachable: true, more: false, unrecorded: false });
+            return Ok(Done::idle(dest, key));
         };
         for (name, value) in fields.iter_mut().filter(|(n, _)| op.is_enc(n)) {
             match old.key.decrypt_b64_str(value) {
@@ -457,7 +465,7 @@ fn deliver_one(app: &App, client: &Client, row: Row) -> Result<Done, Failure> {
     }
     count(app, &dest, &row.operation, &outcome);
     mark(app, row.id, outcome).map_err(fail)?;
-    Ok(Done { destination: dest, key, reachable, more: false, unrecorded: false })
+    Ok(Done { reachable, ..Done::idle(dest, key) })
 }
 
 /// A PUserInfoNotify's ContractID to keep on the user (spec 6.2).
@@ -520,13 +528,13 @@ fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Don
     let dest = crate::store::outbox::CENTRE.to_string();
     let fail = |e| (dest.clone(), key.clone(), e);
     let Some((_peer, url, tdes, _)) = target(app, crate::store::outbox::CENTRE) else {
-        return Ok(Done { destination: dest, key, reachable: true, more: false, unrecorded: false });
+        return Ok(Done::idle(dest, key));
     };
     let max = app.cfg.sync.batch_max_records.max(1) as i64;
     let k = key.clone();
     let rows = app.store.read(|c| outbox::stream_batch(c, &k, max + 1)).map_err(fail)?;
     if rows.is_empty() {
-        return Ok(Done { destination: dest, key, reachable: true, more: false, unrecorded: false });
+        return Ok(Done::idle(dest, key));
     }
     let more = rows.len() as i64 > max;
     let batch = &rows[..rows.len().min(max as usize)];
@@ -539,7 +547,7 @@ fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Don
                 log::error!("outbox: {stream} record {id} has an unreadable payload ({e}); the stream stalls");
                 let id = *id;
                 app.store.write(move |c| outbox::mark_dead(c, id, "unreadable payload")).map_err(fail)?;
-                return Ok(Done { destination: dest, key, reachable: true, more: false, unrecorded: false });
+                return Ok(Done::idle(dest, key));
             }
         }
     }
@@ -597,7 +605,7 @@ fn deliver_batch(app: &App, client: &Client, stream: &'static str) -> Result<Don
     };
     let outcome = if answer.as_ref().is_ok_and(|a| a.result == 0) { "delivered" } else { "retry" };
     app.metrics.inc_counter("vnetd_outbox_batches_total", "BatchSync batches sent by stream and outcome", &[("stream", stream), ("outcome", outcome)], 1);
-    Ok(Done { destination: dest, key, reachable, more: more || result, unrecorded: false })
+    Ok(Done { reachable, more: more || result, ..Done::idle(dest, key) })
 }
 
 /// The centre holds everything up to `l`: mark the waiting records from `first` (the lowest one

@@ -363,8 +363,8 @@ fn prepare(a: &ScaleArgs, base: &Path, n: u64) -> Result<Dataset, Failed> {
         format!(
             "history\t{:.1} s ({:.0} events/s{})",
             history.secs,
-            (history.charges + history.orders - history.resumed) as f64 / history.secs.max(1e-9),
-            if history.resumed > 0 { format!("; the last {} events, after a resume", history.charges + history.orders - history.resumed) } else { String::new() }
+            history.made_now() as f64 / history.secs.max(1e-9),
+            if history.resumed > 0 { format!("; the last {} events, after a resume", history.made_now()) } else { String::new() }
         ),
         format!("database after generation\t{:.2} GB", db_bytes(&db) as f64 / 1e9),
     ];

@@ -109,6 +109,13 @@ pub(super) struct History {
     pub secs: f64,
 }
 
+impl History {
+    /// Charges and orders made by this run (not by the one it resumed after).
+    pub fn made_now(&self) -> u64 {
+        self.charges + self.orders - self.resumed
+    }
+}
+
 /// One event of the history at unix time `at`.
 #[derive(Clone, Copy)]
 enum Event {
