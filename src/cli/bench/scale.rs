@@ -282,14 +282,9 @@ fn prepare(a: &ScaleArgs, base: &Path, n: u64) -> Result<Dataset, Failed> {
     let db = ds.db();
     // An import interrupted (by a stop of the bench) goes on from the first user it lacks: the
     // users come in CSV order, one committed chunk at a time; so does the history (`gen::history`).
-    let imported = |db: &Path, province: &str| -> u64 {
-        let has = |i: u64| crate::store::files::read_beside(db, |tx| crate::store::users::by_id(tx, &gen::user_id(province, i))).ok().flatten().is_some();
-        let (mut lo, mut hi) = (0, n);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if has(mid) { lo = mid + 1 } else { hi = mid }
-        }
-        lo
+    let imported = |db: &Path, province: &str| {
+        let has = |i: u64| Ok(crate::store::files::read_beside(db, |tx| crate::store::users::by_id(tx, &gen::user_id(province, i))).ok().flatten().is_some());
+        gen::first_absent(n, has).unwrap_or(0)
     };
     let mut from = if db.is_file() { imported(&db, &Config::default().node.province_id) } else { 0 };
     if from == 0 {

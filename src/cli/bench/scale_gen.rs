@@ -96,6 +96,21 @@ pub(super) fn write_csv(path: &Path, from: u64, to: u64, stride: u64) -> std::io
     out.flush()
 }
 
+/// The first of `0..count` that `present` says is not there, when the present ones come first
+/// (what an interrupted generator made: it made them in order). A binary search.
+pub(super) fn first_absent(count: u64, mut present: impl FnMut(u64) -> Result<bool, Failed>) -> Result<u64, Failed> {
+    let (mut lo, mut hi) = (0, count);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if present(mid)? {
+            lo = mid + 1
+        } else {
+            hi = mid
+        }
+    }
+    Ok(lo)
+}
+
 /// What the history holds, for the report.
 #[derive(Default, Clone, Copy)]
 pub(super) struct History {
@@ -148,18 +163,11 @@ pub(super) fn history(store: &crate::store::Store, cfg: &Config, n: u64, charges
     // its event's TransactionID (GC<k>, GO<j>), so the first ones missing are where to go on.
     // (A charge refused for credit leaves a gap that would stop this search early; the data sets
     // have none.)
-    let first_missing = |prefix: &'static str, count: u64| -> Result<u64, Failed> {
-        let (mut lo, mut hi) = (0, count);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let txid = format!("{prefix}{mid:012}");
-            if store.read(|tx| crate::store::charges::txid_taken(tx, SP_ID, &txid)).map_err(|e| Failed(e.to_string()))? {
-                lo = mid + 1
-            } else {
-                hi = mid
-            }
-        }
-        Ok(lo)
+    let first_missing = |prefix: &'static str, count: u64| {
+        first_absent(count, |i| {
+            let txid = format!("{prefix}{i:012}");
+            store.read(|tx| crate::store::charges::txid_taken(tx, SP_ID, &txid)).map_err(|e| Failed(e.to_string()))
+        })
     };
     // Housekeeping's retention, here shorter than the daemon's (disk): what was delivered before
     // the last `outbox_days` days goes.
